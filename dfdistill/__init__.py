@@ -1,0 +1,3 @@
+"""dfdistill: dataset distillation and data pruning that compose through Hydra configs."""
+
+__version__ = "0.1.0"

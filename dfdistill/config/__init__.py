@@ -1,0 +1,1 @@
+"""Config schemas, their ConfigStore registration, and resolution (profile + validation)."""

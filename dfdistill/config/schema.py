@@ -1,0 +1,154 @@
+"""Structured-config dataclasses: the typed, range-checked shape of every config group.
+
+Why: Hydra merges YAML into these at compose time, so a wrong type or unknown key fails before any
+work starts with the full key path; `validate()` then instantiates them as Python objects so the
+`__post_init__` range checks run (OmegaConf alone does not call them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+from dfdistill.errors import ConfigError
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    root: Optional[str] = None
+    download: bool = False
+    image_size: Optional[int] = None
+    channels: int = 3
+    num_classes: Optional[int] = None
+    mean: Optional[list[float]] = None
+    std: Optional[list[float]] = None
+    zca: bool = False
+    zca_eps: float = 0.1
+    max_train_per_class: Optional[int] = None
+    max_test: Optional[int] = None
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+
+    def __post_init__(self) -> None:
+        _check(self.zca_eps > 0, f"dataset.zca_eps must be > 0, got {self.zca_eps}")
+        _check(self.max_train_per_class is None or self.max_train_per_class > 0,
+               "dataset.max_train_per_class must be positive or null")
+
+
+@dataclass
+class EvalConfig:
+    """The one place the evaluation protocol lives (DC/DSA/DM/MTT protocol by default)."""
+
+    name: str = "default"
+    epochs: Optional[int] = None  # null: 1000 with augmentation, 300 without (reference rule)
+    lr: Optional[float] = None  # null: the method's (0.01, or MTT/TESLA's learned lr)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    num_eval: int = 5
+    schedule: str = "half"  # half: x0.1 after epoch E//2+1 (DC); multistep: x gamma at milestones (IDC)
+    milestones: list[float] = field(default_factory=lambda: [2 / 3, 5 / 6])
+    gamma: float = 0.2
+    aug: Optional[str] = None  # null: the method's eval_aug (dsa | idc | none)
+    aug_strategy: Optional[str] = None  # null: the dataset's DSA strategy
+    cutmix_prob: float = 0.0
+    cutmix_beta: float = 1.0
+    test_batch_size: int = 512
+    cross_arch: list[str] = field(default_factory=list)
+    compare_random: bool = True  # also evaluate a random real subset at the same IPC, same protocol
+
+    def __post_init__(self) -> None:
+        _check(self.num_eval >= 1, f"eval.num_eval must be >= 1, got {self.num_eval}")
+        _check(self.epochs is None or self.epochs >= 0, f"eval.epochs must be >= 0, got {self.epochs}")
+        _check(self.schedule in ("half", "multistep"), f"eval.schedule must be half|multistep, got {self.schedule}")
+        _check(self.batch_size > 0, "eval.batch_size must be > 0")
+        _check(0 <= self.cutmix_prob <= 1, "eval.cutmix_prob must be in [0, 1]")
+        _check(self.aug in (None, "dsa", "idc", "none"), f"eval.aug must be dsa|idc|none|null, got {self.aug}")
+
+
+@dataclass
+class ProfileConfig:
+    """Scales sizes and counts only; null keeps the method's / paper's value."""
+
+    name: str = "full"
+    iterations: Optional[int] = None
+    eval_epochs: Optional[int] = None
+    num_eval: Optional[int] = None
+    width: Optional[int] = None
+    batch_real: Optional[int] = None
+    max_train_per_class: Optional[int] = None
+    max_test: Optional[int] = None
+    num_experts: Optional[int] = None
+    expert_epochs: Optional[int] = None
+    scoring_epochs: Optional[int] = None
+    checkpoint_every: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for key in ("iterations", "eval_epochs", "num_eval", "width", "batch_real", "num_experts", "expert_epochs"):
+            v = getattr(self, key)
+            _check(v is None or v > 0, f"profile.{key} must be positive or null, got {v}")
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "none"
+    project: str = "dfdistill"
+    mode: str = "offline"  # offline | online | disabled
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    log_images_every: int = 0  # 0: only the final grid
+
+    def __post_init__(self) -> None:
+        _check(self.name in ("none", "wandb"), f"logger must be none|wandb, got {self.name}")
+        _check(self.mode in ("offline", "online", "disabled"), f"logger.mode must be offline|online|disabled")
+
+
+@dataclass
+class PruningConfig:
+    """Static selection in front of the method (ratio = fraction dropped per class) + adaptive hook."""
+
+    name: str = "none"
+    _target_: Optional[str] = None
+    ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.ratio < 1.0, f"pruning.ratio must be in [0, 1), got {self.ratio}")
+
+
+@dataclass
+class RunConfig:
+    """Top-level keys: short names so sweeps read well (ipc=1,10 seed=0,1,2)."""
+
+    ipc: int = 10
+    seed: int = 0
+    device: str = "auto"
+    stage: str = "all"
+    resume: Optional[str] = None
+    force: bool = False
+    checkpoint_every: int = 50
+    log_every: int = 10
+    output_dir: str = MISSING
+    cache_dir: Optional[str] = None
+    progress: bool = True
+    dataset: Any = MISSING
+    backbone: Any = MISSING
+    method: Any = MISSING
+    pruning: Any = MISSING
+    eval: Any = MISSING
+    profile: Any = MISSING
+    logger: Any = MISSING
+
+    def __post_init__(self) -> None:
+        _check(self.ipc > 0, f"ipc must be a positive integer, got {self.ipc}")
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+               f"device must be auto|cpu|cuda[:N], got {self.device}")
+        _check(self.stage in ("all", "experts", "scores", "distill"),
+               f"stage must be all|experts|scores|distill, got {self.stage}")
+        _check(self.checkpoint_every > 0, "checkpoint_every must be > 0")

@@ -1,0 +1,379 @@
+"""Differentiable augmentation: DSA (DC/DSA style) and IDC's DiffAug, sharing one sampler.
+
+Why: gradient matching / distribution matching / trajectory matching push gradients through the
+augmentation into the synthetic images, and the real and synthetic batch of a class must see the
+*same* random transform (siamese augmentation). Sampling is therefore split from the transforms:
+`sample_params` draws one value per *draw slot* (1 for siamese, G for groups, N otherwise) and
+expands it to per-image tensors; the transforms are pure functions of (x, per-image params).
+Same seed + same number of slots -> same draws, regardless of batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Callable, Optional, Protocol, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+STANDARD_STRATEGY = "color_crop_cutout_flip_scale_rotate"
+DIGITS_STRATEGY = "color_crop_cutout_scale_rotate"
+
+# A family names what the strategy string lists; an op is one elementary transform.
+FAMILY_OPS: dict[str, tuple[str, ...]] = {
+    "color": ("brightness", "saturation", "contrast"),
+    "crop": ("crop",),
+    "cutout": ("cutout",),
+    "flip": ("flip",),
+    "scale": ("scale",),
+    "rotate": ("rotate",),
+}
+FAMILIES: tuple[str, ...] = tuple(FAMILY_OPS)
+_IDC_GEOMETRIC: tuple[str, ...] = ("crop", "scale", "rotate")
+
+Params = dict[str, Tensor]
+
+
+@dataclass
+class DSAParams:
+    """Magnitudes of the DSA transforms (defaults are the DC/DSA reference values)."""
+
+    prob_flip: float = 0.5
+    ratio_scale: float = 1.2
+    ratio_rotate: float = 15.0
+    ratio_crop_pad: float = 0.125
+    ratio_cutout: float = 0.5
+    brightness: float = 1.0
+    saturation: float = 2.0
+    contrast: float = 0.5
+
+
+class Augment(Protocol):
+    def __call__(
+        self, x: Tensor, seed: Optional[int] = None, siamese: bool = False, groups: Optional[Tensor] = None
+    ) -> Tensor: ...
+
+
+def parse_strategy(strategy: str) -> list[str]:
+    """'color_crop_flip' -> ['color', 'crop', 'flip']; '' / 'none' -> []; unknown names raise."""
+    s = (strategy or "").strip().lower()
+    if s in ("", "none"):
+        return []
+    names = [p for p in s.split("_") if p]
+    bad = [p for p in names if p not in FAMILY_OPS]
+    if bad:
+        raise ValueError(
+            f"unknown augmentation famil{'y' if len(bad) == 1 else 'ies'} {bad} in strategy {strategy!r}; "
+            f"valid families: {', '.join(FAMILIES)}"
+        )
+    return names
+
+
+def _round_half_up(v: float) -> int:
+    # The reference uses int(size * ratio + 0.5), not Python's banker's rounding.
+    return int(v + 0.5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------------
+class _Draws:
+    """Draws `k` values per call on `device` and expands them to the N images of the batch."""
+
+    def __init__(
+        self, k: int, n: int, index: Optional[Tensor], device: torch.device, gen: Optional[torch.Generator]
+    ) -> None:
+        self.k, self.n, self.index, self.device, self.gen = k, n, index, device, gen
+
+    def _expand(self, t: Tensor) -> Tensor:
+        if self.index is not None:
+            return t.index_select(0, self.index)
+        if self.k == 1 and self.n != 1:
+            return t.expand(self.n, *t.shape[1:])
+        return t
+
+    def rand(self) -> Tensor:
+        return self._expand(torch.rand(self.k, device=self.device, generator=self.gen))
+
+    def randint(self, low: int, high: int) -> Tensor:
+        """Integers in [low, high)."""
+        return self._expand(torch.randint(low, high, (self.k,), device=self.device, generator=self.gen))
+
+
+def sample_params(
+    ops: Sequence[str],
+    x: Tensor,
+    params: DSAParams,
+    *,
+    siamese: bool = False,
+    groups: Optional[Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> Params:
+    """Per-image parameter tensors (leading dim N) for each op in `ops`, drawn in a fixed order.
+
+    Draw slots: `groups` given -> one per group id (G = max id + 1, takes precedence over
+    `siamese`); `siamese` -> one for the whole call; else one per image.
+    """
+    n, _, h, w = x.shape
+    dev = x.device
+    index: Optional[Tensor] = None
+    if groups is not None:
+        index = groups.to(device=dev, dtype=torch.long).reshape(-1)
+        if index.numel() != n:
+            raise ValueError(f"groups has {index.numel()} entries for a batch of {n}")
+        k = int(index.max().item()) + 1 if n > 0 else 0  # one host sync: G sets how many draws
+    elif siamese:
+        k = 1
+    else:
+        k = n
+    d = _Draws(k, n, index, dev, generator)
+    p: Params = {}
+    for op in ops:
+        if op == "flip":
+            p["flip"] = d.rand() < params.prob_flip
+        elif op in ("brightness", "saturation", "contrast"):
+            p[op] = d.rand()
+        elif op == "crop":
+            sh, sw = _round_half_up(params.ratio_crop_pad * h), _round_half_up(params.ratio_crop_pad * w)
+            p["crop_h"] = d.randint(-sh, sh + 1)
+            p["crop_w"] = d.randint(-sw, sw + 1)
+        elif op == "cutout":
+            ch, cw = _round_half_up(params.ratio_cutout * h), _round_half_up(params.ratio_cutout * w)
+            p["cutout_h"] = d.randint(0, h + (1 - ch % 2))
+            p["cutout_w"] = d.randint(0, w + (1 - cw % 2))
+        elif op == "scale":
+            lo, hi = 1.0 / params.ratio_scale, params.ratio_scale
+            p["scale_w"] = d.rand() * (hi - lo) + lo  # sx: horizontal (grid x)
+            p["scale_h"] = d.rand() * (hi - lo) + lo  # sy: vertical (grid y)
+        elif op == "rotate":
+            p["rotate"] = (d.rand() - 0.5) * 2.0 * params.ratio_rotate / 180.0 * math.pi
+        else:
+            raise ValueError(f"unknown augmentation op {op!r}")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------
+# Transforms: pure, differentiable functions of (x, per-image params)
+# ----------------------------------------------------------------------------------------------
+def _col(t: Tensor, x: Tensor) -> Tensor:
+    return t.to(x.dtype).view(-1, 1, 1, 1)
+
+
+def flip(x: Tensor, p: Params, params: DSAParams) -> Tensor:
+    return torch.where(p["flip"].view(-1, 1, 1, 1), x.flip(3), x)
+
+
+def brightness(x: Tensor, p: Params, params: DSAParams) -> Tensor:
+    return x + (_col(p["brightness"], x) - 0.5) * params.brightness
+
+
+def saturation(x: Tensor, p: Params, params: DSAParams) -> Tensor:
+    m = x.mean(dim=1, keepdim=True)
+    return (x - m) * (_col(p["saturation"], x) * params.saturation) + m
+
+
+def contrast(x: Tensor, p: Params, params: DSAParams) -> Tensor:
+    m = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - m) * (_col(p["contrast"], x) + params.contrast) + m
+
+
+def _shift(x: Tensor, shift: Tensor, dim: int) -> Tensor:
+    """out[..., i, ...] = x[..., i + shift, ...] along `dim` (2 or 3), 0 where out of range."""
+    n, c, h, w = x.shape
+    length = x.shape[dim]
+    src = torch.arange(length, device=x.device).unsqueeze(0) + shift.view(-1, 1)  # (N, L)
+    valid = ((src >= 0) & (src < length)).to(x.dtype)
+    src = src.clamp(0, length - 1)
+    if dim == 2:
+        out = x.gather(2, src.view(n, 1, h, 1).expand(n, c, h, w))
+        return out * valid.view(n, 1, h, 1)
+    out = x.gather(3, src.view(n, 1, 1, w).expand(n, c, h, w))
+    return out * valid.view(n, 1, 1, w)
+
+
+def crop(x: Tensor, p: Params, params: DSAParams) -> Tensor:
+    """Translation by an integer shift per axis, vacated pixels set to 0 (DSA's 'crop')."""
+    return _shift(_shift(x, p["crop_h"], 2), p["crop_w"], 3)
+
+
+def cutout(x: Tensor, p: Params, params: DSAParams) -> Tensor:
+    """Zero a square centered at (cutout_h, cutout_w); the part outside the image is dropped."""
+    _, _, h, w = x.shape
+    ch, cw = _round_half_up(params.ratio_cutout * h), _round_half_up(params.ratio_cutout * w)
+    lo_h = p["cutout_h"].view(-1, 1) - ch // 2
+    lo_w = p["cutout_w"].view(-1, 1) - cw // 2
+    rows = torch.arange(h, device=x.device).unsqueeze(0)
+    cols = torch.arange(w, device=x.device).unsqueeze(0)
+    in_h = (rows >= lo_h) & (rows < lo_h + ch)  # (N, H)
+    in_w = (cols >= lo_w) & (cols < lo_w + cw)  # (N, W)
+    keep = ~(in_h.unsqueeze(2) & in_w.unsqueeze(1))  # (N, H, W)
+    return x * keep.unsqueeze(1).to(x.dtype)
+
+
+def _affine(x: Tensor, theta: Tensor) -> Tensor:
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=True)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def scale(x: Tensor, p: Params, params: DSAParams) -> Tensor:
+    sx, sy = p["scale_w"], p["scale_h"]
+    z = torch.zeros_like(sx)
+    theta = torch.stack([torch.stack([sx, z, z], 1), torch.stack([z, sy, z], 1)], 1)
+    return _affine(x, theta)
+
+
+def rotate(x: Tensor, p: Params, params: DSAParams) -> Tensor:
+    a = p["rotate"]
+    cos, sin, z = torch.cos(a), torch.sin(a), torch.zeros_like(a)
+    theta = torch.stack([torch.stack([cos, -sin, z], 1), torch.stack([sin, cos, z], 1)], 1)
+    return _affine(x, theta)
+
+
+OPS: dict[str, Callable[[Tensor, Params, DSAParams], Tensor]] = {
+    "flip": flip,
+    "brightness": brightness,
+    "saturation": saturation,
+    "contrast": contrast,
+    "crop": crop,
+    "cutout": cutout,
+    "scale": scale,
+    "rotate": rotate,
+}
+
+
+def apply_ops(x: Tensor, ops: Sequence[str], p: Params, params: DSAParams) -> Tensor:
+    for op in ops:
+        x = OPS[op](x, p, params)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Augmenters
+# ----------------------------------------------------------------------------------------------
+_Gens = tuple[Optional[torch.Generator], Optional[torch.Generator]]
+
+
+def _generators(seed: Optional[int], device: torch.device) -> _Gens:
+    """(CPU generator for the per-call choice, device generator for parameter values).
+
+    The device generator's seed is drawn from the CPU one so the two streams are not the same
+    sequence (which would correlate the family choice with the first parameter value).
+    """
+    if seed is None:
+        return None, None
+    cpu = torch.Generator().manual_seed(int(seed))
+    dev_seed = int(torch.randint(0, 2**62, (1,), generator=cpu).item())
+    dev = torch.Generator(device=device).manual_seed(dev_seed)
+    return cpu, dev
+
+
+def _choice(options: Sequence[str], gen: Optional[torch.Generator]) -> str:
+    return options[int(torch.randint(0, len(options), (1,), generator=gen).item())]
+
+
+def _check_input(x: Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"augmentation expects NCHW images, got shape {tuple(x.shape)}")
+
+
+class DSA:
+    """DC/DSA augmentation. Mode 'S': one family per call; mode 'M': every family in order."""
+
+    def __init__(
+        self, strategy: str = STANDARD_STRATEGY, params: Optional[DSAParams] = None, mode: str = "S"
+    ) -> None:
+        if mode not in ("S", "M"):
+            raise ValueError(f"DSA mode must be 'S' or 'M', got {mode!r}")
+        self.strategy = strategy
+        self.families = parse_strategy(strategy)
+        self.params = params or DSAParams()
+        self.mode = mode
+
+    def __call__(
+        self, x: Tensor, seed: Optional[int] = None, siamese: bool = False, groups: Optional[Tensor] = None
+    ) -> Tensor:
+        _check_input(x)
+        if not self.families or x.shape[0] == 0:
+            return x
+        cpu_gen, dev_gen = _generators(seed, x.device)
+        families = [_choice(self.families, cpu_gen)] if self.mode == "S" else self.families
+        ops = [op for f in families for op in FAMILY_OPS[f]]
+        p = sample_params(ops, x, self.params, siamese=siamese, groups=groups, generator=dev_gen)
+        return apply_ops(x, ops, p, self.params)
+
+    def __repr__(self) -> str:
+        return f"DSA(strategy={self.strategy!r}, mode={self.mode!r}, params={self.params})"
+
+
+class IDCAugment:
+    """IDC's DiffAug: flip -> color -> one of {crop, scale, rotate} -> cutout.
+
+    flip/color/cutout always run when listed; one geometric op present in the strategy is drawn
+    per call. siamese=True is IDC's batch=True (one parameter per call), otherwise per-sample.
+    """
+
+    def __init__(self, strategy: str = STANDARD_STRATEGY, params: Optional[DSAParams] = None) -> None:
+        self.strategy = strategy
+        self.families = parse_strategy(strategy)
+        self.params = params or DSAParams()
+        self._geometric = [f for f in _IDC_GEOMETRIC if f in self.families]
+
+    def __call__(
+        self, x: Tensor, seed: Optional[int] = None, siamese: bool = False, groups: Optional[Tensor] = None
+    ) -> Tensor:
+        _check_input(x)
+        if not self.families or x.shape[0] == 0:
+            return x
+        cpu_gen, dev_gen = _generators(seed, x.device)
+        families = [f for f in ("flip", "color") if f in self.families]
+        if self._geometric:
+            families.append(_choice(self._geometric, cpu_gen))
+        if "cutout" in self.families:
+            families.append("cutout")
+        ops = [op for f in families for op in FAMILY_OPS[f]]
+        p = sample_params(ops, x, self.params, siamese=siamese, groups=groups, generator=dev_gen)
+        return apply_ops(x, ops, p, self.params)
+
+    def __repr__(self) -> str:
+        return f"IDCAugment(strategy={self.strategy!r}, params={self.params})"
+
+
+class NoAugment:
+    """Identity with the Augment call signature (for methods/evals run without augmentation)."""
+
+    def __call__(
+        self, x: Tensor, seed: Optional[int] = None, siamese: bool = False, groups: Optional[Tensor] = None
+    ) -> Tensor:
+        return x
+
+    def __repr__(self) -> str:
+        return "NoAugment()"
+
+
+def _as_params(params: Union[DSAParams, dict, None]) -> DSAParams:
+    if params is None:
+        return DSAParams()
+    if isinstance(params, DSAParams):
+        return params
+    valid = {f.name for f in fields(DSAParams)}
+    bad = sorted(set(params) - valid)
+    if bad:
+        raise ValueError(f"unknown DSA parameter(s) {bad}; valid: {', '.join(sorted(valid))}")
+    return DSAParams(**{k: float(v) for k, v in params.items()})
+
+
+def build_augment(
+    kind: str, strategy: Optional[str] = None, params: Union[DSAParams, dict, None] = None
+) -> Augment:
+    """Factory used by configs: kind in {'dsa', 'idc', 'none'}; strategy None -> standard."""
+    k = (kind or "none").lower()
+    strategy = STANDARD_STRATEGY if strategy is None else strategy
+    if k == "none":
+        return NoAugment()
+    if k == "dsa":
+        return DSA(strategy, _as_params(params))
+    if k == "idc":
+        return IDCAugment(strategy, _as_params(params))
+    raise ValueError(f"unknown augmentation kind {kind!r}; valid: dsa, idc, none")

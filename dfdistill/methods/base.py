@@ -1,0 +1,201 @@
+"""What every distillation method shares: config fields, run context, synthetic-set state.
+
+A `Distiller` owns the synthetic set and its optimisers; the pipeline owns the loop, checkpoints,
+progress and logging, so resume/NaN handling is written once. One `step()` is one *outer
+iteration* in the reference code's sense (e.g. DC: a fresh network and `outer_loop` image updates).
+Coreset baselines are distillers with zero iterations whose `init_state` selects real images.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from omegaconf import MISSING
+from torch import Tensor, nn
+
+from dfdistill.artifacts import ArtifactCache
+from dfdistill.data.real import RealData
+from dfdistill.errors import ConfigError, DataError
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+    _target_: str = MISSING
+    iterations: int = 1000
+    lr_img: float = 0.1
+    init: str = "real"  # real | noise
+    batch_real: int = 256
+    dsa: bool = True  # siamese augmentation inside the matching objective
+    eval_aug: str = "dsa"  # augmentation the evaluation protocol uses for this method's sets
+    eval_lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise ConfigError(f"method.iterations must be >= 0, got {self.iterations}")
+        if self.init not in ("real", "noise", "mix"):
+            raise ConfigError(f"method.init must be real|noise|mix, got {self.init!r}")
+        if self.lr_img <= 0:
+            raise ConfigError(f"method.lr_img must be > 0, got {self.lr_img}")
+        if self.batch_real <= 0:
+            raise ConfigError(f"method.batch_real must be > 0, got {self.batch_real}")
+        if self.eval_aug not in ("dsa", "idc", "none"):
+            raise ConfigError(f"method.eval_aug must be dsa|idc|none, got {self.eval_aug!r}")
+
+
+@dataclass
+class DistillContext:
+    """Everything a method may use, built once by the pipeline."""
+
+    real: RealData  # the (statically pruned) real training split on the device
+    ipc: int
+    model_factory: Callable[[int], nn.Module]  # seed -> freshly initialised backbone on the device
+    augment: Any  # siamese-capable DSA (dfdistill.data.augment) or NoAugment
+    device: torch.device
+    seed: int
+    cache: ArtifactCache
+    out_dir: Path
+    progress: bool = True
+    adaptive: Any = None  # dfdistill.pruning adaptive selector (BiLP ITE) or None
+    extra: Optional[dict] = None  # stage artifacts (e.g. expert trajectories, scores)
+
+
+def draw_seed(gen: torch.Generator) -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+
+
+def class_major_labels(num_classes: int, ipc: int, device: torch.device) -> Tensor:
+    return torch.arange(num_classes, device=device).repeat_interleave(ipc)
+
+
+def init_synthetic(real: RealData, ipc: int, init: str, gen: torch.Generator) -> Tensor:
+    """Class-major (C*ipc, C, H, W): random real images of each class, or N(0,1) noise."""
+    C = real.num_classes
+    if init == "noise":
+        return torch.randn((C * ipc, real.channels, real.image_size, real.image_size), generator=gen).to(real.device)
+    small = [c for c, n in enumerate(real.class_counts()) if n < ipc]
+    if small:
+        raise DataError(f"classes {small[:5]} have fewer than ipc={ipc} real samples after pruning; "
+                        f"lower pruning.ratio or ipc, or use method.init=noise")
+    return torch.cat([real.sample_class(c, ipc, gen) for c in range(C)]).detach().clone()
+
+
+def per_class_batch(real: RealData, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
+    """min(n, n_c) random rows of every class as (C, B, ...) tensors, B = min(n, max_c n_c).
+
+    Classes with fewer rows are padded by repeating rows with weight 0, so the batch stays
+    rectangular (vmappable) and padded rows contribute nothing. weights is None when no padding."""
+    C = real.num_classes
+    counts = real.class_counts()
+    B = min(n, max(counts))
+    rows, weights, padded = [], [], False
+    for c in range(C):
+        ix = real.class_sample_indices(c, B, gen)
+        k = ix.numel()
+        if k == 0:
+            raise DataError(f"class {c} has no real samples left; lower pruning.ratio")
+        w = torch.ones(B, device=real.device)
+        if k < B:
+            padded = True
+            ix = torch.cat([ix, ix[torch.arange(B - k, device=ix.device) % k]])
+            w[k:] = 0
+        rows.append(ix)
+        weights.append(w)
+    idx = torch.stack(rows)
+    x = real.images[idx.reshape(-1)].view(C, B, *real.images.shape[1:])
+    y = real.labels[idx]
+    return x, y, (torch.stack(weights) if padded else None), idx
+
+
+class Distiller(ABC):
+    """Base class: holds `cfg`, `ctx`, the synthetic images/labels and an RNG for resumability."""
+
+    config_cls: type = MethodConfig
+
+    def __init__(self, cfg: MethodConfig, ctx: DistillContext):
+        self.cfg = cfg
+        self.ctx = ctx
+        self.gen = torch.Generator().manual_seed(ctx.seed)
+        self.images: Optional[Tensor] = None
+        self.labels: Optional[Tensor] = None
+
+    @property
+    def iterations(self) -> int:
+        return self.cfg.iterations
+
+    @property
+    def num_classes(self) -> int:
+        return self.ctx.real.num_classes
+
+    def prepare(self) -> None:
+        """Heavy one-off work before the loop (e.g. expert trajectories). Default: nothing."""
+
+    @abstractmethod
+    def init_state(self) -> None:
+        """Create the synthetic set and optimisers (called once, before a possible resume)."""
+
+    def step(self, it: int) -> dict[str, Tensor]:
+        """One outer iteration; returns at least {'loss': scalar tensor}."""
+        raise NotImplementedError
+
+    def train_set(self) -> tuple[Tensor, Tensor]:
+        """The images/labels the evaluation networks train on (decoded for parameterised sets)."""
+        return self.images.detach(), self.labels.detach()
+
+    def eval_lr(self) -> Optional[float]:
+        """A learned evaluation lr (MTT/TESLA), or None to use the protocol's."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "gen": self.gen.get_state(),
+                **self.extra_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.images.copy_(state["images"].to(self.images.device))
+        self.labels = state["labels"].to(self.ctx.device)
+        self.gen.set_state(state["gen"])
+        self.load_extra_state(state)
+
+    def extra_state(self) -> dict[str, Any]:
+        """Optimiser states etc. of subclasses."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class ImageDistiller(Distiller):
+    """Learnable images with SGD(momentum 0.5) — DC, DSA, DM and their pruning/filter variants."""
+
+    def init_state(self) -> None:
+        real = self.ctx.real
+        self.images = init_synthetic(real, self.ctx.ipc, self.cfg.init, self.gen).requires_grad_(True)
+        self.labels = class_major_labels(real.num_classes, self.ctx.ipc, self.ctx.device)
+        self.opt_img = torch.optim.SGD([self.images], lr=self.cfg.lr_img, momentum=0.5)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"opt_img": self.opt_img.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.opt_img.load_state_dict(state["opt_img"])
+
+    def syn_by_class(self) -> Tensor:
+        """(C, ipc, ...) view of the learnable images (class-major storage)."""
+        return self.images.view(self.num_classes, self.ctx.ipc, *self.images.shape[1:])
+
+    def siamese_pair(self, xr: Tensor, xs: Tensor) -> tuple[Tensor, Tensor]:
+        """Per class: one seed, one shared DSA parameter for that class's real and synthetic batch."""
+        if not self.cfg.dsa:
+            return xr, xs
+        aug = self.ctx.augment
+        outs_r, outs_s = [], []
+        for c in range(xr.shape[0]):
+            s = draw_seed(self.gen)
+            outs_r.append(aug(xr[c], seed=s, siamese=True))
+            outs_s.append(aug(xs[c], seed=s, siamese=True))
+        return torch.stack(outs_r), torch.stack(outs_s)

@@ -1,0 +1,150 @@
+"""Shared matching objectives: gradient distances and per-class (weighted) gradients.
+
+One implementation serves DC, DSA, IDC, DF-CoLearn, EDD and the ITE pruner:
+* `gradient_distance` — DC's layer-wise distance ('ours'), plain 'mse'/'cos', and IDC's
+  conv-only 'idc_mse'/'idc_l1' (1-D and 2-D tensors skipped).
+* `class_gradients` — the CE gradient of every class's batch w.r.t. the network parameters in
+  ONE vectorised call (`torch.func.vmap` over classes), with optional per-sample weights so that
+  masks (DF-CoLearn) and adaptive selections (BiLP's ITE) reuse the same code path. Padding rows
+  carry weight 0, so classes with unequal sample counts still batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+GradDict = dict[str, Tensor]
+
+METRICS = ("ours", "mse", "cos", "idc_mse", "idc_l1")
+
+
+def _layer_distance_ours(gr: Tensor, gs: Tensor) -> Tensor:
+    """DC's distance for one tensor: sum over output rows of (1 - cosine); 1-D tensors give 0."""
+    if gr.dim() == 1:
+        return gr.new_zeros(())
+    if gr.dim() == 4:
+        gr, gs = gr.reshape(gr.shape[0], -1), gs.reshape(gs.shape[0], -1)
+    elif gr.dim() == 3:
+        gr, gs = gr.reshape(gr.shape[0], -1), gs.reshape(gs.shape[0], -1)
+    num = (gr * gs).sum(-1)
+    den = gr.norm(dim=-1) * gs.norm(dim=-1) + 1e-6
+    return (1 - num / den).sum()
+
+
+def gradient_distance(g_real: Mapping[str, Tensor], g_syn: Mapping[str, Tensor], metric: str = "ours") -> Tensor:
+    """Distance between two gradient dicts with identical keys (one class, or summed with a batch dim)."""
+    keys = list(g_real.keys())
+    if metric == "ours":
+        return sum(_layer_distance_ours(g_real[k], g_syn[k]) for k in keys)
+    if metric == "mse":
+        return sum(((g_real[k] - g_syn[k]) ** 2).sum() for k in keys)
+    if metric == "cos":
+        a = torch.cat([g_real[k].reshape(-1) for k in keys])
+        b = torch.cat([g_syn[k].reshape(-1) for k in keys])
+        return 1 - (a * b).sum() / (a.norm() * b.norm() + 1e-6)
+    if metric in ("idc_mse", "idc_l1"):
+        conv = [k for k in keys if g_real[k].dim() > 2]
+        if metric == "idc_mse":
+            return sum(((g_real[k] - g_syn[k]) ** 2).sum() for k in conv)
+        return sum((g_real[k] - g_syn[k]).abs().sum() for k in conv)
+    raise ValueError(f"unknown gradient distance {metric!r}; choose one of {METRICS}")
+
+
+def batched_gradient_distance(g_real: Mapping[str, Tensor], g_syn: Mapping[str, Tensor], metric: str) -> Tensor:
+    """Sum over the leading class dimension of `gradient_distance` (vmapped, no Python loop)."""
+    return vmap(lambda a, b: gradient_distance(a, b, metric))(dict(g_real), dict(g_syn)).sum()
+
+
+def detached_params(model: nn.Module) -> GradDict:
+    return {k: v.detach() for k, v in model.named_parameters()}
+
+
+def weighted_ce(logits: Tensor, y: Tensor, w: Optional[Tensor]) -> Tensor:
+    """Mean CE, or the w-weighted mean sum(w*l)/sum(w) (eq. 5 of DF-CoLearn) when w is given.
+
+    `y` may be hard labels (int) or soft targets (float, same shape as logits)."""
+    if y.dtype.is_floating_point:
+        per = -(y * F.log_softmax(logits, -1)).sum(-1)
+    else:
+        per = F.cross_entropy(logits, y, reduction="none")
+    if w is None:
+        return per.mean()
+    return (per * w).sum() / w.sum().clamp_min(1e-12)
+
+
+def class_gradients(
+    model: nn.Module,
+    params: Mapping[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    weights: Optional[Tensor] = None,
+) -> GradDict:
+    """CE gradients per class: x (C, B, ...), y (C, B[, K]), weights (C, B) or None -> dict of (C, *shape).
+
+    Differentiable w.r.t. x (and weights) through ordinary autograd, so the synthetic-side call
+    builds the graph needed for the image update while the real-side call is simply detached.
+    Models with BatchNorm in train mode cannot be vmapped (running-stat updates); callers put BN
+    in eval mode first, as DC does after its 16-images-per-class statistics pass.
+    """
+
+    def loss_fn(p: Mapping[str, Tensor], xb: Tensor, yb: Tensor, wb: Optional[Tensor]) -> Tensor:
+        return weighted_ce(functional_call(model, dict(p), (xb,)), yb, wb)
+
+    if weights is None:
+        return vmap(grad(lambda p, xb, yb: loss_fn(p, xb, yb, None)), in_dims=(None, 0, 0))(dict(params), x, y)
+    return vmap(grad(loss_fn), in_dims=(None, 0, 0, 0))(dict(params), x, y, weights)
+
+
+def class_gradients_loop(
+    model: nn.Module,
+    x: list[Tensor],
+    y: list[Tensor],
+    weights: Optional[list[Optional[Tensor]]] = None,
+    create_graph: bool = False,
+) -> list[list[Tensor]]:
+    """Reference formulation: one forward/backward and one autograd.grad per class (for BN nets,
+    unequal class sizes, and the speed baseline). Returns per class a list of parameter grads."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    out = []
+    for c in range(len(x)):
+        w = None if weights is None else weights[c]
+        loss = weighted_ce(model(x[c]), y[c], w)
+        g = torch.autograd.grad(loss, params, create_graph=create_graph)
+        out.append(list(g) if create_graph else [t.detach() for t in g])
+    return out
+
+
+def loop_distance(g_real: list[list[Tensor]], g_syn: list[list[Tensor]], names: list[str], metric: str) -> Tensor:
+    """Class-summed distance for the loop formulation."""
+    total = 0.0
+    for gr, gs in zip(g_real, g_syn):
+        total = total + gradient_distance(dict(zip(names, gr)), dict(zip(names, gs)), metric)
+    return total
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def freeze_batchnorm_stats(model: nn.Module, real_x: Tensor) -> None:
+    """DC's BN handling: one train-mode pass on a few real images per class, then BN to eval mode."""
+    model.train()
+    with torch.no_grad():
+        model(real_x)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def mean_embedding_loss(emb_real: Tensor, emb_syn: Tensor, C: int) -> Tensor:
+    """DM's loss: sum over classes of ||mean real embedding - mean syn embedding||^2.
+
+    emb_real (C*Br, D) and emb_syn (C*Bs, D) are class-major, equal counts per class."""
+    mr = emb_real.view(C, -1, emb_real.shape[-1]).mean(1)
+    ms = emb_syn.view(C, -1, emb_syn.shape[-1]).mean(1)
+    return ((mr - ms) ** 2).sum()

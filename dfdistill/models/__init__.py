@@ -1,0 +1,65 @@
+"""Backbone registry: one place that maps a config name to a network constructor.
+
+Every constructor takes ``(channels, num_classes, image_size, **options)`` so the pipeline can build
+any backbone from the dataset's shape plus the ``conf/backbone/NAME.yaml`` options, either through
+:func:`build_model` or through Hydra's ``instantiate`` on the yaml's ``_target_``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from torch import nn
+
+from dfdistill.errors import ConfigError
+
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator adding a class or factory under ``name``; duplicates are refused to catch typos."""
+
+    def decorator(obj: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in MODELS and MODELS[name] is not obj:
+            raise ValueError(f"backbone {name!r} is already registered")
+        MODELS[name] = obj
+        return obj
+
+    return decorator
+
+
+def _accepted_options(ctor: Callable[..., nn.Module]) -> set[str] | None:
+    """Keyword options a constructor takes beyond the shape arguments; None if it takes any."""
+    params = inspect.signature(ctor).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return set(params) - {"channels", "num_classes", "image_size"}
+
+
+def build_model(name: str, channels: int, num_classes: int, image_size: int, **options: Any) -> nn.Module:
+    """Build registered backbone ``name`` for images of shape (channels, image_size, image_size)."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown backbone {name!r}; valid choices: {', '.join(sorted(MODELS))}")
+    options.pop("_target_", None)  # tolerate a whole yaml node minus `name` being splatted in
+    ctor = MODELS[name]
+    accepted = _accepted_options(ctor)
+    if accepted is not None:
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise ConfigError(
+                f"backbone {name!r} has no option(s) {', '.join(unknown)}; "
+                f"valid options: {', '.join(sorted(accepted)) or '(none)'}"
+            )
+    return ctor(channels=channels, num_classes=num_classes, image_size=image_size, **options)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Total number of parameter elements (the figure papers report, e.g. 320,010 for ConvNet-3)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# Imported last: the submodules register themselves with the decorator defined above.
+from dfdistill.models import convnet, resnet, small  # noqa: E402,F401
+
+__all__ = ["MODELS", "build_model", "count_parameters", "register"]
