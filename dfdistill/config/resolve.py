@@ -60,9 +60,11 @@ def apply_profile(cfg: DictConfig) -> None:
             if p.get(key) is not None:
                 cur = cfg.dataset.get(key)
                 cfg.dataset[key] = int(p[key]) if cur is None else min(int(cur), int(p[key]))
-        for key in ("num_experts", "expert_epochs"):
-            if p.get(key) is not None and key in cfg.method:
-                cfg.method[key] = min(int(cfg.method[key]), int(p[key]))
+        # profile.expert_epochs = how long each expert trains -> method.train_epochs (MTT/TESLA);
+        # the methods' own `expert_epochs` is the matched span and is not a size to scale.
+        for key, mkey in (("num_experts", "num_experts"), ("expert_epochs", "train_epochs")):
+            if p.get(key) is not None and mkey in cfg.method:
+                cfg.method[mkey] = min(int(cfg.method[mkey]), int(p[key]))
         if p.get("scoring_epochs") is not None and "epochs" in cfg.pruning:
             cfg.pruning.epochs = [e for e in cfg.pruning.epochs if e <= int(p.scoring_epochs)] or [int(p.scoring_epochs)]
         if p.get("checkpoint_every") is not None:

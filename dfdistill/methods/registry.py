@@ -21,3 +21,8 @@ def method_config_classes() -> dict[str, type]:
 
 # Methods added by later modules register here: module -> {schema name: config class name}.
 _OPTIONAL: dict[str, dict[str, str]] = {}
+_OPTIONAL["dfcolearn"] = {"dfcolearn": "DFCoLearnConfig"}
+_OPTIONAL["edd"] = {"edd": "EDDConfig"}
+_OPTIONAL["mtt"] = {"mtt": "MTTConfig"}
+_OPTIONAL["tesla"] = {"tesla": "TESLAConfig"}
+_OPTIONAL["idc"] = {"idc": "IDCConfig"}

@@ -2,6 +2,7 @@
 
 `apply_static_pruning` returns the kept RealData subset (same kept indices for every stage);
 `build_adaptive` returns the in-loop selector (BiLP's ITE) or None.
+Options: conf/pruning/{none,random,loss,ite,bilp}.yaml -> dfdistill.pruning.static / .ite.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dfdistill.data.real import RealData
 
 def apply_static_pruning(cfg, train: RealData, factory, cache, device) -> tuple[RealData, dict[str, Any]]:
     name = cfg.pruning.name
-    if name == "none" or float(cfg.pruning.get("ratio", 0.0)) == 0.0 and cfg.pruning.get("_target_") is None:
+    if name == "none" or cfg.pruning.get("_target_") is None:
         return train, {"kept": len(train)}
     from hydra.utils import get_class
 

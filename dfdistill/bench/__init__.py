@@ -1,0 +1,1 @@
+"""Benchmarking: the straightforward reference formulation (`baseline`) and the timing harness."""

@@ -1,0 +1,193 @@
+"""DF-CoLearn (Lei): collaborative dataset distillation + filtering with a learnable soft mask.
+
+Concrete choices (the paper leaves them open; each is a config value):
+* mask m in [0,1]^N over ctx.real rows, m^(0) = 1 (§2: "initialize the mask m^(0) = 1").
+* Phi, "an adaptive truncation function ... to generate the soft mask" from kappa (eq. 4):
+  Phi(kappa)_i = sigmoid((tau_c - kappa_i) / (temp * sd_c)), tau_c = the `trunc_quantile` quantile of
+  kappa over the class's batch rows and sd_c their std — it adapts to each class/iteration and
+  softly removes the hardest tail, which we read as noise ("susceptible to noise interference").
+  kappa is computed on the current network theta_t (eq. 4 "at iteration t") for the batch rows.
+* eq. 5: mask-weighted GM loss = class_gradients with weights m_i*Phi_i (sum(w l)/sum(w) per class =
+  (1/sum m) sum m_j grad l_j). eq. 5 is a squared L2 (dis_metric: mse); DC's 'ours' stays available.
+* eq. 6: image step with m fixed (the inherited GradientMatching step).
+* eq. 7, mask step every `mask_every` outer iterations, one-step unrolled meta-gradient:
+  S'(m) = S - lr_img * dL_gM(S, m)/dS;  theta'(m) = theta - unroll_lr * dCE(theta; S')/dtheta;
+  L_val(m) = CE(theta'(m); an unweighted real batch) + gamma * sum(m_batch) - lambda * I(S; T_m);
+  m <- clip(m - mask_lr * dL_val/dm, 0, 1) on the batch rows. ("temporary model trained on S",
+  "loss feedback of the original data under theta'_S").
+* I(S;T): InfoNCE lower bound between class-mean synthetic embeddings and mask-weighted class-mean
+  real embeddings (positives = same class): I >= log C + mean_c log softmax_c'(cos(s_c, r_c')/tau)[c].
+* Table 2 variants (`variant`): full | distill_only (m = 1, Phi off) | filter_then_distill (Phi of
+  a static kappa from the scoring module, m fixed) | filter_only (ipc real rows per class with the
+  highest Phi*kappa, no distillation) | random (ipc random real rows, no distillation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import functional_call
+
+from dfdistill.errors import ConfigError
+from dfdistill.methods.base import draw_seed, per_class_batch
+from dfdistill.methods.dc import DCConfig, GradientMatching
+from dfdistill.methods.matching import batched_gradient_distance, class_gradients, detached_params, has_batchnorm
+from dfdistill.scoring.empirical import ScoringConfig, compute_scores
+from dfdistill.scoring.gradnorm import hardness, per_sample_loss_and_grad_norm
+
+VARIANTS = ("full", "distill_only", "filter_then_distill", "filter_only", "random")
+
+
+@dataclass
+class DFCoLearnConfig(DCConfig):
+    variant: str = "full"
+    alpha: float = 0.5  # eq. 4 loss/grad-norm mix
+    trunc_quantile: float = 0.9  # Phi threshold: class quantile of kappa
+    trunc_temp: float = 0.25  # Phi softness in class-std units
+    mask_lr: float = 1.0  # eps_m (eq. 7)
+    mask_every: int = 1  # mask step every k outer iterations
+    unroll_lr: float = 0.01  # temporary-model step on S (eq. 7)
+    gamma: float = 1e-4  # L1 on m (eq. 3)
+    lam: float = 0.1  # information synergy weight (eq. 3)
+    nce_temp: float = 0.1
+    static_epochs: int = 2  # filter_then_distill / filter_only: scoring epochs for static kappa
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"method.variant must be one of {VARIANTS}, got {self.variant!r}")
+        if not 0 <= self.alpha <= 1 or not 0 < self.trunc_quantile <= 1:
+            raise ConfigError("method.alpha must be in [0,1] and trunc_quantile in (0,1]")
+        if self.trunc_temp <= 0 or self.mask_lr < 0 or self.mask_every < 1 or self.gamma < 0 or self.lam < 0:
+            raise ConfigError("method.trunc_temp > 0, mask_lr/gamma/lam >= 0, mask_every >= 1 required")
+
+
+def soft_truncation(kappa: Tensor, q: float, temp: float) -> Tensor:
+    """Phi: (C, B) kappa -> (C, B) soft mask in (0, 1), per-class adaptive threshold."""
+    tau = torch.quantile(kappa, q, dim=1, keepdim=True)
+    sd = kappa.std(dim=1, keepdim=True).clamp_min(1e-8)
+    return torch.sigmoid((tau - kappa) / (temp * sd))
+
+
+def infonce_mi(emb_s: Tensor, emb_r: Tensor, temp: float) -> Tensor:
+    """InfoNCE bound on I(S; T): class means emb_s (C, D) vs emb_r (C, D), positives on the diagonal."""
+    C = emb_s.shape[0]
+    logits = F.normalize(emb_s, dim=-1) @ F.normalize(emb_r, dim=-1).T / temp
+    return math.log(C) - F.cross_entropy(logits, torch.arange(C, device=emb_s.device))
+
+
+class DFCoLearn(GradientMatching):
+    config_cls = DFCoLearnConfig
+
+    def prepare(self) -> None:
+        real = self.ctx.real
+        self.mask = torch.ones(len(real), device=real.device)
+        self.static_phi: Optional[Tensor] = None
+        if self.cfg.variant in ("filter_then_distill", "filter_only"):
+            scfg = ScoringConfig(criterion="hardness", alpha=self.cfg.alpha, trials=1, epochs=[-1],
+                                 train_epochs=self.cfg.static_epochs)
+            self.static_kappa = compute_scores(real, self.ctx.model_factory, scfg, self.ctx.seed)
+            phi = torch.ones(len(real), device=real.device)
+            for ix in real.class_indices:
+                phi[ix] = soft_truncation(self.static_kappa[ix].unsqueeze(0), self.cfg.trunc_quantile,
+                                          self.cfg.trunc_temp)[0]
+            self.static_phi = phi
+
+    @property
+    def iterations(self) -> int:
+        return 0 if self.cfg.variant in ("filter_only", "random") else self.cfg.iterations
+
+    def init_state(self) -> None:
+        super().init_state()
+        if self.cfg.variant == "filter_only":  # the filter alone picks ipc real rows per class
+            real, ipc = self.ctx.real, self.ctx.ipc
+            score = self.static_phi * self.static_kappa
+            rows = torch.cat([ix[torch.argsort(-score[ix], stable=True)[:ipc]] for ix in real.class_indices])
+            with torch.no_grad():
+                self.images.copy_(real.images[rows])
+        elif self.cfg.variant == "random":
+            with torch.no_grad():
+                self.images.copy_(torch.cat([self.ctx.real.sample_class(c, self.ctx.ipc, self.gen)
+                                             for c in range(self.num_classes)]))
+
+    # -- eq. 5 weights ---------------------------------------------------------------------------
+    def batch_phi(self, net, params, xr: Tensor, yr: Tensor, idx: Tensor) -> Tensor:
+        if self.static_phi is not None:
+            return self.static_phi[idx]
+        C, B = idx.shape
+        loss, gn = per_sample_loss_and_grad_norm(net, xr.reshape(C * B, *xr.shape[2:]), yr.reshape(-1), params)
+        kappa = hardness(loss, gn, self.cfg.alpha).view(C, B)
+        return soft_truncation(kappa, self.cfg.trunc_quantile, self.cfg.trunc_temp)
+
+    def mask_weights(self, mask: Tensor, phi: Optional[Tensor], idx: Tensor, w: Optional[Tensor]) -> Tensor:
+        out = mask[idx]
+        if phi is not None:
+            out = out * phi
+        return out if w is None else out * w
+
+    def real_weights(self, net, params, xr, yr, idx, w, xs, ys):
+        if self.cfg.variant == "distill_only":
+            return super().real_weights(net, params, xr, yr, idx, w, xs, ys)
+        phi = self.batch_phi(net, params, xr, yr, idx)
+        self._last = (net, params, xr, yr, idx, w, phi)
+        return self.mask_weights(self.mask, phi, idx, w)
+
+    # -- eq. 7 mask step ---------------------------------------------------------------------------
+    def mask_objective(self, mask: Tensor, net, params: dict, xr: Tensor, yr: Tensor, idx: Tensor,
+                       w: Optional[Tensor], phi: Optional[Tensor], xs: Tensor, ys: Tensor,
+                       x_val: Tensor, y_val: Tensor) -> Tensor:
+        """L_val(m) of eq. 7 (+ gamma L1 - lambda InfoNCE), differentiable in `mask` (and xs)."""
+        C, ipc = xs.shape[:2]
+        wm = self.mask_weights(mask, phi, idx, w)
+        g_real = class_gradients(net, params, xr, yr, wm)
+        g_syn = class_gradients(net, params, xs, ys)
+        l_gm = batched_gradient_distance(g_real, g_syn, self.cfg.dis_metric)
+        (g_s,) = torch.autograd.grad(l_gm, xs, create_graph=True)
+        xs1 = (xs - self.cfg.lr_img * g_s).reshape(C * ipc, *xs.shape[2:])
+        l_tr = F.cross_entropy(functional_call(net, params, (xs1,)), ys.reshape(-1))
+        g_th = torch.autograd.grad(l_tr, list(params.values()), create_graph=True)
+        p1 = {k: v - self.cfg.unroll_lr * g for (k, v), g in zip(params.items(), g_th)}
+        l_val = F.cross_entropy(functional_call(net, p1, (x_val,)), y_val)
+        obj = l_val + self.cfg.gamma * mask[idx].sum()
+        if self.cfg.lam > 0:
+            B = xr.shape[1]
+            er = net.embed(xr.reshape(C * B, *xr.shape[2:])).view(C, B, -1)
+            r = (er * wm.unsqueeze(-1)).sum(1) / wm.sum(1, keepdim=True).clamp_min(1e-12)
+            s = net.embed(xs.reshape(C * ipc, *xs.shape[2:])).view(C, ipc, -1).mean(1)
+            obj = obj - self.cfg.lam * infonce_mi(s, r, self.cfg.nce_temp)
+        return obj
+
+    def mask_step(self, xs: Tensor, ys: Tensor) -> float:
+        net, params, xr, yr, idx, w, phi = self._last
+        params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        mask = self.mask.clone().requires_grad_(True)
+        xv, yv, _ = self.ctx.real.sample_per_class(max(1, self.cfg.batch_real // 4), generator=self.gen)
+        xs = xs.detach().requires_grad_(True)
+        obj = self.mask_objective(mask, net, params, xr, yr.detach(), idx, w, phi, xs, ys, xv, yv)
+        (gm,) = torch.autograd.grad(obj, mask)
+        with torch.no_grad():
+            self.mask.sub_(self.cfg.mask_lr * gm).clamp_(0.0, 1.0)
+        return float(obj.detach())
+
+    def step(self, it: int) -> dict[str, Tensor]:
+        out = super().step(it)
+        if self.cfg.variant == "full" and self.cfg.mask_lr > 0 and it % self.cfg.mask_every == 0 \
+                and getattr(self, "_last", None) is not None:
+            net = self._last[0]
+            if not has_batchnorm(net):
+                C, ipc = self.num_classes, self.ctx.ipc
+                self.mask_step(self.syn_by_class().detach(), self.labels.view(C, ipc))
+        out["mask_mean"] = self.mask.mean().detach()
+        return out
+
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "mask": self.mask.cpu()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        self.mask = state["mask"].to(self.ctx.device)

@@ -1,0 +1,142 @@
+"""Static (preemptive) pruning before distillation: class-balanced random or score-based.
+
+`ratio` is the fraction dropped PER CLASS (the BiLP reference `drop_ratio`, "ratio to drop for each
+class"): class c keeps exactly ceil((1 - ratio) * n_c) rows (= n_c - floor(ratio * n_c), the
+reference's count). `keep: low` keeps the lowest scores (BiLP Alg. 1 line 2: D'_r = {l(x) < tau},
+i.e. drop high-loss samples; README: LossConverge_large works best); `keep: high` is the ablation.
+The pipeline prunes once, before the experts and the distillation stage, so both see the same
+kept rows; `RealData.subset` keeps `source_index` pointing at the original split.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor
+
+from dfdistill.artifacts import config_key
+from dfdistill.data.real import RealData
+from dfdistill.errors import ConfigError
+from dfdistill.scoring.empirical import ScoringConfig, cached_scores
+
+KEEP_LIST_MAX = 5000
+
+
+@dataclass
+class StaticPruningConfig:
+    name: str = "random"
+    _target_: Optional[str] = None
+    ratio: float = 0.0  # fraction dropped per class
+    keep: str = "low"  # low: keep low scores (BiLP) | high: keep high scores (ablation)
+    stratum: Optional[int] = None  # BiLP Fig. 3: keep only stratum k (1 = largest scores) of n_strata
+    n_strata: int = 10
+    seed_offset: int = 0  # random pruning draws with seed + seed_offset
+    adaptive: Any = None  # in-loop selector node (pruning=bilp) or null
+    # scoring (BiLP §4.1 / §5.4); see dfdistill.scoring.empirical.ScoringConfig
+    criterion: str = "loss"
+    trials: int = 1
+    epochs: list[Any] = field(default_factory=lambda: [1, 2])
+    train_epochs: int = 2
+    lr: float = 0.01
+    momentum: float = 0.9
+    batch_size: int = 256
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ratio < 1.0:
+            raise ConfigError(f"pruning.ratio must be in [0, 1), got {self.ratio}")
+        if self.keep not in ("low", "high"):
+            raise ConfigError(f"pruning.keep must be low|high, got {self.keep!r}")
+        if self.stratum is not None and not 1 <= self.stratum <= self.n_strata:
+            raise ConfigError(f"pruning.stratum must be in [1, {self.n_strata}] or null, got {self.stratum}")
+
+    def scoring(self) -> ScoringConfig:
+        names = {f.name for f in fields(ScoringConfig)}
+        return ScoringConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+
+def parse_config(node: Any) -> StaticPruningConfig:
+    """Validated dataclass from the `pruning` node (unknown keys fail with their name)."""
+    d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    known = {f.name for f in fields(StaticPruningConfig)}
+    extra = sorted(set(d) - known)
+    if extra:
+        raise ConfigError(f"unknown pruning keys {extra}; valid: {sorted(known)}")
+    return StaticPruningConfig(**d)
+
+
+def kept_count(n: int, ratio: float) -> int:
+    """ceil((1 - ratio) * n) computed as n - floor(ratio * n) (exact for float ratios like 0.9)."""
+    return n - int(math.floor(ratio * n + 1e-9))
+
+
+def class_balanced_keep(real: RealData, ratio: float, scores: Optional[Tensor] = None, keep: str = "low",
+                        gen: Optional[torch.Generator] = None) -> Tensor:
+    """Sorted row positions kept: per class `kept_count(n_c, ratio)` rows, random or by score."""
+    out = []
+    for ix in real.class_indices:
+        k = kept_count(ix.numel(), ratio)
+        if scores is None:
+            order = torch.randperm(ix.numel(), generator=gen).to(ix.device)
+        else:
+            s = scores.to(ix.device)[ix]
+            order = torch.argsort(s if keep == "low" else -s, stable=True)
+        out.append(ix[order[:k]])
+    return torch.sort(torch.cat(out)).values
+
+
+def stratum_rows(real: RealData, scores: Tensor, stratum: int, n_strata: int) -> Tensor:
+    """BiLP Fig. 3: per class, sort by score from large to small, split in n_strata parts; S1 = largest."""
+    out = []
+    for ix in real.class_indices:
+        order = torch.argsort(-scores.to(ix.device)[ix], stable=True)
+        out.append(ix[torch.tensor_split(order, n_strata)[stratum - 1]])
+    return torch.sort(torch.cat(out)).values
+
+
+def real_scores(cfg, train: RealData, factory, cache, pcfg: StaticPruningConfig) -> Tensor:
+    backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
+    out = cached_scores(train, factory, pcfg.scoring(), int(cfg.seed), cache, cfg.dataset.name, backbone)
+    return out["scores"].to(train.device)
+
+
+def _info(train: RealData, kept: RealData, pcfg: StaticPruningConfig) -> dict[str, Any]:
+    info = {"kept": len(kept), "total": len(train), "ratio": pcfg.ratio, "keep": pcfg.keep, "criterion": pcfg.criterion,
+            "kept_per_class": kept.class_counts(), "kept_source_hash": config_key(kept.source_index)}
+    if len(kept) <= KEEP_LIST_MAX:  # the full list only when it keeps results.jsonl readable
+        info["kept_source_index"] = kept.source_index.cpu().tolist()
+    return info
+
+
+class RandomPruning:
+    """pruning=random: class-balanced uniform drop (reference 'Random' criterion)."""
+
+    @staticmethod
+    def apply(cfg, train: RealData, factory, cache, device) -> tuple[RealData, dict[str, Any]]:
+        pcfg = parse_config(cfg.pruning)
+        gen = torch.Generator().manual_seed(int(cfg.seed) + pcfg.seed_offset)
+        kept = train.subset(class_balanced_keep(train, pcfg.ratio, None, gen=gen))
+        return kept, _info(train, kept, pcfg)
+
+
+class ScorePruning:
+    """pruning=loss (and bilp's preemptive half): drop by cached per-sample scores."""
+
+    @staticmethod
+    def apply(cfg, train: RealData, factory, cache, device) -> tuple[RealData, dict[str, Any]]:
+        pcfg = parse_config(cfg.pruning)
+        if pcfg.ratio == 0.0 and pcfg.stratum is None:
+            return train, _info(train, train, pcfg)
+        scores = real_scores(cfg, train, factory, cache, pcfg)
+        if pcfg.stratum is not None:
+            rows = stratum_rows(train, scores, pcfg.stratum, pcfg.n_strata)
+        else:
+            rows = class_balanced_keep(train, pcfg.ratio, scores, pcfg.keep)
+        kept = train.subset(rows)
+        info = _info(train, kept, pcfg)
+        info["score_mean_kept"] = float(scores[rows].mean())
+        return kept, info

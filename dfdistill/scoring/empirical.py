@@ -1,0 +1,104 @@
+"""BiLP §4.1 empirical-loss criterion: per-sample CE averaged over T fresh training trials.
+
+§5.4 ("Computation of Empirical Loss Criterion"): "the loss values in very early classification
+epochs are also informative enough" and "the number of trials ... has little influence", so the
+epochs at which the loss is read (`epochs`, 1-based; 'converged' = after the last training epoch)
+and the number of trials are config values. Scores are cached keyed by everything that produced
+them and stored with the `source_index` order they index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Union
+
+import torch
+from torch import Tensor, nn
+
+from dfdistill.artifacts import ArtifactCache, config_key
+from dfdistill.data.real import RealData
+from dfdistill.errors import ConfigError
+from dfdistill.scoring.gradnorm import hardness, per_sample_loss, per_sample_loss_and_grad_norm
+from dfdistill.training import train_epochs
+
+
+@dataclass
+class ScoringConfig:
+    """How per-sample scores are produced (all of it is part of the cache key)."""
+
+    criterion: str = "loss"  # loss | grad_norm | hardness (DF-CoLearn kappa)
+    trials: int = 1  # T fresh networks (BiLP Fig. 3: 1..50, "little influence")
+    # read-out epochs (1-based); -1 (or 'converged') = after the last of `train_epochs`
+    epochs: list[Any] = field(default_factory=lambda: [1, 2])
+    train_epochs: int = 2  # epochs each trial trains ('converged' reads after the last one)
+    lr: float = 0.01
+    momentum: float = 0.9
+    batch_size: int = 256
+    alpha: float = 0.5  # hardness = alpha*loss + (1-alpha)*grad_norm
+    chunk: int = 256
+
+    def __post_init__(self) -> None:
+        if self.criterion not in ("loss", "grad_norm", "hardness"):
+            raise ConfigError(f"scoring criterion must be loss|grad_norm|hardness, got {self.criterion!r}")
+        if self.trials < 1 or self.train_epochs < 1:
+            raise ConfigError("scoring trials and train_epochs must be >= 1")
+        for e in self.epochs:
+            if not (e in ("converged", -1) or (isinstance(e, int) and e >= 1)):
+                raise ConfigError(f"scoring epochs entries must be ints >= 1 or -1/'converged', got {e!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"scoring alpha must be in [0, 1], got {self.alpha}")
+
+    def readout_epochs(self) -> list[int]:
+        """1-based epochs to read scores at (training runs to the largest of them)."""
+        eps = sorted({self.train_epochs if e in ("converged", -1) else int(e) for e in self.epochs})
+        return eps or [self.train_epochs]
+
+
+def _score_model(model: nn.Module, real: RealData, scfg: ScoringConfig) -> Tensor:
+    if scfg.criterion == "loss":
+        return per_sample_loss(model, real.images, real.labels)
+    model.eval()
+    loss, gn = per_sample_loss_and_grad_norm(model, real.images, real.labels, chunk=scfg.chunk)
+    model.train()
+    return gn if scfg.criterion == "grad_norm" else hardness(loss, gn, scfg.alpha)
+
+
+def compute_scores(real: RealData, factory: Callable[[int], nn.Module], scfg: ScoringConfig, seed: int) -> Tensor:
+    """(N,) score per row of `real`: mean over trials and read-out epochs."""
+    reads = scfg.readout_epochs()
+    last = max(reads)
+    total = torch.zeros(len(real), device=real.device)
+    count = 0
+    for t in range(scfg.trials):
+        model = factory(seed * 1000 + t)
+        gen = torch.Generator().manual_seed(seed * 1000 + t)
+        acc: list[Tensor] = []
+
+        def on_epoch_end(ep: int, m: nn.Module) -> None:
+            if ep + 1 in reads:
+                acc.append(_score_model(m, real, scfg))
+                m.train()
+
+        train_epochs(model, real.images, real.labels, last, lr=scfg.lr, momentum=scfg.momentum,
+                     batch_size=scfg.batch_size, gen=gen, on_epoch_end=on_epoch_end)
+        for s in acc:
+            total += s
+            count += 1
+    return total / max(count, 1)
+
+
+def cached_scores(real: RealData, factory: Callable[[int], nn.Module], scfg: ScoringConfig, seed: int,
+                  cache: ArtifactCache, dataset: str, backbone: Any) -> dict[str, Tensor]:
+    """{'scores', 'source_index'} from the cache, computed on a miss. Keyed by dataset, the exact
+    source rows, backbone, scoring config and seed, so a changed setting never reuses stale scores."""
+    key = config_key({"dataset": dataset, "source_index": real.source_index, "backbone": backbone,
+                      "scoring": asdict(scfg), "seed": seed})
+
+    def create() -> dict[str, Tensor]:
+        s = compute_scores(real, factory, scfg, seed)
+        return {"scores": s.cpu(), "source_index": real.source_index.cpu()}
+
+    out = cache.get_or_create("scores", key, create)
+    if not torch.equal(out["source_index"], real.source_index.cpu()):  # defensive: order must match
+        raise ConfigError("cached scores index a different sample order; delete the scores cache entry")
+    return out

@@ -1,0 +1,75 @@
+"""Every dataset x backbone x method option composes and validates; bad values fail in one line."""
+
+import itertools
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+
+from dfdistill.config.resolve import method_config, resolve_config
+from dfdistill.errors import ConfigError
+from conftest import CONF
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_every_dataset_backbone_method_option_composes(tmp_path):
+    datasets, backbones, methods = options("dataset"), options("backbone"), options("method")
+    assert {"digits", "cifar10", "image_folder"} <= set(datasets)
+    assert {"dc", "dsa", "dm", "random", "herding", "kcenter"} <= set(methods)
+    GlobalHydra.instance().clear()
+    seen = 0
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        # pairwise coverage: every (dataset, method) with the default backbone and every
+        # (backbone, method) with the default dataset -- every option of each group, every pair with a method
+        combos = [(d, "convnet", m) for d, m in itertools.product(datasets, methods)]
+        combos += [("digits", b, m) for b, m in itertools.product(backbones, methods)]
+        for d, b, m in combos:
+            over = [f"dataset={d}", f"backbone={b}", f"method={m}", "logger=none"]
+            if d == "image_folder":
+                over.append("dataset.root=/some/where")
+            cfg = compose("config", overrides=over)
+            assert cfg.dataset.name == d and cfg.backbone.name == b and cfg.method.name == m
+            seen += 1
+        # full validation (profile applied, schemas instantiated) for every method on the default data
+        for m in methods:
+            cfg = compose("config", overrides=[f"method={m}", "logger=none"])
+            with open_dict(cfg):
+                cfg.output_dir = str(tmp_path)
+            resolved = resolve_config(cfg)
+            assert method_config(resolved).name == m
+    GlobalHydra.instance().clear()
+    assert seen == len(datasets) * len(methods) + len(backbones) * len(methods)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("ipc=0", "ipc must be a positive integer"),
+    ("eval.num_eval=0", "num_eval"),
+    ("method.lr_img=-1", "lr_img"),
+    ("device=tpu", "device must be"),
+    ("method.init=zeros", "method.init"),
+])
+def test_bad_values_raise_config_error(compose_cfg, override, needle):
+    cfg = compose_cfg([override, "profile=smoke"])
+    with pytest.raises(ConfigError, match=needle):
+        resolve_config(cfg)
+
+
+def test_profile_scales_only_sizes(compose_cfg):
+    full = resolve_config(compose_cfg(["profile=full", "method=dc"]))
+    cpu = resolve_config(compose_cfg(["profile=cpu", "method=dc"]))
+    assert full.method.iterations == 1000 and cpu.method.iterations == 100
+    assert cpu.backbone.width < full.backbone.width
+    for key in ("lr_img", "lr_net", "init", "dis_metric", "dsa"):
+        assert full.method[key] == cpu.method[key]
+
+
+def test_wrong_type_fails_at_compose(tmp_path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        with pytest.raises(Exception, match="ipc|iterations"):
+            compose("config", overrides=["method.iterations=lots"])
+    GlobalHydra.instance().clear()
