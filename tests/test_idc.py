@@ -43,10 +43,11 @@ def test_mix_init_is_mosaic_of_real_class_images(compose_cfg, tmp_path):
     cfg = compose_cfg(["profile=smoke", "dataset=digits"])
     train, _ = load_dataset(cfg.dataset, device=torch.device("cpu"), cache_dir=tmp_path)
     x = mix_init(train, 2, 2, torch.Generator().manual_seed(0))
-    assert x.shape == (20, train.channels, 28, 28) and x.min() >= 0 and x.max() <= 1
-    tile = x[0, :, :14, :14]
+    H, h = train.image_size, train.image_size // 2
+    assert x.shape == (20, train.channels, H, H) and x.min() >= 0 and x.max() <= 1
+    tile = x[0, :, :h, :h]
     pix = train.denormalize(train.images[train.class_indices[0]])
-    small = F.interpolate(pix, size=(14, 14))
+    small = F.interpolate(pix, size=(h, h))
     assert ((small - tile).abs().flatten(1).max(1).values < 1e-5).any()  # tile 0 is a class-0 image
 
 

@@ -67,6 +67,8 @@ def apply_profile(cfg: DictConfig) -> None:
                 cfg.method[mkey] = min(int(cfg.method[mkey]), int(p[key]))
         if p.get("scoring_epochs") is not None and "epochs" in cfg.pruning:
             cfg.pruning.epochs = [e for e in cfg.pruning.epochs if e <= int(p.scoring_epochs)] or [int(p.scoring_epochs)]
+        if p.get("inner_loop") is not None and isinstance(cfg.method.get("inner_loop"), int):
+            cfg.method.inner_loop = min(int(cfg.method.inner_loop), int(p.inner_loop))
         if p.get("checkpoint_every") is not None:
             cfg.checkpoint_every = int(p.checkpoint_every)
 

@@ -88,6 +88,7 @@ class ProfileConfig:
     num_experts: Optional[int] = None
     expert_epochs: Optional[int] = None
     scoring_epochs: Optional[int] = None
+    inner_loop: Optional[int] = None  # caps an explicit method.inner_loop (IDC); table-driven loops (DC) untouched
     checkpoint_every: Optional[int] = None
 
     def __post_init__(self) -> None:
