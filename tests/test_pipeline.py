@@ -112,3 +112,10 @@ def test_killed_run_resumes_from_checkpoint(tmp_path):
     assert f"resumed from" in log
     rec = json.loads((out / "results.jsonl").read_text())
     assert rec["resumed_from"] >= done_before and rec["iterations"] == 400
+
+
+def test_adaptive_selector_state_is_checkpointed(compose_cfg):
+    cfg = compose_cfg([*SMOKE, "method=dc", "ipc=1", "pruning=ite", "stage=distill"])
+    run(cfg)
+    ck = load_tensor_file(Path(cfg.output_dir) / CHECKPOINT_FILE)
+    assert "adaptive" in ck["distiller"] and ck["distiller"]["adaptive"]

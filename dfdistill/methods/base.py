@@ -151,14 +151,19 @@ class Distiller(ABC):
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "gen": self.gen.get_state(),
-                **self.extra_state()}
+        state = {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "gen": self.gen.get_state(),
+                 **self.extra_state()}
+        if hasattr(self.ctx.adaptive, "state_dict"):  # running ITE statistics / lazy selection survive a resume
+            state["adaptive"] = self.ctx.adaptive.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             self.images.copy_(state["images"].to(self.images.device))
         self.labels = state["labels"].to(self.ctx.device)
         self.gen.set_state(state["gen"])
+        if "adaptive" in state and hasattr(self.ctx.adaptive, "load_state_dict"):
+            self.ctx.adaptive.load_state_dict(state["adaptive"])
         self.load_extra_state(state)
 
     def extra_state(self) -> dict[str, Any]:
