@@ -24,7 +24,7 @@ RUN_TABLE = $(PYTHON) scripts/run_table.py --profile $(PROFILE) --launcher $(LAU
 	$(if $(PAPER_DATASET),--paper-dataset $(PAPER_DATASET),) $(2) $(1) logger=$(LOGGER) \
 	$(if $(DATASET),dataset=$(DATASET),) $(BACKBONE_FOR) $(EXTRA)
 
-.PHONY: help test test-slow quickstart tables clean-sweeps \
+.PHONY: help test test-slow quickstart tables clean-sweeps bench bench-methods \
 	table-bilp-1 table-bilp-2 table-bilp-3 table-bilp-4 table-bilp-5 table-bilp-6 table-bilp-7 \
 	fig-bilp-2 fig-bilp-3 fig-bilp-4 table-dfcolearn-1 table-dfcolearn-2 table-edd-tinyimagenet
 
@@ -72,3 +72,9 @@ tables: table-bilp-1 table-bilp-2 table-bilp-3 table-bilp-4 table-bilp-5 table-b
 
 clean-sweeps: ## delete results/sweeps (all sweep outputs)
 	rm -rf results/sweeps
+
+bench: ## speed harness: fast vs reference formulation (METHOD=dm IPC=10 DATASET=cifar10_jpeg)
+	$(PYTHON) scripts/bench.py --baseline -W 1 -M 2 dataset=$(or $(DATASET),cifar10_jpeg) method=$(or $(METHOD),dm) ipc=$(or $(IPC),10) $(EXTRA)
+
+bench-methods: ## issue-2 table: core methods x IPC 1/10 on CIFAR-10 JPEG, profile=cpu
+	$(PYTHON) scripts/bench_methods.py
