@@ -22,7 +22,7 @@ METHODS = ["random", "herding", "kcenter", "dc", "dsa", "dm"]
 # Per-cell extra overrides that keep the CPU run in minutes (documented in the table).
 EXTRA = {
     ("dc", 10): ["method.iterations=20"],
-    ("dsa", 10): ["method.iterations=20"],
+    ("dsa", 10): ["method.iterations=10"],
     ("herding", None): ["method.pretrain_epochs=2"],
     ("kcenter", None): ["method.pretrain_epochs=2"],
 }
