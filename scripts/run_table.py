@@ -31,13 +31,12 @@ from typing import Callable, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: E402
 from hydra._internal.config_loader_impl import get_overrides_dirname  # noqa: E402
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # noqa: E402
 from omegaconf import OmegaConf, open_dict  # noqa: E402
 
+from dfdistill.config.compose import compose_run_config  # noqa: E402
 from dfdistill.config.store import register_configs  # noqa: E402
 
 CONF = ROOT / "conf"
@@ -53,12 +52,7 @@ class Job:
 
 
 def _compose(overrides: list[str], hydra_cfg: bool = False):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-            return compose("config", overrides=overrides, return_hydra_config=hydra_cfg)
-    finally:
-        GlobalHydra.instance().clear()
+    return compose_run_config(overrides, return_hydra_config=hydra_cfg)
 
 
 def _split(overrides: list[str]) -> tuple[list[str], list[str]]:

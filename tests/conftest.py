@@ -7,10 +7,9 @@ from typing import Callable
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
+from dfdistill.config.compose import compose_run_config
 from dfdistill.config.store import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,13 +22,10 @@ torch.set_num_threads(1)
 
 def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose conf/config.yaml with `overrides`; logger=none and a concrete output_dir."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose("config", overrides=["logger=none", *overrides])
+    cfg = compose_run_config(["logger=none", *overrides])
     with open_dict(cfg):
         cfg.output_dir = str(output_dir)
         cfg.progress = False
-    GlobalHydra.instance().clear()
     return cfg
 
 

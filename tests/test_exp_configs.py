@@ -11,6 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import open_dict
 
+from dfdistill.config.compose import compose_run_config
 from dfdistill.config.resolve import resolve_config
 from dfdistill.tables import SPECS
 
@@ -20,13 +21,8 @@ EXPS = sorted(p.stem for p in (CONF / "exp").glob("*.yaml"))
 ARRIVING = {"method": ["mtt", "tesla", "idc", "dfcolearn", "edd"], "pruning": ["random", "loss", "ite", "bilp"]}
 
 
-def _compose(overrides, hydra_cfg=False):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-            return compose("config", overrides=overrides, return_hydra_config=hydra_cfg)
-    finally:
-        GlobalHydra.instance().clear()
+def _compose(overrides: list[str], hydra_cfg: bool = False):
+    return compose_run_config(overrides, return_hydra_config=hydra_cfg)
 
 
 def _needed_options(exp: str, params: dict) -> list[tuple[str, str]]:
