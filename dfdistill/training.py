@@ -24,10 +24,13 @@ def train_epochs(
     on_epoch_end: Optional[Callable[[int, nn.Module], None]] = None,
     progress: bool = False,
     desc: str = "train",
+    optimizer: Optional[torch.optim.Optimizer] = None,
 ) -> nn.Module:
-    """SGD over shuffled minibatches of the in-memory tensors; `on_epoch_end(epoch, model)` after each."""
+    """SGD over shuffled minibatches of the in-memory tensors; `on_epoch_end(epoch, model)` after each.
+
+    `optimizer`: continue with this one (its lr/momentum win) instead of building SGD(lr, momentum, wd)."""
     gen = gen or torch.Generator().manual_seed(0)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = optimizer or torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     n = images.shape[0]
     model.train()
     for ep in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):

@@ -88,6 +88,16 @@ def _cutmix(x: Tensor, y: Tensor, beta: float, gen: torch.Generator) -> tuple[Te
     return x, y, y[perm], lam
 
 
+def cutmix_or_plain_loss(model: nn.Module, x: Tensor, y: Tensor, prob: float, beta: float,
+                         gen: torch.Generator) -> Tensor:
+    """CE on the batch, or with probability `prob` CE on its CutMix (loss mixed by box area)."""
+    if prob > 0 and float(torch.rand((), generator=gen)) < prob:
+        x, ya, yb, lam = _cutmix(x, y, beta, gen)
+        out = model(x)
+        return lam * weighted_ce(out, ya, None) + (1 - lam) * weighted_ce(out, yb, None)
+    return weighted_ce(model(x), y, None)
+
+
 def train_network(model: nn.Module, images: Tensor, labels: Tensor, ev: ResolvedEval, augment,
                   seed: int, progress: bool = False) -> nn.Module:
     """SGD(momentum, wd) on (images, labels) with the protocol's schedule and augmentation."""
@@ -114,12 +124,7 @@ def train_network(model: nn.Module, images: Tensor, labels: Tensor, ev: Resolved
             x, y = images[idx], labels[idx]
             if augment is not None:
                 x = augment(x, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            if ev.cutmix_prob > 0 and float(torch.rand((), generator=gen)) < ev.cutmix_prob:
-                x, ya, yb, lam = _cutmix(x, y, ev.cutmix_beta, gen)
-                out = model(x)
-                loss = lam * weighted_ce(out, ya, None) + (1 - lam) * weighted_ce(out, yb, None)
-            else:
-                loss = weighted_ce(model(x), y, None)
+            loss = cutmix_or_plain_loss(model, x, y, ev.cutmix_prob, ev.cutmix_beta, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

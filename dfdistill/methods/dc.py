@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from dfdistill.errors import ConfigError
+from dfdistill.training import train_epochs
 from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed, per_class_batch
 from dfdistill.methods.matching import (
     METRICS, batched_gradient_distance, class_gradients, class_gradients_loop, detached_params,
@@ -91,19 +92,9 @@ class GradientMatching(ImageDistiller):
         return loop_distance(g_real, g_syn, names, metric)
 
     def train_net_on_synthetic(self, net, opt, epochs: int) -> None:
-        x_all, y_all = self.images.detach(), self.labels
-        n = x_all.shape[0]
-        for _ in range(epochs):
-            perm = torch.randperm(n, generator=self.gen).to(x_all.device)
-            for s in range(0, n, self.cfg.batch_train):
-                ix = perm[s : s + self.cfg.batch_train]
-                x = x_all[ix]
-                if self.cfg.dsa:
-                    x = self.ctx.augment(x, seed=draw_seed(self.gen))
-                loss = torch.nn.functional.cross_entropy(net(x), y_all[ix])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        """Inner loop: `epochs` epochs on the detached synthetic set (non-siamese DSA when on)."""
+        train_epochs(net, self.images.detach(), self.labels, epochs, batch_size=self.cfg.batch_train,
+                     augment=self.ctx.augment if self.cfg.dsa else None, gen=self.gen, optimizer=opt)
 
     def step(self, it: int) -> dict[str, Tensor]:
         real, C, ipc = self.ctx.real, self.num_classes, self.ctx.ipc

@@ -26,10 +26,10 @@ from torch import Tensor
 from dfdistill.data.augment import build_augment
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError
-from dfdistill.evaluation.protocol import _cutmix
+from dfdistill.evaluation.protocol import cutmix_or_plain_loss
 from dfdistill.methods.base import Distiller, MethodConfig, class_major_labels, draw_seed
 from dfdistill.methods.matching import (
-    batched_gradient_distance, class_gradients, detached_params, freeze_batchnorm_stats, has_batchnorm, weighted_ce,
+    batched_gradient_distance, class_gradients, detached_params, freeze_batchnorm_stats, has_batchnorm,
 )
 
 
@@ -137,12 +137,7 @@ class IDC(Distiller):
             ix = torch.randint(0, len(real), (bs,), generator=self.gen).to(real.device)
             x, y = real.images[ix], real.labels[ix]
             x = self.net_aug(x, seed=draw_seed(self.gen))
-            if self.cfg.mix_p > 0 and float(torch.rand((), generator=self.gen)) < self.cfg.mix_p:
-                x, ya, yb, lam = _cutmix(x, y, 1.0, self.gen)
-                out = net(x)
-                loss = lam * weighted_ce(out, ya, None) + (1 - lam) * weighted_ce(out, yb, None)
-            else:
-                loss = weighted_ce(net(x), y, None)
+            loss = cutmix_or_plain_loss(net, x, y, self.cfg.mix_p, 1.0, self.gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
