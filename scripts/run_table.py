@@ -80,8 +80,10 @@ def plan(exp: str, profile: str, overrides: list[str], sweep_dir: Optional[Path]
     seen = set()
     for add in [[]] + [a for a in (adds or [])]:
         groups = {OverridesParser.create().parse_overrides([a])[0].key_or_group for a in add}
-        p = {k: v for k, v in params.items() if not any(k.startswith(g + ".") for g in groups)}
-        lines = [f"{k}={v}" for k, v in p.items()] + fixed + add
+        under = lambda k: any(k.startswith(g + ".") for g in groups)  # an added group drops that group's keys
+        p = {k: v for k, v in params.items() if not under(k)}
+        kept = [o for o in fixed if not under(parser.parse_overrides([o])[0].key_or_group)]
+        lines = [f"{k}={v}" for k, v in p.items()] + kept + add
         for batch in BasicSweeper.split_arguments(parser.parse_overrides(lines), None):
             for job in batch:
                 dirname = get_overrides_dirname(parser.parse_overrides(job), exclude, ",", "=")

@@ -73,3 +73,18 @@ def test_wrong_type_fails_at_compose(tmp_path):
         with pytest.raises(Exception, match="ipc|iterations"):
             compose("config", overrides=["method.iterations=lots"])
     GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("exp", sorted(p.stem for p in (CONF / "exp").glob("mtt_*.yaml")))
+def test_mtt_exp_configs_resolve_under_small_profiles(compose_cfg, exp):
+    """Shortened experts (profile.expert_epochs) shrink the matched span with them instead of failing."""
+    for profile in ("smoke", "cpu"):
+        cfg = resolve_config(compose_cfg([f"+exp={exp}", f"profile={profile}"]))
+        assert cfg.method.expert_epochs <= cfg.method.train_epochs
+    full = resolve_config(compose_cfg([f"+exp={exp}", "profile=full"]))
+    assert full.method.train_epochs == 50 and full.method.expert_epochs >= 2
+
+
+def test_explicit_span_longer_than_experts_still_fails(compose_cfg):
+    with pytest.raises(ConfigError, match="expert_epochs"):
+        resolve_config(compose_cfg(["method=mtt", "profile=full", "method.train_epochs=2", "method.expert_epochs=3"]))

@@ -94,3 +94,25 @@ def test_selector_weights_and_lazy_reuse():
     st = sel.state_dict()
     sel2 = ITESelector(ITEConfig(), 40, torch.device("cpu")); sel2.load_state_dict(st)
     assert sel2.calls == 2 and torch.equal(sel2.row_keep, sel.row_keep)
+
+
+def test_full_population_stats_mode():
+    """stats=full (Table 6 'no optimisation'): band = exact mean/var of every row's ITE norm, and each
+    row's keep flag is that band applied to its own block-wise norm."""
+    net, params, xr, yr, xs, ys = _tiny(4)
+    from types import SimpleNamespace
+
+    from dfdistill.data.real import RealData
+    from dfdistill.pruning.ite import batch_ite_norms
+
+    real = RealData(images=xr, labels=yr, num_classes=1, class_names=["a"], mean=(0.0,), std=(1.0,))
+    D = SimpleNamespace(cfg=SimpleNamespace(dis_metric="ours"), ctx=SimpleNamespace(real=real))
+    sel = ITESelector(ITEConfig(beta=0.4, stats="full", mode="exact", chunk=8), num_rows=20, device=torch.device("cpu"))
+    idx = torch.arange(5).view(1, 5)  # current batch = rows 0..4; blocks of 5 cover all 20 rows
+    w = sel.weights(D, net, params, xr[None, :5], yr[None, :5], idx, None, xs[None], ys[None])
+    ref = torch.cat([batch_ite_norms(D, net, params, xr[None, a:a + 5], yr[None, a:a + 5], None, xs[None], ys[None],
+                                     "exact", 8)[0] for a in range(0, 20, 5)])
+    assert abs(sel.band.mean - float(ref.mean())) < 1e-5
+    assert abs(sel.band.var - float(ref.var(unbiased=False))) < 1e-5
+    assert torch.equal(sel.row_keep, sel.band.keep(ref))
+    assert torch.equal(w[0].bool(), sel.row_keep[:5]) and 0 < int(sel.row_keep.sum()) < 20

@@ -147,3 +147,16 @@ def test_make_table_target_end_to_end_smoke(tmp_path: Path) -> None:
     assert again.returncode == 0
     assert "launched 0 job(s)" in again.stdout and "launch:" not in again.stdout
     assert mtimes == {d: (Path(d) / "results.jsonl").stat().st_mtime for d in mtimes}
+
+
+def test_added_job_set_drops_axes_of_the_group_it_replaces(tmp_path: Path) -> None:
+    """--add 'pruning=none' next to a pruning.ratio sweep gives ONE unpruned job per seed, not one per ratio."""
+    _, jobs = run_table.plan("bilp_fig2", "smoke", ["dataset=digits", "method=dm", "ipc=1", "seed=0,1",
+                                                    "pruning.ratio=0.5,0.9", "logger=none"],
+                             tmp_path, adds=[["pruning=none"]])
+    none = [j for j in jobs if "pruning=none" in j.overrides]
+    assert len(none) == 2 and not any("pruning.ratio" in o for j in none for o in j.overrides)
+    pruned = [j for j in jobs if "pruning=none" not in j.overrides]
+    assert len(pruned) == 2 * 2 * 2  # random,loss x 2 ratios x 2 seeds
+    assert {o for j in pruned for o in j.overrides if o.startswith("pruning.ratio")} == {"pruning.ratio=0.5",
+                                                                                         "pruning.ratio=0.9"}

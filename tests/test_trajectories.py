@@ -119,3 +119,14 @@ def test_smoke_pipeline_trajectory_methods(compose_cfg, tmp_path, method, extra)
     rec = run(cfg)
     assert rec["acc_mean"] >= 0 and rec["eval_lr"] > 0
     assert (tmp_path / "run" / "synthetic.pt").exists()
+
+
+@pytest.mark.parametrize("value, expected", [(0.02, 0.02), (0.0, None), (-0.003, None), (float("nan"), None)])
+def test_learned_lr_falls_back_when_not_positive(value, expected):
+    """A learned lr that went <= 0 (or NaN) must not reach evaluation: None -> method.eval_lr."""
+    from dfdistill.methods.mtt import TrajectoryMatching
+
+    d = object.__new__(TrajectoryMatching)
+    d.syn_lr = torch.tensor(value)
+    got = d.eval_lr()
+    assert got == (pytest.approx(expected) if expected is not None else None)

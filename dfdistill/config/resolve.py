@@ -65,6 +65,8 @@ def apply_profile(cfg: DictConfig) -> None:
         for key, mkey in (("num_experts", "num_experts"), ("expert_epochs", "train_epochs")):
             if p.get(key) is not None and mkey in cfg.method:
                 cfg.method[mkey] = min(int(cfg.method[mkey]), int(p[key]))
+        if p.get("expert_epochs") is not None and "expert_epochs" in cfg.method:  # shortened experts: span must fit
+            cfg.method.expert_epochs = min(int(cfg.method.expert_epochs), int(cfg.method.train_epochs))
         if p.get("scoring_epochs") is not None and "epochs" in cfg.pruning:
             cfg.pruning.epochs = [e for e in cfg.pruning.epochs if e <= int(p.scoring_epochs)] or [int(p.scoring_epochs)]
         if p.get("inner_loop") is not None and isinstance(cfg.method.get("inner_loop"), int):

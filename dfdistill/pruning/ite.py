@@ -20,6 +20,10 @@ CE gradients for DC/DSA/IDC (`class_gradients` with weights), per-sample embeddi
   ITE norms of the batch; the first batch initialises them (Alg. 1 line 4 leaves it open);
 * selection (§4.2): keep z_{beta/2} < ||ITE|| < z_{1-beta/2} of N(mu, var) (`tail: both`), or prune
   one tail only with the whole beta there (`tail: small|large`, Table 5's single-direction columns);
+* population statistics (`stats: full`, Table 6's "no optimisation" row): instead of the running
+  estimate, every non-lazy call computes the ITE of EVERY real row of each class (in blocks of the
+  batch size, each block acting as the mini-batch B_r of eq. 6) and takes the band from the exact
+  population mean/variance; costs N_c/B times a running-stats call, which is the point of the row;
 * lazy selection (§4.2 "prune and update the real data batch every several iterations"; §5.4:
   every 10 iterations like DREAM): ITE is recomputed every `lazy_every` calls; in between, each row's
   last decision (a per-row keep mask over ctx.real; unseen rows kept) is reused.
@@ -50,6 +54,7 @@ class ITEConfig:
     beta: float = 0.1  # adaptive pruning rate (Alg. 1 input beta)
     eta: float = 0.1  # running-stat momentum (eq. 8; BN-style default)
     mode: str = "taylor"  # taylor (eq. 7) | exact (eq. 6, leave-one-out)
+    stats: str = "running"  # running (eq. 8) | full (every row's ITE each call: Table 6 "no optimisation")
     tail: str = "both"  # both: band (z_{b/2}, z_{1-b/2}) | small | large: prune that tail only
     lazy_every: int = 1  # recompute ITE every k calls (paper Table 6: 10)
     chunk: int = 64  # samples per vmapped chunk
@@ -62,6 +67,8 @@ class ITEConfig:
             raise ConfigError(f"pruning.adaptive.eta must be in (0, 1], got {self.eta}")
         if self.mode not in ("taylor", "exact"):
             raise ConfigError(f"pruning.adaptive.mode must be taylor|exact, got {self.mode!r}")
+        if self.stats not in ("running", "full"):
+            raise ConfigError(f"pruning.adaptive.stats must be running|full, got {self.stats!r}")
         if self.tail not in ("both", "small", "large"):
             raise ConfigError(f"pruning.adaptive.tail must be both|small|large, got {self.tail!r}")
         if self.lazy_every < 1 or self.chunk < 1 or self.min_keep < 0:
@@ -220,6 +227,12 @@ class ITESelector:
         self.calls += 1
         if lazy:
             keep = self.row_keep[idx]
+        elif self.cfg.stats == "full":
+            with torch.enable_grad():
+                rows, norms = self.population_norms(distiller, net, params, xs, ys, block=xr.shape[1])
+            self.band.mean, self.band.var = float(norms.mean()), float(norms.var(unbiased=False))
+            self.row_keep[rows] = self.band.keep(norms)
+            keep = self.row_keep[idx]
         else:
             with torch.enable_grad():
                 norms = batch_ite_norms(distiller, net, params, xr, yr, w, xs, ys, self.cfg.mode, self.cfg.chunk)
@@ -231,6 +244,21 @@ class ITESelector:
         self.kept_fraction.append(float(keep.sum()) / max(int(valid.sum()), 1))
         out = keep.float()
         return out if w is None else out * w
+
+    def population_norms(self, distiller, net, params, xs: Tensor, ys: Tensor, block: int) -> tuple[Tensor, Tensor]:
+        """(rows, ||ITE||) for every row of ctx.real of the classes in the synthetic batch (ys[p, 0] is
+        row p's class), block-wise per class: each block plays the mini-batch B_r of eq. 6."""
+        real = distiller.ctx.real
+        rows_out, norms_out = [], []
+        for p in range(xs.shape[0]):
+            rows_c = real.class_indices[int(ys[p, 0])]
+            for a in range(0, rows_c.numel(), block):
+                rows = rows_c[a : a + block]
+                rows_out.append(rows)
+                norms_out.append(batch_ite_norms(distiller, net, params, real.images[rows][None],
+                                                 real.labels[rows][None], None, xs[p : p + 1], ys[p : p + 1],
+                                                 self.cfg.mode, self.cfg.chunk)[0])
+        return torch.cat(rows_out), torch.cat(norms_out)
 
     def _ensure_min(self, keep: Tensor, valid: Tensor) -> Tensor:
         for c in range(keep.shape[0]):
