@@ -392,17 +392,19 @@ def to_latex(df: pd.DataFrame, caption: str, index: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
-def copy_grids(cells: pd.DataFrame, out_dir: Path) -> dict[int, str]:
-    """Copy each measured cell's synthetic.png next to the table; return {cell index: relative path}."""
+def copy_grids(cells: pd.DataFrame, out_dir: Path, table: str) -> dict[int, str]:
+    """Copy each measured cell's synthetic.png to grids/<table>/ next to the table; return {cell index:
+    relative path}. Per-table folders: tables sharing an --out (results/measured) have cells of the same
+    name (e.g. DC at IPC 1) that must not overwrite each other's picture."""
     grids = {}
     for i, c in cells.iterrows():
         src = Path(str(c.get("output_dir") or "")) / "synthetic.png"
         if isinstance(c.get("output_dir"), str) and src.exists():
             name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{c.row}_{c.dataset}_ipc{c.ipc}") + ".png"
-            dst = out_dir / "grids" / name
+            dst = out_dir / "grids" / table / name
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
-            grids[i] = f"grids/{name}"
+            grids[i] = f"grids/{table}/{name}"
     return grids
 
 
@@ -443,7 +445,7 @@ def build_table(folder: str | Path, exp: Optional[str] = None, out_dir: Optional
     name = name or spec.exp
     info = header_info(records, folder)
     paths: dict[str, Path] = {"markdown": out / f"{name}.md", "latex": out / f"{name}.tex", "csv": out / f"{name}.csv"}
-    grids = copy_grids(cells, out)
+    grids = copy_grids(cells, out, name)
     md, tex = render(cells, spec, info, grids)
     if grids and plots:
         from dfdistill.reporting import plots as P

@@ -83,6 +83,10 @@ def plan(exp: str, profile: str, overrides: list[str], sweep_dir: Optional[Path]
         under = lambda k: any(k.startswith(g + ".") for g in groups)  # an added group drops that group's keys
         p = {k: v for k, v in params.items() if not under(k)}
         kept = [o for o in fixed if not under(parser.parse_overrides([o])[0].key_or_group)]
+        dropped = [o for o in fixed if o not in kept and o not in add]
+        if dropped:  # silent dropping once cost a sweep its reduced schedule: say it
+            print(f"[run_table] --add '{' '.join(add)}' replaces that group, so these overrides do not apply to it: "
+                  f"{' '.join(dropped)} (repeat them inside --add to keep them)", file=sys.stderr)
         lines = [f"{k}={v}" for k, v in p.items()] + kept + add
         for batch in BasicSweeper.split_arguments(parser.parse_overrides(lines), None):
             for job in batch:

@@ -59,3 +59,26 @@ def test_truncation_and_infonce():
     assert phi[0, 3] < phi[0, 0] and ((phi > 0) & (phi < 1)).all()
     e = torch.eye(4)
     assert infonce_mi(e, e, 0.1) > infonce_mi(e, e.roll(1, 0), 0.1)
+
+
+def test_mask_update_rules():
+    """sgd = eq. 7 literally on the batch rows; normalized moves them by lr in RMS; both clip to [0, 1]."""
+    from dfdistill.methods.dfcolearn import update_mask
+
+    grad = torch.tensor([1e-5, -2e-5, 3e-5, 0.0, 4e-5, 7.0])  # row 5 is not in the batch
+    rows = torch.tensor([0, 1, 2, 4])
+    m = torch.full((6,), 0.5)
+    update_mask(m, grad, rows, 2.0, "sgd")
+    assert torch.allclose(m, torch.tensor([0.5 - 2e-5, 0.5 + 4e-5, 0.5 - 6e-5, 0.5, 0.5 - 8e-5, 0.5]))
+    m = torch.full((6,), 0.5)
+    update_mask(m, grad, rows, 0.1, "normalized")
+    delta = (m - 0.5)[rows]
+    assert torch.allclose(delta.pow(2).mean().sqrt(), torch.tensor(0.1), rtol=1e-5)
+    assert (torch.sign(delta) == -torch.sign(grad[rows])).all() and m[3] == 0.5 and m[5] == 0.5
+    m = torch.ones(6)
+    update_mask(m, -grad, rows, 10.0, "normalized")
+    assert m.max() == 1.0 and m.min() >= 0.0
+    # gamma (the L1 term's constant gradient) is not rescaled: a pure-L1 gradient moves rows by lr*gamma
+    m = torch.full((6,), 0.5)
+    update_mask(m, torch.full((6,), 1e-4), rows, 0.1, "normalized", gamma=1e-4)
+    assert torch.allclose(m[rows], torch.full((4,), 0.5 - 1e-5))

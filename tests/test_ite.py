@@ -116,3 +116,91 @@ def test_full_population_stats_mode():
     assert abs(sel.band.var - float(ref.var(unbiased=False))) < 1e-5
     assert torch.equal(sel.row_keep, sel.band.keep(ref))
     assert torch.equal(w[0].bool(), sel.row_keep[:5]) and 0 < int(sel.row_keep.sum()) < 20
+
+
+def test_chunking_does_not_change_ite():
+    """The vmap chunk (auto: 8 on CPU, 64 on CUDA) is a speed knob only: every chunk size, including
+    one that does not divide B, gives the same ITE vectors (non-uniform weights exercise the slicing)."""
+    net, params, xr, yr, xs, ys = _tiny(3)
+    g = per_sample_param_grads(net, params, xr, yr)
+    w = torch.rand(20) + 0.5
+    ml = gm_meta_loss(net, params, ys, "ours")
+    for mode in ("taylor", "exact"):
+        ref = ite_vectors(g, w, ml, xs, mode, chunk=20)
+        for chunk in (1, 3, 8):
+            assert torch.allclose(ite_vectors(g, w, ml, xs, mode, chunk=chunk), ref, atol=1e-6, rtol=1e-4), (mode, chunk)
+    assert ITESelector(ITEConfig(), 20, torch.device("cpu")).chunk == 8
+    assert ITESelector(ITEConfig(chunk=5), 20, torch.device("cpu")).chunk == 5
+
+
+class _RecordingSelector:
+    """Stands in for ITESelector: records each call's shapes and returns fixed weights."""
+
+    def __init__(self, keep_first: int | None):
+        self.keep_first, self.calls = keep_first, []
+
+    def weights(self, distiller, net, params, xr, yr, idx, w, xs, ys):
+        self.calls.append((tuple(xr.shape[:2]), tuple(idx.shape), tuple(xs.shape[:2]), int(ys[0, 0])))
+        out = torch.ones(idx.shape)
+        if self.keep_first is not None:
+            out[:, self.keep_first:] = 0
+        return out
+
+
+def _idc(compose_cfg, tmp_path, adaptive):
+    import dataclasses
+
+    from dfdistill.bench.harness import build_setup, make_distiller
+
+    cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=idc", "eval=idc", "ipc=1", "method.batch_real=8"])
+    setup = build_setup(cfg, tmp_path)
+    setup = dataclasses.replace(setup, ctx=dataclasses.replace(setup.ctx, adaptive=adaptive))
+    return make_distiller(setup, False)
+
+
+def test_idc_routes_each_class_batch_through_the_selector(compose_cfg, tmp_path):
+    """IDC consults the in-loop selector once per class with that class's real batch (rows as indices),
+    and its weights change the matching loss; all-ones weights give the unweighted loss."""
+    net_seed = 5
+    losses = {}
+    for name, sel in {"none": None, "ones": _RecordingSelector(None), "first2": _RecordingSelector(2)}.items():
+        d = _idc(compose_cfg, tmp_path / name, sel)
+        net = d.ctx.model_factory(net_seed)
+        losses[name] = float(d.class_loss(net, 3).detach())
+        if sel is not None:
+            assert sel.calls == [((1, 8), (1, 8), (1, 4), 3)]  # 8 real rows; ipc 1 x f^2 = 4 decoded tiles
+    assert abs(losses["ones"] - losses["none"]) < 1e-6 * max(1.0, abs(losses["none"]))
+    assert abs(losses["first2"] - losses["none"]) > 1e-6
+
+
+def test_methods_without_real_batches_refuse_in_loop_pruning(compose_cfg):
+    import pytest
+
+    from dfdistill.errors import ConfigError
+    from dfdistill.pipeline import run
+
+    cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=herding", "ipc=1", "pruning=ite"])
+    with pytest.raises(ConfigError, match="in-loop"):
+        run(cfg)
+
+
+def test_lazy_counts_per_class_group():
+    """IDC calls the selector once per class: with lazy_every=2 every class is recomputed on its own
+    1st, 3rd, ... call (a shared counter would recompute class 0 only when C is even)."""
+    net, params, xr, yr, xs, ys = _tiny(5)
+    sel = ITESelector(ITEConfig(beta=0.3, lazy_every=2, chunk=8), num_rows=20, device=torch.device("cpu"))
+    D = type("D", (), {"cfg": type("cfg", (), {"dis_metric": "ours"})})
+    recomputed = []
+    orig = sel.band.update
+    for rnd in range(2):
+        for c in range(2):  # two "classes" (labels only name the group), rows 0-9 and 10-19
+            seen = []
+            sel.band.update = lambda v, seen=seen: (seen.append(1), orig(v))
+            idx = torch.arange(10 * c, 10 * c + 10).view(1, 10)
+            sel.weights(D, net, params, xr[None, :10], yr[None, :10], idx, None, xs[None], ys[None] + c)
+            recomputed.append((rnd, c, bool(seen)))
+    assert recomputed == [(0, 0, True), (0, 1, True), (1, 0, False), (1, 1, False)]
+    assert sel.group_calls == {"0": 2, "1": 2}
+    sel2 = ITESelector(ITEConfig(lazy_every=2), 20, torch.device("cpu"))
+    sel2.load_state_dict(sel.state_dict())
+    assert sel2.group_calls == sel.group_calls

@@ -67,6 +67,8 @@ def test_pipeline_method_sees_kept_rows(compose_cfg, monkeypatch, pruning):
     rec = pipeline.run(cfg)
     assert rec["pruning_info"]["kept_source_index"] == seen["src"].tolist()
     assert rec["n_real_used"] == len(seen["src"]) == sum(rec["pruning_info"]["kept_per_class"])
+    # the record says how the rows were chosen (random pruning has no score criterion)
+    assert rec["pruning_info"]["criterion"] == ("random" if pruning == "random" else "loss")
 
 
 def test_diversity_metric(tmp_path):

@@ -43,3 +43,18 @@ def test_cached_scores_keyed_and_ordered(tmp_path):
     assert torch.equal(a["scores"], b["scores"])
     cached_scores(real, _factory, ScoringConfig(trials=1, epochs=[1], train_epochs=1, batch_size=4), 0, cache, "toy", {})
     assert len(list((tmp_path / "scores").glob("*.pt"))) == 2
+
+
+def test_chunk_is_a_speed_knob_not_a_cache_key(tmp_path):
+    """Chunk sizes give the same scores, so a changed chunk reuses the cached artifact."""
+    real = _real()
+    net = _factory(0)
+    ref = per_sample_loss_and_grad_norm(net, real.images, real.labels, chunk=18)
+    for chunk in (None, 1, 4):
+        out = per_sample_loss_and_grad_norm(net, real.images, real.labels, chunk=chunk)
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(out, ref))
+    cache = ArtifactCache(tmp_path)
+    scfg = dict(criterion="hardness", trials=1, epochs=[1], train_epochs=1, batch_size=4)
+    cached_scores(real, _factory, ScoringConfig(**scfg, chunk=3), 0, cache, "toy", {})
+    cached_scores(real, _factory, ScoringConfig(**scfg), 0, cache, "toy", {})
+    assert len(list((tmp_path / "scores").glob("*.pt"))) == 1

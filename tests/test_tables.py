@@ -74,6 +74,23 @@ def test_accuracy_cells_equal_records_and_paper(tmp_path: Path) -> None:
     assert pd.read_csv(t["csv"]).shape[0] == len(cells)
 
 
+def test_tables_sharing_an_out_dir_keep_their_own_grids(tmp_path: Path) -> None:
+    """Two tables with a same-named cell (DC, IPC 1) written to one folder: each links its own picture."""
+    for name, colour in (("a", 0), ("b", 255)):
+        rec = _record("dc", 1, [0.2])
+        _write(tmp_path / name, [rec])
+        from PIL import Image
+
+        Image.new("RGB", (4, 4), (colour, colour, colour)).save(Path(rec["output_dir"]) / "synthetic.png")
+        build_table(tmp_path / name, exp="bilp_tab4", out_dir=tmp_path / "out", name=f"tab_{name}", plots=False)
+    for name, colour in (("a", 0), ("b", 255)):
+        md = (tmp_path / "out" / f"tab_{name}.md").read_text()
+        link = md.split("![](")[1].split(")")[0]
+        from PIL import Image
+
+        assert link.startswith(f"grids/tab_{name}/") and Image.open(tmp_path / "out" / link).getpixel((0, 0))[0] == colour
+
+
 def test_max_ratio_and_timing_kinds(tmp_path: Path) -> None:
     recs = [_record("dc", 1, [0.30, 0.32], pruning="random", ratio=0.0),
             _record("dc", 1, [0.305], pruning="random", ratio=0.5),
@@ -147,6 +164,18 @@ def test_make_table_target_end_to_end_smoke(tmp_path: Path) -> None:
     assert again.returncode == 0
     assert "launched 0 job(s)" in again.stdout and "launch:" not in again.stdout
     assert mtimes == {d: (Path(d) / "results.jsonl").stat().st_mtime for d in mtimes}
+
+
+def test_added_job_set_says_which_overrides_it_drops(tmp_path: Path, capsys) -> None:
+    """A method.* override does not reach an --add 'method=dc' set unless repeated there, and run_table says so."""
+    base = ["dataset=digits", "ipc=1", "method.iterations=3", "logger=none"]
+    _, jobs = run_table.plan("dfcolearn_tab2", "smoke", base, tmp_path, adds=[["method=dc"]])
+    dc = [j for j in jobs if "method=dc" in j.overrides]
+    assert len(dc) == 1 and "method.iterations=3" not in dc[0].overrides
+    assert "method.iterations=3" in capsys.readouterr().err
+    _, jobs = run_table.plan("dfcolearn_tab2", "smoke", base, tmp_path, adds=[["method=dc", "method.iterations=3"]])
+    assert "method.iterations=3" in [j for j in jobs if "method=dc" in j.overrides][0].overrides
+    assert "do not apply" not in capsys.readouterr().err
 
 
 def test_added_job_set_drops_axes_of_the_group_it_replaces(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ class GradientMatching(ImageDistiller):
     """DC/DSA; subclasses (DF-CoLearn, BiLP-ITE) only change how real samples are weighted."""
 
     config_cls = DCConfig
+    supports_adaptive = True
 
     def loops(self) -> tuple[int, int]:
         o, i = get_loops(self.ctx.ipc)

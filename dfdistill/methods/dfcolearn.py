@@ -13,8 +13,13 @@ Concrete choices (the paper leaves them open; each is a config value):
 * eq. 7, mask step every `mask_every` outer iterations, one-step unrolled meta-gradient:
   S'(m) = S - lr_img * dL_gM(S, m)/dS;  theta'(m) = theta - unroll_lr * dCE(theta; S')/dtheta;
   L_val(m) = CE(theta'(m); an unweighted real batch) + gamma * sum(m_batch) - lambda * I(S; T_m);
-  m <- clip(m - mask_lr * dL_val/dm, 0, 1) on the batch rows. ("temporary model trained on S",
-  "loss feedback of the original data under theta'_S").
+  m <- clip(m - mask_lr * step(dL_val/dm), 0, 1) on the batch rows. ("temporary model trained on S",
+  "loss feedback of the original data under theta'_S"). `mask_rule: sgd` is eq. 7 literally
+  (step = the gradient); the default `normalized` divides it by its RMS over the batch rows, so
+  mask_lr is the RMS change per update (gamma stays a constant pull in those units; see update_mask).
+  Why: one row's meta-gradient is O(1/B) x unroll_lr x lr_img (~1e-5 here). With the paper's
+  unspecified eps_m, a literal step left the mask at 0.9999 after a CPU run, so the loop did nothing.
+  The normalised step keeps eq. 7's direction and makes the step size a scale-free knob.
 * I(S;T): InfoNCE lower bound between class-mean synthetic embeddings and mask-weighted class-mean
   real embeddings (positives = same class): I >= log C + mean_c log softmax_c'(cos(s_c, r_c')/tau)[c].
 * Table 2 variants (`variant`): full | distill_only (m = 1, Phi off) | filter_then_distill (Phi of
@@ -41,6 +46,7 @@ from dfdistill.scoring.empirical import ScoringConfig, compute_scores
 from dfdistill.scoring.gradnorm import hardness, per_sample_loss_and_grad_norm
 
 VARIANTS = ("full", "distill_only", "filter_then_distill", "filter_only", "random")
+MASK_RULES = ("normalized", "sgd")
 
 
 @dataclass
@@ -49,7 +55,8 @@ class DFCoLearnConfig(DCConfig):
     alpha: float = 0.5  # eq. 4 loss/grad-norm mix
     trunc_quantile: float = 0.9  # Phi threshold: class quantile of kappa
     trunc_temp: float = 0.25  # Phi softness in class-std units
-    mask_lr: float = 1.0  # eps_m (eq. 7)
+    mask_lr: float = 0.05  # eps_m (eq. 7): RMS change per update (normalized) or the raw factor (sgd)
+    mask_rule: str = "normalized"  # normalized | sgd (eq. 7 literally)
     mask_every: int = 1  # mask step every k outer iterations
     unroll_lr: float = 0.01  # temporary-model step on S (eq. 7)
     gamma: float = 1e-4  # L1 on m (eq. 3)
@@ -65,6 +72,24 @@ class DFCoLearnConfig(DCConfig):
             raise ConfigError("method.alpha must be in [0,1] and trunc_quantile in (0,1]")
         if self.trunc_temp <= 0 or self.mask_lr < 0 or self.mask_every < 1 or self.gamma < 0 or self.lam < 0:
             raise ConfigError("method.trunc_temp > 0, mask_lr/gamma/lam >= 0, mask_every >= 1 required")
+        if self.mask_rule not in MASK_RULES:
+            raise ConfigError(f"method.mask_rule must be one of {MASK_RULES}, got {self.mask_rule!r}")
+
+
+def update_mask(mask: Tensor, grad: Tensor, rows: Tensor, lr: float, rule: str, gamma: float = 0.0) -> None:
+    """In place: eq. 7's step on `rows` (the batch's real rows), clipped to [0, 1].
+
+    `grad` is dL_val/dm including the L1 term's constant gamma on the batch rows. `normalized`
+    rescales only the data part (the unrolled validation loss and the InfoNCE term) to unit RMS and
+    keeps gamma as a constant pull. Why: that part sums to zero within a class, because eq. 5's
+    weighted mean does not change when a class's weights are scaled together. So it spreads the rows
+    and cannot shrink them all. Rescaling the total instead would let gamma (1e-4, against ~1e-5 of
+    data gradient) push every row to 0 together."""
+    g = grad[rows]
+    if rule == "normalized":
+        data = g - gamma
+        g = data / data.pow(2).mean().sqrt().clamp_min(1e-30) + gamma
+    mask[rows] = (mask[rows] - lr * g).clamp(0.0, 1.0)
 
 
 def soft_truncation(kappa: Tensor, q: float, temp: float) -> Tensor:
@@ -131,8 +156,9 @@ class DFCoLearn(GradientMatching):
         return out if w is None else out * w
 
     def real_weights(self, net, params, xr, yr, idx, w, xs, ys):
+        w = super().real_weights(net, params, xr, yr, idx, w, xs, ys)  # padding, times BiLP ITE if configured
         if self.cfg.variant == "distill_only":
-            return super().real_weights(net, params, xr, yr, idx, w, xs, ys)
+            return w
         phi = self.batch_phi(net, params, xr, yr, idx)
         self._last = (net, params, xr, yr, idx, w, phi)
         return self.mask_weights(self.mask, phi, idx, w)
@@ -170,8 +196,9 @@ class DFCoLearn(GradientMatching):
         xs = xs.detach().requires_grad_(True)
         obj = self.mask_objective(mask, net, params, xr, yr.detach(), idx, w, phi, xs, ys, xv, yv)
         (gm,) = torch.autograd.grad(obj, mask)
+        rows = (idx if w is None else idx[w > 0]).reshape(-1).unique()
         with torch.no_grad():
-            self.mask.sub_(self.cfg.mask_lr * gm).clamp_(0.0, 1.0)
+            update_mask(self.mask, gm, rows, self.cfg.mask_lr, self.cfg.mask_rule, self.cfg.gamma)
         return float(obj.detach())
 
     def step(self, it: int) -> dict[str, Tensor]:

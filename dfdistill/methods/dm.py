@@ -28,6 +28,7 @@ def weighted_class_means(emb: Tensor, C: int, w: Optional[Tensor]) -> Tensor:
 
 class DM(ImageDistiller):
     config_cls = DMConfig
+    supports_adaptive = True
 
     def step(self, it: int) -> dict[str, Tensor]:
         real, C, ipc = self.ctx.real, self.num_classes, self.ctx.ipc

@@ -86,6 +86,7 @@ def mix_init(real: RealData, ipc: int, factor: int, gen: torch.Generator) -> Ten
 
 class IDC(Distiller):
     config_cls = IDCConfig
+    supports_adaptive = True
 
     def init_state(self) -> None:
         real, ipc, f = self.ctx.real, self.ctx.ipc, self.cfg.factor
@@ -117,7 +118,8 @@ class IDC(Distiller):
 
     def class_loss(self, net, c: int) -> Tensor:
         real, ipc = self.ctx.real, self.ctx.ipc
-        xr = real.sample_class(c, self.cfg.batch_real, self.gen)
+        rows = real.class_sample_indices(c, self.cfg.batch_real, self.gen)  # = sample_class's draw
+        xr = real.images.index_select(0, rows)
         xs = self.decoded(self.images[c * ipc : (c + 1) * ipc])
         if xs.shape[0] > self.cfg.batch_syn_max:
             xs = xs[torch.randperm(xs.shape[0], generator=self.gen)[: self.cfg.batch_syn_max].to(xs.device)]
@@ -127,7 +129,11 @@ class IDC(Distiller):
         params = detached_params(net)
         yr = torch.full((1, xr.shape[0]), c, device=xr.device, dtype=torch.long)
         ys = torch.full((1, xs.shape[0]), c, device=xs.device, dtype=torch.long)
-        g_real = {k: v.detach() for k, v in class_gradients(net, params, xr.detach()[None], yr).items()}
+        w = None
+        if self.ctx.adaptive is not None:  # BiLP ITE on this class's batch; S = the decoded (augmented) tiles
+            w = self.ctx.adaptive.weights(self, net, params, xr.detach()[None], yr, rows[None], None,
+                                          xs.detach()[None], ys)
+        g_real = {k: v.detach() for k, v in class_gradients(net, params, xr.detach()[None], yr, w).items()}
         g_syn = class_gradients(net, params, xs[None], ys)
         return batched_gradient_distance(g_real, g_syn, self.cfg.metric)
 

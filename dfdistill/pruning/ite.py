@@ -25,8 +25,9 @@ CE gradients for DC/DSA/IDC (`class_gradients` with weights), per-sample embeddi
   batch size, each block acting as the mini-batch B_r of eq. 6) and takes the band from the exact
   population mean/variance; costs N_c/B times a running-stats call, which is the point of the row;
 * lazy selection (§4.2 "prune and update the real data batch every several iterations"; §5.4:
-  every 10 iterations like DREAM): ITE is recomputed every `lazy_every` calls; in between, each row's
-  last decision (a per-row keep mask over ctx.real; unseen rows kept) is reused.
+  every 10 iterations like DREAM): ITE is recomputed every `lazy_every` calls *for the same classes*
+  (DC/DM call once for all classes, IDC once per class); in between, each row's last decision (a
+  per-row keep mask over ctx.real; unseen rows kept) is reused.
 ITE is taken w.r.t. the (augmented) synthetic batch that enters the matching loss.
 Every class keeps at least `min_keep` rows (the band could otherwise empty a small class).
 """
@@ -57,7 +58,7 @@ class ITEConfig:
     stats: str = "running"  # running (eq. 8) | full (every row's ITE each call: Table 6 "no optimisation")
     tail: str = "both"  # both: band (z_{b/2}, z_{1-b/2}) | small | large: prune that tail only
     lazy_every: int = 1  # recompute ITE every k calls (paper Table 6: 10)
-    chunk: int = 64  # samples per vmapped chunk
+    chunk: Optional[int] = None  # samples per vmapped VJP/leave-one-out chunk; None = auto_chunk(device)
     min_keep: int = 1
 
     def __post_init__(self) -> None:
@@ -71,8 +72,15 @@ class ITEConfig:
             raise ConfigError(f"pruning.adaptive.stats must be running|full, got {self.stats!r}")
         if self.tail not in ("both", "small", "large"):
             raise ConfigError(f"pruning.adaptive.tail must be both|small|large, got {self.tail!r}")
-        if self.lazy_every < 1 or self.chunk < 1 or self.min_keep < 0:
+        if self.lazy_every < 1 or (self.chunk is not None and self.chunk < 1) or self.min_keep < 0:
             raise ConfigError("pruning.adaptive lazy_every/chunk must be >= 1, min_keep >= 0")
+
+
+def auto_chunk(device: torch.device) -> int:
+    """Why not one vmap over the whole batch: on a CPU the B-wide double-backward intermediates
+    (B x n_syn x activations) fall out of cache; chunks of 8 gave the same values 2.3-2.7x faster than
+    64 (Taylor, exact and DM alike; docs/performance.md). A GPU wants the wide batch."""
+    return 64 if device.type == "cuda" else 8
 
 
 # ---------------------------------------------------------------------------------------------- #
@@ -144,7 +152,7 @@ def batch_ite_norms(distiller, net, params, xr: Tensor, yr: Tensor, w: Optional[
     C, B = xr.shape[:2]
     w = torch.ones(C, B, device=xr.device) if w is None else w
     norms = torch.zeros(C, B, device=xr.device)
-    metric = getattr(distiller.cfg, "dis_metric", "ours")
+    metric = getattr(distiller.cfg, "dis_metric", None) or getattr(distiller.cfg, "metric", "ours")  # DC family | IDC
     for c in range(C):
         if params is not None:
             g = per_sample_param_grads(net, params, xr[c], yr[c], chunk)
@@ -206,9 +214,13 @@ class ITESelector:
 
     def __init__(self, cfg: ITEConfig, num_rows: int, device: torch.device):
         self.cfg = cfg
+        self.chunk = cfg.chunk or auto_chunk(device)
         self.band = RunningNormalBand(cfg.beta, cfg.eta, cfg.tail)
         self.row_keep = torch.ones(num_rows, dtype=torch.bool, device=device)
         self.calls = 0
+        # lazy counters per set of classes in a call: DC/DM call once for all classes, IDC once per
+        # class; one shared counter would recompute only the class that happens to land on k*lazy_every
+        self.group_calls: dict[str, int] = {}
         self.kept_fraction: list[float] = []
 
     @classmethod
@@ -223,7 +235,10 @@ class ITESelector:
     def weights(self, distiller, net, params, xr: Tensor, yr: Tensor, idx: Tensor, w: Optional[Tensor],
                 xs: Tensor, ys: Tensor) -> Tensor:
         valid = torch.ones(idx.shape, dtype=torch.bool, device=xr.device) if w is None else w > 0
-        lazy = self.calls % self.cfg.lazy_every != 0 and self.band.mean is not None
+        group = ",".join(str(c) for c in ys[:, 0].tolist())
+        n = self.group_calls.get(group, 0)
+        lazy = n % self.cfg.lazy_every != 0 and self.band.mean is not None
+        self.group_calls[group] = n + 1
         self.calls += 1
         if lazy:
             keep = self.row_keep[idx]
@@ -235,7 +250,7 @@ class ITESelector:
             keep = self.row_keep[idx]
         else:
             with torch.enable_grad():
-                norms = batch_ite_norms(distiller, net, params, xr, yr, w, xs, ys, self.cfg.mode, self.cfg.chunk)
+                norms = batch_ite_norms(distiller, net, params, xr, yr, w, xs, ys, self.cfg.mode, self.chunk)
             self.band.update(norms[valid])
             keep = self.band.keep(norms)
             self.row_keep[idx[valid]] = keep[valid]
@@ -257,7 +272,7 @@ class ITESelector:
                 rows_out.append(rows)
                 norms_out.append(batch_ite_norms(distiller, net, params, real.images[rows][None],
                                                  real.labels[rows][None], None, xs[p : p + 1], ys[p : p + 1],
-                                                 self.cfg.mode, self.cfg.chunk)[0])
+                                                 self.cfg.mode, self.chunk)[0])
         return torch.cat(rows_out), torch.cat(norms_out)
 
     def _ensure_min(self, keep: Tensor, valid: Tensor) -> Tensor:
@@ -267,9 +282,11 @@ class ITESelector:
         return keep
 
     def state_dict(self) -> dict[str, Any]:
-        return {"band": self.band.state_dict(), "row_keep": self.row_keep.cpu(), "calls": self.calls}
+        return {"band": self.band.state_dict(), "row_keep": self.row_keep.cpu(), "calls": self.calls,
+                "group_calls": dict(self.group_calls)}
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
         self.band.load_state_dict(st["band"])
         self.row_keep = st["row_keep"].to(self.row_keep.device)
         self.calls = int(st["calls"])
+        self.group_calls = dict(st.get("group_calls", {}))

@@ -104,8 +104,10 @@ def real_scores(cfg, train: RealData, factory, cache, pcfg: StaticPruningConfig)
     return out["scores"].to(train.device)
 
 
-def _info(train: RealData, kept: RealData, pcfg: StaticPruningConfig) -> dict[str, Any]:
-    info = {"kept": len(kept), "total": len(train), "ratio": pcfg.ratio, "keep": pcfg.keep, "criterion": pcfg.criterion,
+def _info(train: RealData, kept: RealData, pcfg: StaticPruningConfig, scored: bool = True) -> dict[str, Any]:
+    """What was kept; `keep`/`criterion` only when scores chose it (random pruning has neither)."""
+    how = {"keep": pcfg.keep, "criterion": pcfg.criterion} if scored else {"criterion": "random"}
+    info = {"kept": len(kept), "total": len(train), "ratio": pcfg.ratio, **how,
             "kept_per_class": kept.class_counts(), "kept_source_hash": config_key(kept.source_index)}
     if len(kept) <= KEEP_LIST_MAX:  # the full list only when it keeps results.jsonl readable
         info["kept_source_index"] = kept.source_index.cpu().tolist()
@@ -120,7 +122,7 @@ class RandomPruning:
         pcfg = parse_config(cfg.pruning)
         gen = torch.Generator().manual_seed(int(cfg.seed) + pcfg.seed_offset)
         kept = train.subset(class_balanced_keep(train, pcfg.ratio, None, gen=gen))
-        return kept, _info(train, kept, pcfg)
+        return kept, _info(train, kept, pcfg, scored=False)
 
 
 class ScorePruning:

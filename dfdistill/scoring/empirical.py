@@ -10,7 +10,7 @@ them and stored with the `source_index` order they index.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +24,7 @@ from dfdistill.training import train_epochs
 
 @dataclass
 class ScoringConfig:
-    """How per-sample scores are produced (all of it is part of the cache key)."""
+    """How per-sample scores are produced (all of it but the speed knob `chunk` is the cache key)."""
 
     criterion: str = "loss"  # loss | grad_norm | hardness (DF-CoLearn kappa)
     trials: int = 1  # T fresh networks (BiLP Fig. 3: 1..50, "little influence")
@@ -35,7 +35,7 @@ class ScoringConfig:
     momentum: float = 0.9
     batch_size: int = 256
     alpha: float = 0.5  # hardness = alpha*loss + (1-alpha)*grad_norm
-    chunk: int = 256
+    chunk: Optional[int] = None  # vmap rows per call (values unchanged); None = gradnorm.default_chunk
 
     def __post_init__(self) -> None:
         if self.criterion not in ("loss", "grad_norm", "hardness"):
@@ -92,7 +92,7 @@ def cached_scores(real: RealData, factory: Callable[[int], nn.Module], scfg: Sco
     """{'scores', 'source_index'} from the cache, computed on a miss. Keyed by dataset, the exact
     source rows, backbone, scoring config and seed, so a changed setting never reuses stale scores."""
     key = config_key({"dataset": dataset, "source_index": real.source_index, "backbone": backbone,
-                      "scoring": asdict(scfg), "seed": seed})
+                      "scoring": {k: v for k, v in asdict(scfg).items() if k != "chunk"}, "seed": seed})
 
     def create() -> dict[str, Tensor]:
         s = compute_scores(real, factory, scfg, seed)
