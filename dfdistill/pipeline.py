@@ -7,6 +7,8 @@ an unfinished one resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import random
 import resource
@@ -241,7 +243,13 @@ def run(cfg: DictConfig) -> dict:
 
         with timer("pruning"):
             train, prune_info = apply_static_pruning(cfg, train, factory, cache, device)
-        adaptive = build_adaptive(cfg, train)
+        adaptive = None
+        if method_class(cfg).supports_adaptive:
+            adaptive = build_adaptive(cfg, train)
+        elif cfg.pruning.get("adaptive"):  # bilp before MTT/TESLA/coresets = its static half (BiLP Table 7's BiLP+MTT)
+            prune_info["adaptive"] = f"not applied: {cfg.method.name} has no real-batch matching step"
+            print(f"[dfdistill] pruning={cfg.pruning.name}: {cfg.method.name} has no real-batch matching step, so only "
+                  "the static (preemptive) pruning applies")
 
         mcfg = method_config(cfg)
         augment = build_augment("dsa", cfg.dataset.dsa_strategy)
@@ -277,7 +285,8 @@ def run(cfg: DictConfig) -> dict:
         if cfg.eval.compare_random and cfg.method.name != "random":
             from dfdistill.methods.coreset import CoresetConfig, RandomSubset
 
-            rnd = RandomSubset(CoresetConfig(name="random", _target_="random"), ctx)
+            # the baseline draws from the same kept rows; the in-loop selector is the method's, not its
+            rnd = RandomSubset(CoresetConfig(name="random", _target_="random"), dataclasses.replace(ctx, adaptive=None))
             rnd.init_state()
             ev_r = resolve_eval(cfg.eval, mcfg.eval_aug, mcfg.eval_lr, cfg.dataset.dsa_strategy)
             with timer("eval_random"):

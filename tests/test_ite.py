@@ -1,5 +1,6 @@
 """BiLP ITE: Taylor vs exact leave-one-out ranking, running-stat quantile band, selector shape."""
 
+import pytest
 import torch
 
 from dfdistill.methods.matching import detached_params
@@ -179,7 +180,7 @@ def test_methods_without_real_batches_refuse_in_loop_pruning(compose_cfg):
     from dfdistill.errors import ConfigError
     from dfdistill.pipeline import run
 
-    cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=herding", "ipc=1", "pruning=ite"])
+    cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=herding", "ipc=1", "pruning=ite"])  # ITE alone
     with pytest.raises(ConfigError, match="in-loop"):
         run(cfg)
 
@@ -204,3 +205,29 @@ def test_lazy_counts_per_class_group():
     sel2 = ITESelector(ITEConfig(lazy_every=2), 20, torch.device("cpu"))
     sel2.load_state_dict(sel.state_dict())
     assert sel2.group_calls == sel.group_calls
+
+
+@pytest.mark.slow
+def test_pipeline_bilp_with_random_baseline(compose_cfg):
+    """BiLP runs end to end with the random-subset baseline on (the default): the baseline is drawn
+    from the kept rows without the method's in-loop selector."""
+    from dfdistill.pipeline import run
+
+    cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=dc", "ipc=1", "pruning=bilp",
+                       "eval.compare_random=true"])
+    rec = run(cfg)
+    assert 0 <= rec["acc_mean"] <= 1 and rec["pruning"] == "bilp"
+    assert rec["n_real_used"] < rec["n_real_total"]
+
+
+@pytest.mark.slow
+def test_bilp_before_a_method_without_real_batches_applies_its_static_half(compose_cfg):
+    """BiLP+MTT (BiLP Table 7) is the preemptive pruning alone: the run goes on with the kept rows and
+    the record says the in-loop half was not applied."""
+    from dfdistill.pipeline import run
+
+    cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=random", "ipc=1", "pruning=bilp",
+                       "eval.compare_random=false"])
+    rec = run(cfg)
+    assert rec["pruning_info"]["adaptive"].startswith("not applied")
+    assert rec["n_real_used"] < rec["n_real_total"]

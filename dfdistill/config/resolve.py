@@ -92,6 +92,12 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     _typed(LoggerConfig, cfg.logger, "logger")
     cls = method_class(cfg)
     _typed(cls.config_cls, cfg.method, "method")
+    pruning = cfg.get("pruning") or {}
+    static = pruning.get("_target_") and (pruning.get("ratio", 0) or pruning.get("stratum"))
+    if pruning.get("adaptive") and not cls.supports_adaptive and not static:  # with a static half: that half runs
+        raise ConfigError(f"method {cfg.method.get('name')} has no real-batch matching step for in-loop (ITE) pruning "
+                          f"(pruning={cfg.pruning.get('name')}); use pruning=loss or random (static), or a method among "
+                          "dc, dsa, dm, idc, dfcolearn, edd")
     if cfg.dataset.get("root") in ("???",):
         raise ConfigError(f"dataset.root is required for dataset={cfg.dataset.name}: add dataset.root=/path/to/data")
     return cfg

@@ -115,15 +115,11 @@ class Distiller(ABC):
     """Base class: holds `cfg`, `ctx`, the synthetic images/labels and an RNG for resumability."""
 
     config_cls: type = MethodConfig
-    # True where the method's real batches go through ctx.adaptive.weights (BiLP ITE). The pipeline
-    # refuses pruning with an in-loop part on other methods, rather than silently skipping it.
+    # True where the method's real batches go through ctx.adaptive.weights (BiLP ITE); config
+    # validation (resolve_config) refuses in-loop pruning for the others rather than skipping it
     supports_adaptive: bool = False
 
     def __init__(self, cfg: MethodConfig, ctx: DistillContext):
-        if ctx.adaptive is not None and not self.supports_adaptive:
-            raise ConfigError(f"method {getattr(cfg, 'name', type(self).__name__)} has no real-batch matching step for in-loop (ITE) "
-                              "pruning; use pruning=loss or random (static), or a method among dc, dsa, dm, idc, "
-                              "dfcolearn, edd")
         self.cfg = cfg
         self.ctx = ctx
         self.gen = torch.Generator().manual_seed(ctx.seed)
