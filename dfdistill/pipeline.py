@@ -7,8 +7,6 @@ an unfinished one resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
-
 import os
 import random
 import resource
@@ -16,7 +14,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -286,7 +284,7 @@ def run(cfg: DictConfig) -> dict:
             from dfdistill.methods.coreset import CoresetConfig, RandomSubset
 
             # the baseline draws from the same kept rows; the in-loop selector is the method's, not its
-            rnd = RandomSubset(CoresetConfig(name="random", _target_="random"), dataclasses.replace(ctx, adaptive=None))
+            rnd = RandomSubset(CoresetConfig(name="random", _target_="random"), replace(ctx, adaptive=None))
             rnd.init_state()
             ev_r = resolve_eval(cfg.eval, mcfg.eval_aug, mcfg.eval_lr, cfg.dataset.dsa_strategy)
             with timer("eval_random"):

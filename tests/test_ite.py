@@ -175,8 +175,6 @@ def test_idc_routes_each_class_batch_through_the_selector(compose_cfg, tmp_path)
 
 
 def test_methods_without_real_batches_refuse_in_loop_pruning(compose_cfg):
-    import pytest
-
     from dfdistill.errors import ConfigError
     from dfdistill.pipeline import run
 

@@ -217,11 +217,14 @@ class ITESelector:
         self.chunk = cfg.chunk or auto_chunk(device)
         self.band = RunningNormalBand(cfg.beta, cfg.eta, cfg.tail)
         self.row_keep = torch.ones(num_rows, dtype=torch.bool, device=device)
-        self.calls = 0
         # lazy counters per set of classes in a call: DC/DM call once for all classes, IDC once per
         # class; one shared counter would recompute only the class that happens to land on k*lazy_every
         self.group_calls: dict[str, int] = {}
         self.kept_fraction: list[float] = []
+
+    @property
+    def calls(self) -> int:
+        return sum(self.group_calls.values())
 
     @classmethod
     def from_config(cls, cfg, train) -> "ITESelector":
@@ -239,7 +242,6 @@ class ITESelector:
         n = self.group_calls.get(group, 0)
         lazy = n % self.cfg.lazy_every != 0 and self.band.mean is not None
         self.group_calls[group] = n + 1
-        self.calls += 1
         if lazy:
             keep = self.row_keep[idx]
         elif self.cfg.stats == "full":
@@ -282,11 +284,9 @@ class ITESelector:
         return keep
 
     def state_dict(self) -> dict[str, Any]:
-        return {"band": self.band.state_dict(), "row_keep": self.row_keep.cpu(), "calls": self.calls,
-                "group_calls": dict(self.group_calls)}
+        return {"band": self.band.state_dict(), "row_keep": self.row_keep.cpu(), "group_calls": dict(self.group_calls)}
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
         self.band.load_state_dict(st["band"])
         self.row_keep = st["row_keep"].to(self.row_keep.device)
-        self.calls = int(st["calls"])
-        self.group_calls = dict(st.get("group_calls", {}))
+        self.group_calls = dict(st.get("group_calls", {}))  # absent in checkpoints from before per-group counting
