@@ -40,7 +40,7 @@ SETTINGS = {
 }
 NOOPT = "no optimisation (exact ITE of every row, every call)"
 # overrides that shrink one iteration to one matching step (the no-opt row is timed on one step)
-ONE_STEP = {"idc": ["method.inner_loop=1"], "dm": []}
+ONE_STEP = {"idc": ["method.match_steps=1"], "dm": []}
 
 
 def time_setting(overrides: list[str], warmup: int, measure: int, tmp: Path) -> dict:
@@ -108,7 +108,7 @@ def main() -> None:
             print(name, r, flush=True)
     none = res["none (base method, no ITE)"]
     # ITE calls per iteration as measured by an every-call setting (DC: outer_loop calls covering all
-    # classes; IDC: inner_loop x C calls of one class each; DM: 1)
+    # classes; IDC: match_steps x C calls of one class each; DM: 1)
     every_call = [r["calls"] for n, r in res.items() if n not in (NOOPT, "none (base method, no ITE)")
                   and "lazy" not in n]
     full_rows = none["rows_per_class"]

@@ -7,6 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
+from dfdistill.config.compose import compose_run_config
 from dfdistill.config.resolve import method_config, resolve_config
 from dfdistill.errors import ConfigError
 from conftest import CONF
@@ -77,14 +78,37 @@ def test_wrong_type_fails_at_compose(tmp_path):
 
 @pytest.mark.parametrize("exp", sorted(p.stem for p in (CONF / "exp").glob("mtt_*.yaml")))
 def test_mtt_exp_configs_resolve_under_small_profiles(compose_cfg, exp):
-    """Shortened experts (profile.expert_epochs) shrink the matched span with them instead of failing."""
+    """Shortened experts (profile.expert_train_epochs) shrink the matched span with them instead of failing."""
     for profile in ("smoke", "cpu"):
         cfg = resolve_config(compose_cfg([f"+exp={exp}", f"profile={profile}"]))
-        assert cfg.method.expert_epochs <= cfg.method.train_epochs
+        assert cfg.method.expert_epochs <= cfg.method.expert_train_epochs
     full = resolve_config(compose_cfg([f"+exp={exp}", "profile=full"]))
-    assert full.method.train_epochs == 50 and full.method.expert_epochs >= 2
+    assert full.method.expert_train_epochs == 50 and full.method.expert_epochs >= 2
 
 
 def test_explicit_span_longer_than_experts_still_fails(compose_cfg):
     with pytest.raises(ConfigError, match="expert_epochs"):
-        resolve_config(compose_cfg(["method=mtt", "profile=full", "method.train_epochs=2", "method.expert_epochs=3"]))
+        resolve_config(compose_cfg(["method=mtt", "profile=full", "method.expert_train_epochs=2", "method.expert_epochs=3"]))
+
+
+@pytest.mark.parametrize("override,method,new", [
+    ("method.metric=idc_l1", "idc", "method.dis_metric"),
+    ("method.inner_loop=5", "idc", "method.match_steps"),
+    ("method.lr_teacher=0.01", "mtt", "method.syn_lr_init"),
+    ("method.train_epochs=5", "tesla", "method.expert_train_epochs"),
+    ("method.gamma=0.1", "dfcolearn_random", "method.l1_weight"),
+    ("method.lam=0.1", "dfcolearn", "method.mi_weight"),
+    ("eval.gamma=0.5", "dc", "eval.lr_decay"),
+    ("profile.inner_loop=3", "dm", "profile.match_steps"),
+    ("profile.expert_epochs=3", "mtt", "profile.expert_train_epochs"),
+])
+def test_renamed_keys_fail_in_one_line_naming_the_new_key(override, method, new):
+    with pytest.raises(ConfigError, match=f"renamed to {new}") as exc:
+        compose_run_config([f"method={method}", override])
+    assert "\n" not in str(exc.value)
+
+
+def test_dc_keeps_its_reference_inner_loop(compose_cfg):
+    """`inner_loop` is renamed for IDC only: DC's reference key (network epochs) stays valid."""
+    cfg = resolve_config(compose_cfg(["method=dc", "method.inner_loop=3"]))
+    assert cfg.method.inner_loop == 3

@@ -21,7 +21,7 @@ def test_half_schedule_matches_reference_loop():
 
 
 def test_multistep_schedule_idc():
-    ev = ResolvedEval(epochs=12, lr=0.01, schedule="multistep", milestones=[2 / 3, 5 / 6], gamma=0.2)
+    ev = ResolvedEval(epochs=12, lr=0.01, schedule="multistep", milestones=[2 / 3, 5 / 6], lr_decay=0.2)
     assert num_train_epochs(ev) == 12
     assert lr_at_epoch(ev, 7) == 0.01
     assert abs(lr_at_epoch(ev, 8) - 0.002) < 1e-12

@@ -56,7 +56,7 @@ def test_smoke_pipeline_idc(compose_cfg, tmp_path):
     from dfdistill.pipeline import run
 
     cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=idc", "eval=idc", "ipc=1",
-                       "method.inner_loop=2", "method.n_data=64"])
+                       "method.match_steps=2", "method.n_data=64"])
     rec = run(cfg)
     assert 0 <= rec["acc_mean"] <= 1
     syn = torch.load(tmp_path / "run" / "synthetic.pt")

@@ -60,17 +60,16 @@ def apply_profile(cfg: DictConfig) -> None:
             if p.get(key) is not None:
                 cur = cfg.dataset.get(key)
                 cfg.dataset[key] = int(p[key]) if cur is None else min(int(cur), int(p[key]))
-        # profile.expert_epochs = how long each expert trains -> method.train_epochs (MTT/TESLA);
         # the methods' own `expert_epochs` is the matched span and is not a size to scale.
-        for key, mkey in (("num_experts", "num_experts"), ("expert_epochs", "train_epochs")):
+        for key, mkey in (("num_experts", "num_experts"), ("expert_train_epochs", "expert_train_epochs")):
             if p.get(key) is not None and mkey in cfg.method:
                 cfg.method[mkey] = min(int(cfg.method[mkey]), int(p[key]))
-        if p.get("expert_epochs") is not None and "expert_epochs" in cfg.method:  # shortened experts: span must fit
-            cfg.method.expert_epochs = min(int(cfg.method.expert_epochs), int(cfg.method.train_epochs))
+        if p.get("expert_train_epochs") is not None and "expert_epochs" in cfg.method:  # shortened experts: span must fit
+            cfg.method.expert_epochs = min(int(cfg.method.expert_epochs), int(cfg.method.expert_train_epochs))
         if p.get("scoring_epochs") is not None and "epochs" in cfg.pruning:
             cfg.pruning.epochs = [e for e in cfg.pruning.epochs if e <= int(p.scoring_epochs)] or [int(p.scoring_epochs)]
-        if p.get("inner_loop") is not None and isinstance(cfg.method.get("inner_loop"), int):
-            cfg.method.inner_loop = min(int(cfg.method.inner_loop), int(p.inner_loop))
+        if p.get("match_steps") is not None and isinstance(cfg.method.get("match_steps"), int):
+            cfg.method.match_steps = min(int(cfg.method.match_steps), int(p.match_steps))
         if p.get("checkpoint_every") is not None:
             cfg.checkpoint_every = int(p.checkpoint_every)
 

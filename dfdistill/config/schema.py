@@ -53,9 +53,9 @@ class EvalConfig:
     weight_decay: float = 5e-4
     batch_size: int = 256
     num_eval: int = 5
-    schedule: str = "half"  # half: x0.1 after epoch E//2+1 (DC); multistep: x gamma at milestones (IDC)
+    schedule: str = "half"  # half: x0.1 after epoch E//2+1 (DC); multistep: x lr_decay at milestones (IDC)
     milestones: list[float] = field(default_factory=lambda: [2 / 3, 5 / 6])
-    gamma: float = 0.2
+    lr_decay: float = 0.2  # multistep: lr factor at each milestone (IDC: 0.2)
     aug: Optional[str] = None  # null: the method's eval_aug (dsa | idc | none)
     aug_strategy: Optional[str] = None  # null: the dataset's DSA strategy
     cutmix_prob: float = 0.0
@@ -86,13 +86,13 @@ class ProfileConfig:
     max_train_per_class: Optional[int] = None
     max_test: Optional[int] = None
     num_experts: Optional[int] = None
-    expert_epochs: Optional[int] = None
+    expert_train_epochs: Optional[int] = None  # caps method.expert_train_epochs (MTT/TESLA)
     scoring_epochs: Optional[int] = None
-    inner_loop: Optional[int] = None  # caps an explicit method.inner_loop (IDC); table-driven loops (DC) untouched
+    match_steps: Optional[int] = None  # caps IDC's method.match_steps; DC's table-driven loops untouched
     checkpoint_every: Optional[int] = None
 
     def __post_init__(self) -> None:
-        for key in ("iterations", "eval_epochs", "num_eval", "width", "batch_real", "num_experts", "expert_epochs"):
+        for key in ("iterations", "eval_epochs", "num_eval", "width", "batch_real", "num_experts", "expert_train_epochs", "match_steps"):
             v = getattr(self, key)
             _check(v is None or v > 0, f"profile.{key} must be positive or null, got {v}")
 

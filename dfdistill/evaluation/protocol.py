@@ -33,7 +33,7 @@ class ResolvedEval:
     num_eval: int = 5
     schedule: str = "half"
     milestones: list[float] = field(default_factory=lambda: [2 / 3, 5 / 6])
-    gamma: float = 0.2
+    lr_decay: float = 0.2
     aug: str = "dsa"
     aug_strategy: Optional[str] = None
     cutmix_prob: float = 0.0
@@ -51,7 +51,7 @@ def resolve_eval(ecfg, method_eval_aug: str, method_lr: Optional[float], dsa_str
     return ResolvedEval(
         epochs=int(epochs), lr=float(lr), momentum=ecfg.momentum, weight_decay=ecfg.weight_decay,
         batch_size=ecfg.batch_size, num_eval=num_eval_override or ecfg.num_eval, schedule=ecfg.schedule,
-        milestones=list(ecfg.milestones), gamma=ecfg.gamma, aug=aug,
+        milestones=list(ecfg.milestones), lr_decay=ecfg.lr_decay, aug=aug,
         aug_strategy=ecfg.aug_strategy or dsa_strategy, cutmix_prob=ecfg.cutmix_prob,
         cutmix_beta=ecfg.cutmix_beta, test_batch_size=ecfg.test_batch_size,
     )
@@ -66,11 +66,11 @@ def lr_at_epoch(ev: ResolvedEval, epoch: int) -> float:
     """Learning rate used *during* `epoch` (0-based).
 
     half: DC multiplies by 0.1 after finishing epoch Epoch//2+1 (and rebuilds the optimizer).
-    multistep: x gamma at each milestone fraction of Epoch (IDC: 2/3 and 5/6, gamma 0.2)."""
+    multistep: x lr_decay at each milestone fraction of Epoch (IDC: 2/3 and 5/6, MultiStepLR gamma 0.2)."""
     if ev.schedule == "half":
         return ev.lr * (0.1 if epoch > ev.epochs // 2 + 1 else 1.0)
     steps = sum(epoch >= int(m * ev.epochs) for m in ev.milestones)
-    return ev.lr * (ev.gamma**steps)
+    return ev.lr * (ev.lr_decay**steps)
 
 
 def _cutmix(x: Tensor, y: Tensor, beta: float, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor, float]:

@@ -59,8 +59,8 @@ class DFCoLearnConfig(DCConfig):
     mask_rule: str = "normalized"  # normalized | sgd (eq. 7 literally)
     mask_every: int = 1  # mask step every k outer iterations
     unroll_lr: float = 0.01  # temporary-model step on S (eq. 7)
-    gamma: float = 1e-4  # L1 on m (eq. 3)
-    lam: float = 0.1  # information synergy weight (eq. 3)
+    l1_weight: float = 1e-4  # gamma of eq. 3: L1 on m
+    mi_weight: float = 0.1  # lambda of eq. 3: information synergy weight
     nce_temp: float = 0.1
     static_epochs: int = 2  # filter_then_distill / filter_only: scoring epochs for static kappa
 
@@ -70,8 +70,8 @@ class DFCoLearnConfig(DCConfig):
             raise ConfigError(f"method.variant must be one of {VARIANTS}, got {self.variant!r}")
         if not 0 <= self.alpha <= 1 or not 0 < self.trunc_quantile <= 1:
             raise ConfigError("method.alpha must be in [0,1] and trunc_quantile in (0,1]")
-        if self.trunc_temp <= 0 or self.mask_lr < 0 or self.mask_every < 1 or self.gamma < 0 or self.lam < 0:
-            raise ConfigError("method.trunc_temp > 0, mask_lr/gamma/lam >= 0, mask_every >= 1 required")
+        if self.trunc_temp <= 0 or self.mask_lr < 0 or self.mask_every < 1 or self.l1_weight < 0 or self.mi_weight < 0:
+            raise ConfigError("method.trunc_temp > 0, mask_lr/l1_weight/mi_weight >= 0, mask_every >= 1 required")
         if self.mask_rule not in MASK_RULES:
             raise ConfigError(f"method.mask_rule must be one of {MASK_RULES}, got {self.mask_rule!r}")
 
@@ -179,13 +179,13 @@ class DFCoLearn(GradientMatching):
         g_th = torch.autograd.grad(l_tr, list(params.values()), create_graph=True)
         p1 = {k: v - self.cfg.unroll_lr * g for (k, v), g in zip(params.items(), g_th)}
         l_val = F.cross_entropy(functional_call(net, p1, (x_val,)), y_val)
-        obj = l_val + self.cfg.gamma * mask[idx].sum()
-        if self.cfg.lam > 0:
+        obj = l_val + self.cfg.l1_weight * mask[idx].sum()
+        if self.cfg.mi_weight > 0:
             B = xr.shape[1]
             er = net.embed(xr.reshape(C * B, *xr.shape[2:])).view(C, B, -1)
             r = (er * wm.unsqueeze(-1)).sum(1) / wm.sum(1, keepdim=True).clamp_min(1e-12)
             s = net.embed(xs.reshape(C * ipc, *xs.shape[2:])).view(C, ipc, -1).mean(1)
-            obj = obj - self.cfg.lam * infonce_mi(s, r, self.cfg.nce_temp)
+            obj = obj - self.cfg.mi_weight * infonce_mi(s, r, self.cfg.nce_temp)
         return obj
 
     def mask_step(self, xs: Tensor, ys: Tensor) -> float:
@@ -198,7 +198,7 @@ class DFCoLearn(GradientMatching):
         (gm,) = torch.autograd.grad(obj, mask)
         rows = (idx if w is None else idx[w > 0]).reshape(-1).unique()
         with torch.no_grad():
-            update_mask(self.mask, gm, rows, self.cfg.mask_lr, self.cfg.mask_rule, self.cfg.gamma)
+            update_mask(self.mask, gm, rows, self.cfg.mask_lr, self.cfg.mask_rule, self.cfg.l1_weight)
         return float(obj.detach())
 
     def step(self, it: int) -> dict[str, Tensor]:

@@ -155,7 +155,7 @@ def start_epoch_bound(num_snapshots: int, expert_epochs: int, max_start_epoch: i
     last = num_snapshots - 1
     if last < expert_epochs:
         raise ConfigError(f"experts have {last} epochs but method.expert_epochs={expert_epochs}; "
-                          f"raise method.train_epochs or lower expert_epochs")
+                          f"raise method.expert_train_epochs or lower expert_epochs")
     return max(1, min(max_start_epoch, last - expert_epochs + 1))
 
 

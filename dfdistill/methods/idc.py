@@ -5,7 +5,7 @@ into f x f tiles of side ceil(H/f) (padded with 0.5), each upsampled back to H x
 label repeated. Normalisation (mean/std, ZCA) is applied after decoding (RealData.normalize_pixels).
 
 One outer iteration (`iterations`, 2000 in the paper) = a fresh network (SGD lr .01, momentum .9,
-wd 5e-4); synthetic pixels clamped to [0,1]; then `inner_loop` times: for every class, match the
+wd 5e-4); synthetic pixels clamped to [0,1]; then `match_steps` times (IDC's --inner_loop): for every class, match the
 CE gradients (conv weights only: metric idc_mse / idc_l1) of a real batch (batch_real 64) and the
 class's decoded synthetic images (<= batch_syn_max), both under ONE shared IDC-DiffAug parameter
 ('color_crop_cutout'), and take an image step for that class; then train the network on `n_data`
@@ -36,10 +36,10 @@ from dfdistill.methods.matching import (
 @dataclass
 class IDCConfig(MethodConfig):
     factor: int = 2
-    inner_loop: int = 100
+    match_steps: int = 100  # IDC's --inner_loop: matching steps per outer iteration
     n_data: int = 2000  # real samples the network trains on between inner steps (500 non-CIFAR)
     batch_syn_max: int = 128
-    metric: str = "idc_mse"  # idc_mse (CIFAR/SVHN) | idc_l1 (MNIST/Fashion)
+    dis_metric: str = "idc_mse"  # idc_mse (CIFAR/SVHN) | idc_l1 (MNIST/Fashion); DC's key name
     base_size: int = 32
     lr_net: float = 0.01
     mix_p: float = 0.5
@@ -49,10 +49,10 @@ class IDCConfig(MethodConfig):
         super().__post_init__()
         if self.factor < 1:
             raise ConfigError(f"method.factor must be >= 1, got {self.factor}")
-        if self.inner_loop <= 0 or self.n_data < 0 or self.batch_syn_max <= 0:
-            raise ConfigError("method.inner_loop and batch_syn_max must be > 0 and n_data >= 0")
-        if self.metric not in ("idc_mse", "idc_l1"):
-            raise ConfigError(f"method.metric must be idc_mse|idc_l1, got {self.metric!r}")
+        if self.match_steps <= 0 or self.n_data < 0 or self.batch_syn_max <= 0:
+            raise ConfigError("method.match_steps and batch_syn_max must be > 0 and n_data >= 0")
+        if self.dis_metric not in ("idc_mse", "idc_l1"):
+            raise ConfigError(f"method.dis_metric must be idc_mse|idc_l1, got {self.dis_metric!r}")
 
 
 def decode(images: Tensor, factor: int) -> Tensor:
@@ -135,7 +135,7 @@ class IDC(Distiller):
                                           xs.detach()[None], ys)
         g_real = {k: v.detach() for k, v in class_gradients(net, params, xr.detach()[None], yr, w).items()}
         g_syn = class_gradients(net, params, xs[None], ys)
-        return batched_gradient_distance(g_real, g_syn, self.cfg.metric)
+        return batched_gradient_distance(g_real, g_syn, self.cfg.dis_metric)
 
     def train_net_on_real(self, net, opt) -> None:
         real, bs = self.ctx.real, 64
@@ -155,7 +155,7 @@ class IDC(Distiller):
         with torch.no_grad():
             self.images.clamp_(0, 1)
         total = torch.zeros((), device=self.ctx.device)
-        for inner in range(self.cfg.inner_loop):
+        for inner in range(self.cfg.match_steps):
             if has_batchnorm(net):
                 freeze_batchnorm_stats(net, self.ctx.real.sample_per_class(16, generator=self.gen)[0])
             for c in range(self.num_classes):
@@ -164,7 +164,7 @@ class IDC(Distiller):
                 loss.backward()
                 self.opt_img.step()
                 total = total + loss.detach()
-            if inner < self.cfg.inner_loop - 1:
+            if inner < self.cfg.match_steps - 1:
                 net.train()
                 self.train_net_on_real(net, opt)
-        return {"loss": total / (self.cfg.inner_loop * self.num_classes)}
+        return {"loss": total / (self.cfg.match_steps * self.num_classes)}

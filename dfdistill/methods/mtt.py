@@ -7,9 +7,10 @@ keeping the whole unrolled graph; loss = ||theta_N - theta*||^2 / ||theta_0 - th
 theta* = expert[s + expert_epochs]. Images (SGD lr_img, momentum .5) and the lr (SGD lr_lr,
 momentum .5) take one step each. Evaluation uses the learned lr.
 
-Key names: `expert_epochs` is the paper's matched span; `train_epochs` is how long each expert
-trains (MTT buffer.py's name). The profile key `expert_epochs` caps `train_epochs` (see
-dfdistill/config/resolve.py apply_profile).
+Key names: `expert_epochs` is the paper's matched span; `expert_train_epochs` is how long each
+expert trains (buffer.py's --train_epochs); `syn_lr_init` is the initial learnable lr (distill.py's
+--lr_teacher, a name buffer.py uses for the experts' lr, here `expert_lr`). The profile key
+`expert_train_epochs` caps `method.expert_train_epochs` (dfdistill/config/resolve.py).
 
 Per-dataset/IPC hyperparameters (MTT authors via DC-BENCH; see conf/method/mtt.yaml and
 conf/exp/mtt_*.yaml).
@@ -39,27 +40,27 @@ class MTTConfig(MethodConfig):
     expert_epochs: int = 3
     max_start_epoch: int = 25
     lr_lr: float = 1e-5
-    lr_teacher: float = 0.01  # initial learnable student lr (distill.py --lr_teacher)
+    syn_lr_init: float = 0.01  # initial learnable student lr (MTT distill.py --lr_teacher)
     expert_lr: float = 0.01  # lr the experts train with (buffer.py --lr_teacher; 0.01 for all rows)
     batch_syn: Optional[int] = None  # null: all synthetic images per student step
     num_experts: int = 100
-    train_epochs: int = 50  # epochs each expert trains
+    expert_train_epochs: int = 50  # epochs each expert trains (MTT buffer.py --train_epochs)
     batch_train: int = 256  # expert minibatch
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for k in ("syn_steps", "expert_epochs", "max_start_epoch", "num_experts", "train_epochs", "batch_train"):
+        for k in ("syn_steps", "expert_epochs", "max_start_epoch", "num_experts", "expert_train_epochs", "batch_train"):
             if getattr(self, k) <= 0:
                 raise ConfigError(f"method.{k} must be > 0, got {getattr(self, k)}")
-        if min(self.lr_lr, self.lr_teacher, self.expert_lr) <= 0:
-            raise ConfigError(f"method.lr_lr, lr_teacher, expert_lr must be > 0, got {self.lr_lr}, {self.lr_teacher}, {self.expert_lr}")
+        if min(self.lr_lr, self.syn_lr_init, self.expert_lr) <= 0:
+            raise ConfigError(f"method.lr_lr, syn_lr_init, expert_lr must be > 0, got {self.lr_lr}, {self.syn_lr_init}, {self.expert_lr}")
         if self.batch_syn is not None and self.batch_syn <= 0:
             raise ConfigError(f"method.batch_syn must be positive or null, got {self.batch_syn}")
-        if self.expert_epochs > self.train_epochs:
-            raise ConfigError(f"method.expert_epochs={self.expert_epochs} exceeds method.train_epochs={self.train_epochs}")
+        if self.expert_epochs > self.expert_train_epochs:
+            raise ConfigError(f"method.expert_epochs={self.expert_epochs} exceeds method.expert_train_epochs={self.expert_train_epochs}")
 
     def expert_settings(self) -> ExpertSettings:
-        return ExpertSettings(num_experts=self.num_experts, train_epochs=self.train_epochs,
+        return ExpertSettings(num_experts=self.num_experts, train_epochs=self.expert_train_epochs,
                               lr_teacher=self.expert_lr, batch_train=self.batch_train, dsa=self.dsa)
 
 
@@ -108,7 +109,7 @@ class TrajectoryMatching(ImageDistiller):
 
     def init_state(self) -> None:
         super().init_state()
-        self.syn_lr = torch.tensor(float(self.cfg.lr_teacher), device=self.ctx.device, requires_grad=True)
+        self.syn_lr = torch.tensor(float(self.cfg.syn_lr_init), device=self.ctx.device, requires_grad=True)
         self.opt_lr = torch.optim.SGD([self.syn_lr], lr=self.cfg.lr_lr, momentum=0.5)
         net = self.ctx.model_factory(0)
         self.student = functional_net(net)

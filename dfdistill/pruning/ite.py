@@ -152,7 +152,7 @@ def batch_ite_norms(distiller, net, params, xr: Tensor, yr: Tensor, w: Optional[
     C, B = xr.shape[:2]
     w = torch.ones(C, B, device=xr.device) if w is None else w
     norms = torch.zeros(C, B, device=xr.device)
-    metric = getattr(distiller.cfg, "dis_metric", None) or getattr(distiller.cfg, "metric", "ours")  # DC family | IDC
+    metric = distiller.cfg.dis_metric
     for c in range(C):
         if params is not None:
             g = per_sample_param_grads(net, params, xr[c], yr[c], chunk)
