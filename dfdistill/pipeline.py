@@ -146,7 +146,9 @@ def set_rng_state(st: dict[str, Any]) -> None:
 
 
 def save_checkpoint(out_dir: Path, key: str, it: int, distiller: Distiller, history: list[dict]) -> None:
+    sel = distiller.ctx.adaptive  # the in-loop selector's running statistics / lazy decisions, beside the distiller
     save_tensor_file(out_dir / CHECKPOINT_FILE, {"config_key": key, "iteration": it, "distiller": distiller.state_dict(),
+                                                 "adaptive": sel.state_dict() if sel is not None else None,
                                                  "rng": rng_state(), "history": history})
 
 
@@ -177,6 +179,8 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
     ck = load_checkpoint(out_dir, key)
     if ck is not None:
         distiller.load_state_dict(ck["distiller"])
+        if distiller.ctx.adaptive is not None and ck.get("adaptive") is not None:
+            distiller.ctx.adaptive.load_state_dict(ck["adaptive"])
         set_rng_state(ck["rng"])
         start, history = int(ck["iteration"]), list(ck["history"])
         print(f"[dfdistill] resumed from {out_dir / CHECKPOINT_FILE} at iteration {start}/{distiller.iterations}")
@@ -184,8 +188,11 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
     step_times: list[float] = []
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"distill[{cfg.method.name}]",
                disable=not cfg.progress or total == 0)
+    sel = distiller.ctx.adaptive
     for it in bar:
         t0 = time.perf_counter()
+        if sel is not None:
+            sel.begin_iteration(it)  # the selector's lazy schedule counts iterations, not its calls
         metrics = distiller.step(it)
         loss = float(metrics["loss"])
         step_times.append(time.perf_counter() - t0)
@@ -203,6 +210,7 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
         save_checkpoint(out_dir, key, total, distiller, history)
     return {"iterations": total, "resumed_from": start,
             "sec_per_iter": float(np.median(step_times)) if step_times else None,
+            "ite_seconds_per_iter": sel.seconds / len(step_times) if sel is not None and step_times else None,
             "loss_history": history[-50:]}
 
 
@@ -308,7 +316,8 @@ def run(cfg: DictConfig) -> dict:
             **record, "cross_arch": cross, "eval": ev.__dict__, "eval_lr": ev.lr,
             "n_real_total": n_total, "n_real_used": len(train), "pruning_info": prune_info,
             "stage_seconds": timer.seconds, "wall_seconds": sum(timer.seconds.values()),
-            "sec_per_iter": info["sec_per_iter"], "iterations": info["iterations"], "resumed_from": info["resumed_from"],
+            "sec_per_iter": info["sec_per_iter"], "ite_seconds_per_iter": info["ite_seconds_per_iter"],
+            "iterations": info["iterations"], "resumed_from": info["resumed_from"],
             "peak_memory_mb": peak_memory_mb(device), "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "torch": torch.__version__, "code_version": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -19,8 +19,9 @@ from typing import Callable
 
 import torch
 
+from dfdistill.methods.matching import dm_meta_loss, gm_meta_loss, per_sample_param_grads
 from dfdistill.models import build_model
-from dfdistill.pruning.ite import dm_meta_loss, gm_meta_loss, ite_vectors, per_sample_param_grads
+from dfdistill.pruning.ite import ite_vectors
 from dfdistill.scoring.gradnorm import per_sample_loss_and_grad_norm
 
 

@@ -3,10 +3,18 @@
 import pytest
 import torch
 
-from dfdistill.methods.matching import detached_params
+from dfdistill.data.real import RealData
+from dfdistill.methods.matching import (detached_params, dm_meta_loss, gm_meta_loss, gm_objective,
+                                        per_sample_param_grads)
 from dfdistill.models import build_model
-from dfdistill.pruning.ite import (ITEConfig, ITESelector, RunningNormalBand, dm_meta_loss, gm_meta_loss,
-                                   ite_vectors, per_sample_param_grads)
+from dfdistill.pruning.ite import ITEConfig, ITESelector, RunningNormalBand, ite_vectors
+
+
+def _rows(n: int, images=None, labels=None) -> RealData:
+    """A RealData of n rows for the selector's per-row state (images only matter for stats=full)."""
+    images = torch.zeros(n, 1, 16, 16) if images is None else images
+    labels = torch.zeros(n, dtype=torch.long) if labels is None else labels
+    return RealData(images, labels, int(labels.max()) + 1, [str(c) for c in range(int(labels.max()) + 1)], (0.0,), (1.0,))
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -81,19 +89,18 @@ def test_running_band_keeps_one_minus_beta():
 
 def test_selector_weights_and_lazy_reuse():
     net, params, xr, yr, xs, ys = _tiny(3)
-    sel = ITESelector(ITEConfig(beta=0.3, lazy_every=2, chunk=8), num_rows=40, device=torch.device("cpu"))
-
-    class D:  # distiller stand-in: only cfg.dis_metric is read
-        class cfg:
-            dis_metric = "ours"
+    sel = ITESelector(ITEConfig(beta=0.3, lazy_every=2, chunk=8), _rows(40))
+    obj = gm_objective(net, params, xs[None], ys[None], "ours")
 
     idx = torch.arange(20).view(1, 20)
-    w1 = sel.weights(D, net, params, xr[None], yr[None], idx, None, xs[None], ys[None])
+    sel.begin_iteration(0)
+    w1 = sel.weights(xr[None], yr[None], idx, None, obj)
     assert w1.shape == (1, 20) and set(w1.unique().tolist()) <= {0.0, 1.0} and 0 < w1.sum() < 20
-    w2 = sel.weights(D, net, params, xr[None] * 0, yr[None], idx, None, xs[None], ys[None])  # lazy: cached rows
+    sel.begin_iteration(1)
+    w2 = sel.weights(xr[None] * 0, yr[None], idx, None, obj)  # lazy: cached rows
     assert torch.equal(w1, w2)
     st = sel.state_dict()
-    sel2 = ITESelector(ITEConfig(), 40, torch.device("cpu")); sel2.load_state_dict(st)
+    sel2 = ITESelector(ITEConfig(), _rows(40)); sel2.load_state_dict(st)
     assert sel2.calls == 2 and torch.equal(sel2.row_keep, sel.row_keep)
 
 
@@ -101,18 +108,16 @@ def test_full_population_stats_mode():
     """stats=full (Table 6 'no optimisation'): band = exact mean/var of every row's ITE norm, and each
     row's keep flag is that band applied to its own block-wise norm."""
     net, params, xr, yr, xs, ys = _tiny(4)
-    from types import SimpleNamespace
-
-    from dfdistill.data.real import RealData
     from dfdistill.pruning.ite import batch_ite_norms
 
     real = RealData(images=xr, labels=yr, num_classes=1, class_names=["a"], mean=(0.0,), std=(1.0,))
-    D = SimpleNamespace(cfg=SimpleNamespace(dis_metric="ours"), ctx=SimpleNamespace(real=real))
-    sel = ITESelector(ITEConfig(beta=0.4, stats="full", mode="exact", chunk=8), num_rows=20, device=torch.device("cpu"))
+    sel = ITESelector(ITEConfig(beta=0.4, stats="full", mode="exact", chunk=8), real)
+    obj = gm_objective(net, params, xs[None], ys[None], "ours")
     idx = torch.arange(5).view(1, 5)  # current batch = rows 0..4; blocks of 5 cover all 20 rows
-    w = sel.weights(D, net, params, xr[None, :5], yr[None, :5], idx, None, xs[None], ys[None])
-    ref = torch.cat([batch_ite_norms(D, net, params, xr[None, a:a + 5], yr[None, a:a + 5], None, xs[None], ys[None],
-                                     "exact", 8)[0] for a in range(0, 20, 5)])
+    sel.begin_iteration(0)
+    w = sel.weights(xr[None, :5], yr[None, :5], idx, None, obj)
+    ref = torch.cat([batch_ite_norms(obj, xr[None, a:a + 5], yr[None, a:a + 5], None, "exact", 8)[0]
+                     for a in range(0, 20, 5)])
     assert abs(sel.band.mean - float(ref.mean())) < 1e-5
     assert abs(sel.band.var - float(ref.var(unbiased=False))) < 1e-5
     assert torch.equal(sel.row_keep, sel.band.keep(ref))
@@ -130,8 +135,8 @@ def test_chunking_does_not_change_ite():
         ref = ite_vectors(g, w, ml, xs, mode, chunk=20)
         for chunk in (1, 3, 8):
             assert torch.allclose(ite_vectors(g, w, ml, xs, mode, chunk=chunk), ref, atol=1e-6, rtol=1e-4), (mode, chunk)
-    assert ITESelector(ITEConfig(), 20, torch.device("cpu")).chunk == 8
-    assert ITESelector(ITEConfig(chunk=5), 20, torch.device("cpu")).chunk == 5
+    assert ITESelector(ITEConfig(), _rows(20)).chunk == 8
+    assert ITESelector(ITEConfig(chunk=5), _rows(20)).chunk == 5
 
 
 class _RecordingSelector:
@@ -140,8 +145,8 @@ class _RecordingSelector:
     def __init__(self, keep_first: int | None):
         self.keep_first, self.calls = keep_first, []
 
-    def weights(self, distiller, net, params, xr, yr, idx, w, xs, ys):
-        self.calls.append((tuple(xr.shape[:2]), tuple(idx.shape), tuple(xs.shape[:2]), int(ys[0, 0])))
+    def weights(self, xr, yr, idx, w, objective):
+        self.calls.append((tuple(xr.shape[:2]), tuple(idx.shape), tuple(objective.syn.shape[:2]), int(yr[0, 0])))
         out = torch.ones(idx.shape)
         if self.keep_first is not None:
             out[:, self.keep_first:] = 0
@@ -183,26 +188,32 @@ def test_methods_without_real_batches_refuse_in_loop_pruning(compose_cfg):
         run(cfg)
 
 
-def test_lazy_counts_per_class_group():
-    """IDC calls the selector once per class: with lazy_every=2 every class is recomputed on its own
-    1st, 3rd, ... call (a shared counter would recompute class 0 only when C is even)."""
+def test_lazy_schedule_counts_iterations_not_calls():
+    """Two classes called separately (as IDC does): with lazy_every=2 both are recomputed in iteration 0
+    and both reuse their rows' decisions in iteration 1, whatever the number of calls per iteration."""
     net, params, xr, yr, xs, ys = _tiny(5)
-    sel = ITESelector(ITEConfig(beta=0.3, lazy_every=2, chunk=8), num_rows=20, device=torch.device("cpu"))
-    D = type("D", (), {"cfg": type("cfg", (), {"dis_metric": "ours"})})
+    sel = ITESelector(ITEConfig(beta=0.3, lazy_every=2, chunk=8), _rows(20))
     recomputed = []
     orig = sel.band.update
     for rnd in range(2):
-        for c in range(2):  # two "classes" (labels only name the group), rows 0-9 and 10-19
+        sel.begin_iteration(rnd)
+        for c in range(2):  # two "classes" (labels only name the position), rows 0-9 and 10-19
             seen = []
             sel.band.update = lambda v, seen=seen: (seen.append(1), orig(v))
             idx = torch.arange(10 * c, 10 * c + 10).view(1, 10)
-            sel.weights(D, net, params, xr[None, :10], yr[None, :10], idx, None, xs[None], ys[None] + c)
+            sel.weights(xr[None, :10], yr[None, :10] + c, idx, None, gm_objective(net, params, xs[None], ys[None], "ours"))
             recomputed.append((rnd, c, bool(seen)))
     assert recomputed == [(0, 0, True), (0, 1, True), (1, 0, False), (1, 1, False)]
-    assert sel.group_calls == {"0": 2, "1": 2}
-    sel2 = ITESelector(ITEConfig(lazy_every=2), 20, torch.device("cpu"))
+    sel2 = ITESelector(ITEConfig(lazy_every=2), _rows(20))
     sel2.load_state_dict(sel.state_dict())
-    assert sel2.group_calls == sel.group_calls
+    assert sel2.calls == sel.calls == 4 and torch.equal(sel2.row_keep, sel.row_keep)
+
+
+def test_selector_refuses_calls_outside_an_iteration():
+    net, params, xr, yr, xs, ys = _tiny(5)
+    sel = ITESelector(ITEConfig(), _rows(20))
+    with pytest.raises(RuntimeError, match="begin_iteration"):
+        sel.weights(xr[None], yr[None], torch.arange(20).view(1, 20), None, gm_objective(net, params, xs[None], ys[None], "ours"))
 
 
 @pytest.mark.slow
@@ -229,3 +240,63 @@ def test_bilp_before_a_method_without_real_batches_applies_its_static_half(compo
     rec = run(cfg)
     assert rec["pruning_info"]["adaptive"].startswith("not applied")
     assert rec["n_real_used"] < rec["n_real_total"]
+
+
+@pytest.mark.parametrize("method,extra,calls_per_iter", [
+    ("dc", ["method.outer_loop=3", "method.inner_loop=1"], 3),  # one call per outer loop
+    ("dm", [], 1),
+    ("idc", ["eval=idc", "method.inner_loop=2", "profile.inner_loop=2", "method.n_data=16"], 2 * 10),  # one call per class and step
+])
+def test_lazy_schedule_is_the_same_for_every_method(compose_cfg, tmp_path, method, extra, calls_per_iter):
+    """lazy_every=2 over 4 iterations: ITE is computed in iterations 0 and 2 only, on every call made
+    there, however many calls the method makes per iteration (the loop announces iterations)."""
+    from dfdistill.bench.harness import build_setup, make_distiller
+
+    cfg = compose_cfg(["profile=smoke", "dataset=digits", f"method={method}", "ipc=1", "pruning=ite",
+                       "pruning.adaptive.lazy_every=2", *extra])
+    setup = build_setup(cfg, tmp_path)
+    d = make_distiller(setup, False)
+    sel = setup.ctx.adaptive
+    computed = []
+    orig = sel.band.update
+    sel.band.update = lambda v: (computed.append(1), orig(v))
+    per_iter = []
+    for it in range(4):
+        n0, c0 = len(computed), sel.calls
+        sel.begin_iteration(it)
+        d.step(it)
+        per_iter.append((len(computed) - n0, sel.calls - c0))
+    assert per_iter == [(calls_per_iter, calls_per_iter), (0, calls_per_iter)] * 2
+
+
+def test_resume_with_selector_is_exact_and_records_ite_seconds(compose_cfg, tmp_path, monkeypatch):
+    """A run killed after iteration 2 of 4 and resumed gives the same synthetic set as an unbroken run:
+    the selector (band, row decisions) is checkpointed beside the distiller, and iteration 3 is a lazy
+    one that reuses restored decisions. The record reports the time inside the selector per iteration."""
+    from dfdistill.artifacts import load_tensor_file
+    from dfdistill.methods.dc import GradientMatching
+    from dfdistill.pipeline import run
+
+    over = ["profile=smoke", "dataset=digits", "method=dc", "ipc=1", "pruning=ite", "pruning.adaptive.lazy_every=2",
+            "method.iterations=4", "profile.iterations=4", "method.outer_loop=2", "method.inner_loop=1", "eval.compare_random=false",
+            "eval.num_eval=1"]
+    rec = run(compose_cfg(over, tmp_path / "straight"))
+    assert rec["ite_seconds_per_iter"] > 0
+    step = GradientMatching.step
+
+    def dies_at_3(self, it):
+        if it == 3:
+            raise KeyboardInterrupt
+        return step(self, it)
+
+    monkeypatch.setattr(GradientMatching, "step", dies_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_cfg(over, tmp_path / "killed"))
+    ck = load_tensor_file(tmp_path / "killed" / "checkpoint.pt")
+    assert ck["iteration"] == 3 and ck["adaptive"]["band"]["mean"] is not None and "adaptive" not in ck["distiller"]
+    monkeypatch.setattr(GradientMatching, "step", step)
+    rec2 = run(compose_cfg(over, tmp_path / "killed"))
+    assert rec2["resumed_from"] == 3
+    a = torch.load(tmp_path / "straight" / "synthetic.pt")["images"]
+    b = torch.load(tmp_path / "killed" / "synthetic.pt")["images"]
+    assert torch.equal(a, b)

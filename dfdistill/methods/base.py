@@ -60,7 +60,7 @@ class DistillContext:
     cache: ArtifactCache
     out_dir: Path
     progress: bool = True
-    adaptive: Any = None  # dfdistill.pruning adaptive selector (BiLP ITE) or None
+    adaptive: Any = None  # in-loop selector (BiLP ITE) or None; the pipeline checkpoints it and announces iterations
     extra: Optional[dict] = None  # stage artifacts (e.g. expert trajectories, scores)
 
 
@@ -115,7 +115,8 @@ class Distiller(ABC):
     """Base class: holds `cfg`, `ctx`, the synthetic images/labels and an RNG for resumability."""
 
     config_cls: type = MethodConfig
-    # True where the method's real batches go through ctx.adaptive.weights (BiLP ITE); config
+    # True where the method's real batches go through ctx.adaptive.weights (BiLP ITE) with row indices
+    # into ctx.real and its own MetaObjective; config
     # validation (resolve_config) refuses in-loop pruning for the others rather than skipping it
     supports_adaptive: bool = False
 
@@ -154,19 +155,14 @@ class Distiller(ABC):
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "gen": self.gen.get_state(),
-                 **self.extra_state()}
-        if hasattr(self.ctx.adaptive, "state_dict"):  # running ITE statistics / lazy selection survive a resume
-            state["adaptive"] = self.ctx.adaptive.state_dict()
-        return state
+        return {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "gen": self.gen.get_state(),
+                **self.extra_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             self.images.copy_(state["images"].to(self.images.device))
         self.labels = state["labels"].to(self.ctx.device)
         self.gen.set_state(state["gen"])
-        if "adaptive" in state and hasattr(self.ctx.adaptive, "load_state_dict"):
-            self.ctx.adaptive.load_state_dict(state["adaptive"])
         self.load_extra_state(state)
 
     def extra_state(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from dfdistill.training import train_epochs
 from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed, per_class_batch
 from dfdistill.methods.matching import (
     METRICS, batched_gradient_distance, class_gradients, class_gradients_loop, detached_params,
-    freeze_batchnorm_stats, has_batchnorm, loop_distance,
+    freeze_batchnorm_stats, gm_objective, has_batchnorm, loop_distance,
 )
 
 # (outer_loop, inner_loop) per IPC, as in the reference implementation.
@@ -71,9 +71,10 @@ class GradientMatching(ImageDistiller):
 
     def real_weights(self, net, params, xr: Tensor, yr: Tensor, idx: Tensor, w: Optional[Tensor],
                      xs: Tensor, ys: Tensor) -> Optional[Tensor]:
-        """Per-sample weights of the real batch (C, B); hook for adaptive pruning and masks."""
+        """Per-sample weights of the real batch (C, B); hook for adaptive pruning and masks.
+        `idx` are row indices into ctx.real (what the in-loop selector's per-row state indexes)."""
         if self.ctx.adaptive is not None:
-            return self.ctx.adaptive.weights(self, net, params, xr, yr, idx, w, xs, ys)
+            return self.ctx.adaptive.weights(xr, yr, idx, w, gm_objective(net, params, xs, ys, self.cfg.dis_metric))
         return w
 
     def matching_loss(self, net, xr: Tensor, yr: Tensor, w: Optional[Tensor], idx: Tensor,

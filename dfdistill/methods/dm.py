@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed, per_class_batch
+from dfdistill.methods.matching import dm_objective
 
 
 @dataclass
@@ -39,7 +40,7 @@ class DM(ImageDistiller):
         xr, yr, w, idx = per_class_batch(real, self.cfg.batch_real, self.gen)
         xr_a, xs_a = self.siamese_pair(xr, self.syn_by_class())
         if self.ctx.adaptive is not None:
-            w = self.ctx.adaptive.weights(self, net, None, xr_a, yr, idx, w, xs_a, self.labels.view(C, ipc))
+            w = self.ctx.adaptive.weights(xr_a, yr, idx, w, dm_objective(net, xs_a))
         B = xr_a.shape[1]
         emb_r = net.embed(xr_a.reshape(C * B, *xr_a.shape[2:])).detach()
         emb_s = net.embed(xs_a.reshape(C * ipc, *xs_a.shape[2:]))

@@ -29,7 +29,7 @@ from dfdistill.errors import ConfigError
 from dfdistill.evaluation.protocol import cutmix_or_plain_loss
 from dfdistill.methods.base import Distiller, MethodConfig, class_major_labels, draw_seed
 from dfdistill.methods.matching import (
-    batched_gradient_distance, class_gradients, detached_params, freeze_batchnorm_stats, has_batchnorm,
+    batched_gradient_distance, class_gradients, detached_params, freeze_batchnorm_stats, gm_objective, has_batchnorm,
 )
 
 
@@ -131,8 +131,8 @@ class IDC(Distiller):
         ys = torch.full((1, xs.shape[0]), c, device=xs.device, dtype=torch.long)
         w = None
         if self.ctx.adaptive is not None:  # BiLP ITE on this class's batch; S = the decoded (augmented) tiles
-            w = self.ctx.adaptive.weights(self, net, params, xr.detach()[None], yr, rows[None], None,
-                                          xs.detach()[None], ys)
+            w = self.ctx.adaptive.weights(xr.detach()[None], yr, rows[None], None,
+                                          gm_objective(net, params, xs[None], ys, self.cfg.metric))
         g_real = {k: v.detach() for k, v in class_gradients(net, params, xr.detach()[None], yr, w).items()}
         g_syn = class_gradients(net, params, xs[None], ys)
         return batched_gradient_distance(g_real, g_syn, self.cfg.dis_metric)

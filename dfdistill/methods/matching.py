@@ -11,6 +11,7 @@ One implementation serves DC, DSA, IDC, DF-CoLearn, EDD and the ITE pruner:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
 import torch
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 GradDict = dict[str, Tensor]
+MetaLoss = Callable[[GradDict, Tensor], Tensor]  # L_meta(G, s): G = class mean of g(x), s = synthetic batch
 
 METRICS = ("ours", "mse", "cos", "idc_mse", "idc_l1")
 
@@ -148,3 +150,61 @@ def mean_embedding_loss(emb_real: Tensor, emb_syn: Tensor, C: int) -> Tensor:
     mr = emb_real.view(C, -1, emb_real.shape[-1]).mean(1)
     ms = emb_syn.view(C, -1, emb_syn.shape[-1]).mean(1)
     return ((mr - ms) ** 2).sum()
+
+
+# ---------------------------------------------------------------------------------------------- #
+# the matching objective as BiLP's in-loop selector sees it
+# ---------------------------------------------------------------------------------------------- #
+@dataclass
+class MetaObjective:
+    """A method's matching loss in BiLP's "additive variable separable" form (§4.2): for class
+    position p of the batch, L_meta(G_p, S_p) with G_p the weighted class mean of a per-sample
+    feature g(x). Built by the method (it owns the network, metric and synthetic batch), so the
+    selector needs nothing else from it."""
+
+    features: Callable[[Tensor, Tensor, int], GradDict]  # (x (B, ...), y (B,), chunk) -> g: dict of (B, ...)
+    loss: Callable[[int], MetaLoss]  # class position p -> L_meta(G, s)
+    syn: Tensor  # (P, n_s, ...) each position's synthetic batch (what ITE is taken w.r.t.), detached
+
+
+def per_sample_param_grads(net: nn.Module, params: Mapping[str, Tensor], x: Tensor, y: Tensor,
+                           chunk: int = 64) -> GradDict:
+    """dict of (B, *shape): the CE gradient of every sample (vmap(grad), chunked)."""
+
+    def one(p, xi, yi):
+        return F.cross_entropy(functional_call(net, p, (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    parts = [vmap(grad(one), in_dims=(None, 0, 0))(dict(params), x[a : a + chunk], y[a : a + chunk])
+             for a in range(0, x.shape[0], chunk)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def gm_meta_loss(net: nn.Module, params: Mapping[str, Tensor], y_syn: Tensor, metric: str) -> MetaLoss:
+    """Gradient matching for one class: distance(G, dCE(S)/dtheta) (DC/DSA/IDC's meta loss)."""
+
+    def syn_grad(s: Tensor) -> GradDict:
+        return grad(lambda p: F.cross_entropy(functional_call(net, p, (s,)), y_syn))(dict(params))
+
+    return lambda G, s: gradient_distance(G, syn_grad(s), metric)
+
+
+def dm_meta_loss(net: nn.Module) -> MetaLoss:
+    """DM for one class: ||G - mean embed(S)||^2 (G = weighted mean real embedding)."""
+    return lambda G, s: ((G["e"] - net.embed(s).mean(0)) ** 2).sum()
+
+
+def gm_objective(net: nn.Module, params: Mapping[str, Tensor], xs: Tensor, ys: Tensor, metric: str) -> MetaObjective:
+    """Gradient matching (DC/DSA/IDC/DF-CoLearn/EDD): g = per-sample CE gradient; xs (P, n, ...), ys (P, n)."""
+    params = {k: v.detach() for k, v in params.items()}
+    return MetaObjective(features=lambda x, y, chunk: per_sample_param_grads(net, params, x, y, chunk),
+                         loss=lambda p: gm_meta_loss(net, params, ys[p], metric), syn=xs.detach())
+
+
+def dm_objective(net: nn.Module, xs: Tensor) -> MetaObjective:
+    """Distribution matching: g = per-sample embedding; xs (P, n, ...)."""
+
+    def features(x: Tensor, y: Tensor, chunk: int) -> GradDict:
+        with torch.no_grad():
+            return {"e": net.embed(x)}
+
+    return MetaObjective(features=features, loss=lambda p: dm_meta_loss(net), syn=xs.detach())
