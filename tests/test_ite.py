@@ -245,7 +245,7 @@ def test_bilp_before_a_method_without_real_batches_applies_its_static_half(compo
 @pytest.mark.parametrize("method,extra,calls_per_iter", [
     ("dc", ["method.outer_loop=3", "method.inner_loop=1"], 3),  # one call per outer loop
     ("dm", [], 1),
-    ("idc", ["eval=idc", "method.inner_loop=2", "profile.inner_loop=2", "method.n_data=16"], 2 * 10),  # one call per class and step
+    ("idc", ["eval=idc", "method.match_steps=2", "profile.match_steps=2", "method.n_data=16"], 2 * 10),  # one call per class and step
 ])
 def test_lazy_schedule_is_the_same_for_every_method(compose_cfg, tmp_path, method, extra, calls_per_iter):
     """lazy_every=2 over 4 iterations: ITE is computed in iterations 0 and 2 only, on every call made

@@ -132,7 +132,7 @@ class IDC(Distiller):
         w = None
         if self.ctx.adaptive is not None:  # BiLP ITE on this class's batch; S = the decoded (augmented) tiles
             w = self.ctx.adaptive.weights(xr.detach()[None], yr, rows[None], None,
-                                          gm_objective(net, params, xs[None], ys, self.cfg.metric))
+                                          gm_objective(net, params, xs[None], ys, self.cfg.dis_metric))
         g_real = {k: v.detach() for k, v in class_gradients(net, params, xr.detach()[None], yr, w).items()}
         g_syn = class_gradients(net, params, xs[None], ys)
         return batched_gradient_distance(g_real, g_syn, self.cfg.dis_metric)
