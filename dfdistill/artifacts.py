@@ -107,7 +107,9 @@ class ArtifactCache:
         try:
             return load_tensor_file(p)
         except (CorruptArtifact, EOFError, RuntimeError, OSError) as exc:
-            print(f"[dfdistill] cache file {p} unreadable ({exc}); rebuilding it")
+            from dfdistill.log import log
+
+            log.info(f"cache file {p} unreadable ({exc}); rebuilding it")
             p.unlink(missing_ok=True)
             return None
 

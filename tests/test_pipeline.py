@@ -13,7 +13,8 @@ import torch
 
 from dfdistill.artifacts import load_tensor_file
 from dfdistill.errors import ConfigError, DataError, DivergenceError
-from dfdistill.pipeline import CHECKPOINT_FILE, run
+from dfdistill.checkpoint import CHECKPOINT_FILE
+from dfdistill.pipeline import run
 from conftest import ROOT
 
 SMOKE = ["profile=smoke", "dataset=digits"]
@@ -119,3 +120,23 @@ def test_adaptive_selector_state_is_checkpointed(compose_cfg):
     run(cfg)
     ck = load_tensor_file(Path(cfg.output_dir) / CHECKPOINT_FILE)
     assert ck["adaptive"] and "adaptive" not in ck["distiller"]  # beside the distiller, not inside it
+
+
+def test_model_factory_does_not_keep_the_real_data_alive():
+    """Contract 6: the factory holds shape numbers only, so the unpruned split can be freed."""
+    import gc
+    import weakref
+
+    from omegaconf import OmegaConf
+
+    from dfdistill.data.real import RealData
+    from dfdistill.models.factory import make_model_factory
+
+    real = RealData(images=torch.randn(4, 1, 16, 16), labels=torch.tensor([0, 1, 0, 1]), num_classes=2,
+                    class_names=["a", "b"], mean=(0.0,), std=(1.0,))
+    ref = weakref.ref(real)
+    factory = make_model_factory(OmegaConf.create({"name": "convnet", "width": 8, "depth": 2}), real, torch.device("cpu"))
+    del real
+    gc.collect()
+    assert ref() is None
+    assert factory(0)(torch.randn(3, 1, 16, 16)).shape == (3, 2)

@@ -69,7 +69,9 @@ def build_setup(cfg: DictConfig, out_dir: Path) -> Setup:
     """load_dataset -> make_model_factory -> static pruning -> adaptive -> method config -> context."""
     from dfdistill.data.augment import build_augment
     from dfdistill.data.datasets import load_dataset
-    from dfdistill.pipeline import make_model_factory, resolve_device, seed_everything
+    from dfdistill.models.factory import make_model_factory
+    from dfdistill.pipeline import describe_inputs
+    from dfdistill.runtime import resolve_device, seed_everything
     from dfdistill.pruning import apply_static_pruning, build_adaptive
 
     cfg = resolve_config(cfg)
@@ -82,7 +84,7 @@ def build_setup(cfg: DictConfig, out_dir: Path) -> Setup:
     adaptive = build_adaptive(cfg, train)
     ctx = DistillContext(real=train, ipc=cfg.ipc, model_factory=factory,
                          augment=build_augment("dsa", cfg.dataset.dsa_strategy), device=device, seed=cfg.seed,
-                         cache=cache, out_dir=out_dir, progress=False, adaptive=adaptive, extra={"cfg": cfg})
+                         cache=cache, out_dir=out_dir, progress=False, adaptive=adaptive, describe=describe_inputs(cfg))
     return Setup(cfg, ctx, method_class(cfg), method_config(cfg))
 
 

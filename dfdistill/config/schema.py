@@ -104,7 +104,6 @@ class LoggerConfig:
     mode: str = "offline"  # offline | online | disabled
     group: Optional[str] = None
     tags: list[str] = field(default_factory=list)
-    log_images_every: int = 0  # 0: only the final grid
 
     def __post_init__(self) -> None:
         _check(self.name in ("none", "wandb"), f"logger must be none|wandb, got {self.name}")

@@ -9,7 +9,7 @@ Coreset baselines are distillers with zero iterations whose `init_state` selects
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -61,7 +61,9 @@ class DistillContext:
     out_dir: Path
     progress: bool = True
     adaptive: Any = None  # in-loop selector (BiLP ITE) or None; the pipeline checkpoints it and announces iterations
-    extra: Optional[dict] = None  # stage artifacts (e.g. expert trajectories, scores)
+    # what produced `real` and `model_factory` ({'dataset': ..., 'backbone': ...} config dicts), so a
+    # method's cached artifacts (expert trajectories) can be keyed by it; empty outside the pipeline
+    describe: dict = field(default_factory=dict)
 
 
 def draw_seed(gen: torch.Generator) -> int:

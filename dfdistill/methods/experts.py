@@ -76,9 +76,8 @@ def _describe(cfg: Any) -> Any:
 
 def base_key_material(ctx: DistillContext, settings: ExpertSettings) -> dict[str, Any]:
     """Everything that determines an expert except its index and the expert count."""
-    cfg = (ctx.extra or {}).get("cfg")
-    dataset = {} if cfg is None else {k: v for k, v in _describe(cfg.dataset).items() if k != "max_test"}
-    backbone = {} if cfg is None else _describe(cfg.backbone)
+    dataset = {k: v for k, v in _describe(ctx.describe.get("dataset", {})).items() if k != "max_test"}
+    backbone = _describe(ctx.describe.get("backbone", {}))
     s = asdict(settings)
     s.pop("num_experts")
     return {
@@ -119,7 +118,6 @@ class ExpertBank:
         self.keys = expert_keys(ctx, settings)
         self.keep_in_memory_mb = keep_in_memory_mb
         self._mem: dict[int, Tensor] = {}
-        self.trained = 0  # experts trained (not loaded) by `build`
 
     def build(self) -> "ExpertBank":
         """Train every missing expert; finished ones are saved immediately (resume point)."""
@@ -129,7 +127,6 @@ class ExpertBank:
                 continue
             traj = train_expert(self.ctx, self.settings, i)
             cache.save(KIND, key, {"trajectory": traj, "index": i})
-            self.trained += 1
         return self
 
     def __len__(self) -> int:

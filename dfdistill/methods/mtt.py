@@ -104,8 +104,6 @@ class TrajectoryMatching(ImageDistiller):
 
     def prepare(self) -> None:
         self.bank = ExpertBank(self.ctx, self.cfg.expert_settings()).build()
-        if self.ctx.extra is not None:
-            self.ctx.extra["experts_trained"] = self.bank.trained
 
     def init_state(self) -> None:
         super().init_state()

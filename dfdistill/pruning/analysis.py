@@ -84,7 +84,8 @@ def main() -> None:
     from dfdistill.config.resolve import CONF_DIR, resolve_config
     from dfdistill.config.store import register_configs
     from dfdistill.data.datasets import load_dataset
-    from dfdistill.pipeline import make_model_factory, run
+    from dfdistill.models.factory import make_model_factory
+    from dfdistill.pipeline import run
     from dfdistill.pruning.static import parse_config, real_scores
 
     register_configs()
