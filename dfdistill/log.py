@@ -2,7 +2,7 @@
 
 Why: under `python run.py` Hydra's job logging (conf/config.yaml `hydra.job_logging`) sends these
 records to the console *and* to `<run dir>/run.log`; outside Hydra (tests, scripts, notebooks)
-`ensure_console()` adds a plain stdout handler so the same messages still show.
+a plain stdout handler (added at import by `ensure_console()`) shows the same messages.
 """
 
 from __future__ import annotations
@@ -36,3 +36,6 @@ def ensure_console() -> None:
     handler.setFormatter(logging.Formatter("[dfdistill] %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+
+
+ensure_console()  # at import: scripts and tests see messages; Hydra's job logging replaces this handler
