@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from dfdistill.artifacts import ArtifactCache, config_key
 from dfdistill.config.resolve import identity, method_class, method_config, resolve_config
 from dfdistill.data.real import RealData
-from dfdistill.evaluation.protocol import evaluate_set, resolve_eval
+from dfdistill.evaluation.protocol import evaluate_set, is_batchnorm_convnet, resolve_eval
 from dfdistill.log import ensure_console, log
 from dfdistill.loop import distill_loop
 from dfdistill.methods.base import DistillContext, Distiller
@@ -186,7 +186,8 @@ def evaluate(s: Session, data: Data, images: torch.Tensor, labels: torch.Tensor,
     cfg, mcfg = s.cfg, method_config(s.cfg)
     from dfdistill.data.augment import build_augment
 
-    ev = resolve_eval(cfg.eval, mcfg.eval_aug, learned_lr or mcfg.eval_lr, cfg.dataset.dsa_strategy)
+    ev = resolve_eval(cfg.eval, mcfg.eval_aug, learned_lr or mcfg.eval_lr, cfg.dataset.dsa_strategy,
+                      bn_convnet=is_batchnorm_convnet(data.factory(0)))  # DC's sets on a ConvNetBN: crop_noise
     eval_aug = build_augment(ev.aug, ev.aug_strategy)
     out: dict[str, Any] = {"ev": ev}
     with s.timer("eval"):
@@ -197,9 +198,11 @@ def evaluate(s: Session, data: Data, images: torch.Tensor, labels: torch.Tensor,
     out["cross"] = {}
     for arch in cfg.eval.cross_arch:
         f2 = make_model_factory(backbone_config(arch), data.train, s.device)
+        ev_a = resolve_eval(cfg.eval, mcfg.eval_aug, learned_lr or mcfg.eval_lr, cfg.dataset.dsa_strategy,
+                            bn_convnet=is_batchnorm_convnet(f2(0)))  # the reference picks the aug per eval model
         with s.timer(f"eval_{arch}"):
-            a = evaluate_set(images, labels, data.test, f2, ev, eval_aug, seed=cfg.seed, progress=cfg.progress,
-                             desc=f"eval[{arch}]")
+            a = evaluate_set(images, labels, data.test, f2, ev_a, build_augment(ev_a.aug, ev_a.aug_strategy),
+                             seed=cfg.seed, progress=cfg.progress, desc=f"eval[{arch}]")
         out["cross"][arch] = {"accs": a, "mean": mean_std(a)[0], "std": mean_std(a)[1]}
     return out
 
@@ -213,7 +216,8 @@ def evaluate_random(s: Session, data: Data, mcfg: Any, eval_aug) -> list[float]:
                          seed=cfg.seed, cache=s.cache, out_dir=s.out_dir, progress=cfg.progress)
     rnd = RandomSubset(CoresetConfig(name="random", _target_="random"), ctx)
     rnd.init_state()
-    ev_r = resolve_eval(cfg.eval, mcfg.eval_aug, mcfg.eval_lr, cfg.dataset.dsa_strategy)
+    ev_r = resolve_eval(cfg.eval, mcfg.eval_aug, mcfg.eval_lr, cfg.dataset.dsa_strategy,
+                        bn_convnet=is_batchnorm_convnet(data.factory(0)))
     with s.timer("eval_random"):
         return evaluate_set(rnd.images, rnd.labels, data.test, data.factory, ev_r, eval_aug, seed=cfg.seed,
                             progress=cfg.progress, desc="eval[random]")

@@ -289,3 +289,101 @@ def test_zca_transform_is_differentiable():
     v = x[:3].clone().requires_grad_(True)
     z.inverse(z.transform(v)).sum().backward()
     assert torch.allclose(v.grad, torch.ones_like(v), atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# DC's non-differentiable evaluation augmentation (build_augment("dc", strategy))
+# ----------------------------------------------------------------------------------------------
+from dfdistill.data.augment import DCAugment, dc_crop, dc_rotate, dc_scale  # noqa: E402
+
+
+def _reference_scale(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The reference's per-image scale: nearest resize, centre on a zero canvas, centre-crop back."""
+    import torch.nn.functional as F
+
+    c, H, W = img.shape
+    tmp = F.interpolate(img[None], [h, w])[0]
+    side = max(h, w, H, W)
+    canvas = torch.zeros(c, side, side)
+    r, q = int((side - h) / 2), int((side - w) / 2)
+    canvas[:, r:r + h, q:q + w] = tmp
+    r, q = int((side - H) / 2), int((side - W) / 2)
+    return canvas[:, r:r + H, q:q + W]
+
+
+def _windows(img: torch.Tensor, pad: int, fill: torch.Tensor) -> list[torch.Tensor]:
+    c, H, W = img.shape
+    canvas = fill.view(-1, 1, 1).expand(c, H + 2 * pad, W + 2 * pad).clone()
+    canvas[:, pad:pad + H, pad:pad + W] = img
+    return [canvas[:, r:r + H, q:q + W] for r in range(2 * pad) for q in range(2 * pad)]
+
+
+def test_dc_crop_pads_with_batch_channel_mean_and_takes_a_window():
+    x = _img(3)
+    mean = x.mean(dim=(0, 2, 3))
+    out = dc_crop(x, torch.tensor([0, 7, 4]), torch.tensor([7, 0, 4]), 4, mean)
+    for n, (r, q) in enumerate([(0, 7), (7, 0), (4, 4)]):
+        assert torch.equal(out[n], _windows(x[n], 4, mean)[r * 8 + q])
+    assert torch.equal(out[2], x[2])  # offset (pad, pad) is the identity
+    assert torch.allclose(out[0, :, :4, :], mean.view(-1, 1, 1).expand(3, 4, H))  # top rows = channel mean
+
+
+@pytest.mark.parametrize("size", [(13, 19), (16, 16), (19, 13), (12, 12), (19, 19), (17, 14)])
+def test_dc_scale_equals_reference_resize_centre_crop(size):
+    x = _img(1)
+    out = dc_scale(x, torch.tensor([size[0]]), torch.tensor([size[1]]))
+    assert torch.equal(out[0], _reference_scale(x[0], *size))
+
+
+def test_dc_rotate_keeps_size_fills_outside_and_is_exact_at_right_angles():
+    x = _img(2)
+    assert torch.allclose(dc_rotate(x, torch.tensor([0, 0]), 0.3), x, atol=1e-5)
+    r90 = dc_rotate(x[:1].expand(2, -1, -1, -1), torch.tensor([90, -90]), 0.3)
+    assert torch.allclose(r90[0], torch.rot90(x[0], 1, (1, 2)), atol=1e-4) or \
+        torch.allclose(r90[0], torch.rot90(x[0], -1, (1, 2)), atol=1e-4)
+    assert torch.allclose(r90[0], torch.rot90(r90[1], 2, (1, 2)), atol=1e-4)  # +90 and -90 differ by 180
+    z = dc_rotate(torch.zeros(1, 1, H, H), torch.tensor([45]), 5.0)
+    assert torch.allclose(z[0, 0, 0, 0], torch.tensor(5.0)) and abs(float(z[0, 0, H // 2, H // 2])) < 1e-5
+
+
+def test_dc_augment_one_op_per_image_from_the_strategy():
+    """crop_noise over many images: each output is either a mean-padded crop window of its input or the
+    input plus N(0, 0.001^2) noise, never both, and both ops are drawn about half the time."""
+    x = _img(200, c=1)
+    out = build_augment("dc", "crop_noise")(x, seed=3)
+    mean = x.mean(dim=(0, 2, 3))
+    kinds = []
+    for n in range(200):
+        d = out[n] - x[n]
+        if any(torch.equal(out[n], w) for w in _windows(x[n], 4, mean)):
+            kinds.append("crop")
+        else:  # noise: small everywhere, std 0.001
+            kinds.append("noise")
+            assert d.abs().max() < 0.01 and 0.0005 < float(d.std()) < 0.002, n
+    assert 70 < kinds.count("crop") < 130
+    # every crop_scale_rotate op shows up, the result is deterministic per seed and differs across seeds
+    aug = build_augment("dc", "crop_scale_rotate")
+    assert torch.equal(aug(x, seed=1), aug(x, seed=1)) and not torch.equal(aug(x, seed=1), aug(x, seed=2))
+
+
+def test_dc_rotate_angles_and_scale_sizes_are_the_reference_ranges(monkeypatch):
+    import dfdistill.data.augment as A
+
+    seen = {}
+    monkeypatch.setattr(A, "dc_rotate", lambda x, deg, fill: (seen.setdefault("deg", deg), x)[1])
+    monkeypatch.setattr(A, "dc_scale", lambda x, h, w: (seen.setdefault("hw", torch.cat([h, w])), x)[1])
+    x = _img(2000, c=1)
+    A.DCAugment("rotate")(x, seed=0)
+    A.DCAugment("scale")(x, seed=0)
+    deg, hw = seen["deg"], seen["hw"]
+    assert deg.dtype == torch.long and int(deg.min()) == -45 and int(deg.max()) == 44
+    assert int(hw.min()) == int(0.8 * H) and int(hw.max()) == int(1.2 * H) - (1 if 1.2 * H == int(1.2 * H) else 0)
+
+
+def test_dc_augment_rejects_unknown_ops_and_siamese_calls():
+    assert isinstance(build_augment("dc"), DCAugment) and build_augment("dc").ops == ["crop", "scale", "rotate"]
+    with pytest.raises(ValueError, match="valid: crop, scale, rotate, noise"):
+        build_augment("dc", "crop_flip")
+    with pytest.raises(ValueError):
+        build_augment("dc")(_img(2), seed=0, siamese=True)
+    assert build_augment("dc", "none")(_img(2), seed=0).shape == (2, 3, H, H)

@@ -50,3 +50,51 @@ def test_training_on_separable_data_beats_chance():
     ev = ResolvedEval(epochs=20, lr=0.1, num_eval=2, batch_size=8, aug="none")
     accs = evaluate_set(x, y, test, factory, ev, build_augment("none"), seed=0, progress=False)
     assert len(accs) == 2 and min(accs) > 0.9
+
+
+def test_dc_augmentation_rules_of_the_reference():
+    """DC's sets (eval_aug none) on a BatchNorm ConvNet train with DC's crop_noise for 1000 epochs
+    (reference get_daparam); an explicit eval.aug wins; eval.aug=dc defaults to crop_scale_rotate (MNIST's)."""
+    ecfg = OmegaConf.structured(EvalConfig)
+    ev = resolve_eval(ecfg, "none", None, "color_crop", bn_convnet=True)
+    assert (ev.aug, ev.aug_strategy, ev.epochs) == ("dc", "crop_noise", 1000)
+    ev = resolve_eval(ecfg, "none", None, "color_crop", bn_convnet=False)
+    assert (ev.aug, ev.epochs) == ("none", 300)
+    ev = resolve_eval(ecfg, "dsa", None, "color_crop", bn_convnet=True)  # DSA keeps DSA on ConvNetBN
+    assert (ev.aug, ev.aug_strategy) == ("dsa", "color_crop")
+    explicit = OmegaConf.merge(ecfg, {"aug": "none"})
+    assert resolve_eval(explicit, "none", None, "color_crop", bn_convnet=True).aug == "none"
+    dc = OmegaConf.merge(ecfg, {"aug": "dc"})
+    ev = resolve_eval(dc, "none", None, "color_crop")
+    assert (ev.aug, ev.aug_strategy, ev.epochs) == ("dc", "crop_scale_rotate", 1000)
+    assert resolve_eval(dc, "none", None, "color_crop", bn_convnet=True).aug_strategy == "crop_noise"
+
+
+def test_idc_eval_strategy_follows_the_dataset_without_cutout():
+    ecfg = OmegaConf.merge(OmegaConf.structured(EvalConfig), {"aug": "idc"})
+    assert resolve_eval(ecfg, "idc", None, "color_crop_cutout_flip_scale_rotate").aug_strategy == \
+        "color_crop_flip_scale_rotate"
+    assert resolve_eval(ecfg, "idc", None, "color_crop_cutout_scale_rotate").aug_strategy == "color_crop_scale_rotate"
+
+
+def test_batchnorm_convnet_detection():
+    from dfdistill.evaluation.protocol import is_batchnorm_convnet
+    from dfdistill.models import build_model
+
+    assert is_batchnorm_convnet(build_model("convnet", 3, 10, 32, width=8, norm="batchnorm"))
+    assert not is_batchnorm_convnet(build_model("convnet", 3, 10, 32, width=8, norm="instancenorm"))
+    assert not is_batchnorm_convnet(build_model("resnet18", 3, 10, 32, norm="batchnorm"))
+
+
+def test_dataset_dsa_strategies_drop_flip_for_digit_sets_only(compose_cfg):
+    for name, flip in [("fashion_mnist", True), ("cifar10", True), ("mnist", False), ("svhn", False), ("digits", False)]:
+        cfg = compose_cfg([f"dataset={name}"])
+        assert ("flip" in cfg.dataset.dsa_strategy.split("_")) == flip, name
+
+
+def test_dc_on_a_batchnorm_convnet_is_evaluated_with_crop_noise(compose_cfg):
+    from dfdistill.pipeline import run
+
+    rec = run(compose_cfg(["profile=smoke", "dataset=digits", "method=dc", "ipc=1", "backbone=convnet_bn",
+                           "eval.compare_random=false", "profile.iterations=1"]))
+    assert rec["eval"]["aug"] == "dc" and rec["eval"]["aug_strategy"] == "crop_noise"

@@ -56,8 +56,10 @@ class EvalConfig:
     schedule: str = "half"  # half: x0.1 after epoch E//2+1 (DC); multistep: x lr_decay at milestones (IDC)
     milestones: list[float] = field(default_factory=lambda: [2 / 3, 5 / 6])
     lr_decay: float = 0.2  # multistep: lr factor at each milestone (IDC: 0.2)
-    aug: Optional[str] = None  # null: the method's eval_aug (dsa | idc | none)
-    aug_strategy: Optional[str] = None  # null: the dataset's DSA strategy
+    aug: Optional[str] = None  # null: the method's eval_aug (dsa | idc | dc | none)
+    # null: dsa -> the dataset's DSA strategy; idc -> it without cutout; dc -> crop_scale_rotate
+    # (crop_noise on a BatchNorm ConvNet, where an eval_aug 'none' method also gets dc: reference get_daparam)
+    aug_strategy: Optional[str] = None
     cutmix_prob: float = 0.0
     cutmix_beta: float = 1.0
     test_batch_size: int = 512
@@ -70,7 +72,7 @@ class EvalConfig:
         _check(self.schedule in ("half", "multistep"), f"eval.schedule must be half|multistep, got {self.schedule}")
         _check(self.batch_size > 0, "eval.batch_size must be > 0")
         _check(0 <= self.cutmix_prob <= 1, "eval.cutmix_prob must be in [0, 1]")
-        _check(self.aug in (None, "dsa", "idc", "none"), f"eval.aug must be dsa|idc|none|null, got {self.aug}")
+        _check(self.aug in (None, "dsa", "idc", "dc", "none"), f"eval.aug must be dsa|idc|dc|none|null, got {self.aug}")
 
 
 @dataclass

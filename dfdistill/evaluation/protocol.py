@@ -41,9 +41,35 @@ class ResolvedEval:
     test_batch_size: int = 512
 
 
+# DC's evaluation augmentation (reference get_daparam): MNIST -> crop_scale_rotate; an evaluation
+# ConvNetBN -> crop_noise (it overrides MNIST's). Any other DC evaluation runs without augmentation.
+DC_STRATEGY_DEFAULT = "crop_scale_rotate"
+DC_STRATEGY_BN_CONVNET = "crop_noise"
+
+
+def is_batchnorm_convnet(model: nn.Module) -> bool:
+    """The reference's ConvNetBN rule is about the ConvNet family with BatchNorm (not any BN net)."""
+    from dfdistill.models.convnet import ConvNet
+
+    return isinstance(model, ConvNet) and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _default_strategy(aug: str, dsa_strategy: str, bn_convnet: bool) -> Optional[str]:
+    if aug == "dc":
+        return DC_STRATEGY_BN_CONVNET if bn_convnet else DC_STRATEGY_DEFAULT
+    if aug == "idc":  # IDC's eval drops cutout (CutMix replaces it) and keeps the dataset's flip rule
+        return "_".join(f for f in dsa_strategy.split("_") if f != "cutout")
+    return dsa_strategy
+
+
 def resolve_eval(ecfg, method_eval_aug: str, method_lr: Optional[float], dsa_strategy: str,
-                 epochs_override: Optional[int] = None, num_eval_override: Optional[int] = None) -> ResolvedEval:
+                 epochs_override: Optional[int] = None, num_eval_override: Optional[int] = None,
+                 bn_convnet: bool = False) -> ResolvedEval:
+    """Fill every null of the eval config. `bn_convnet`: the evaluated network is a BatchNorm ConvNet,
+    where the reference trains DC's augmentation-free sets with DC's 'crop_noise' (and so 1000 epochs)."""
     aug = ecfg.aug or method_eval_aug
+    if aug == "none" and ecfg.aug is None and bn_convnet:
+        aug = "dc"
     epochs = ecfg.epochs if ecfg.epochs is not None else (1000 if aug != "none" else 300)
     if epochs_override is not None:
         epochs = epochs_override
@@ -52,8 +78,8 @@ def resolve_eval(ecfg, method_eval_aug: str, method_lr: Optional[float], dsa_str
         epochs=int(epochs), lr=float(lr), momentum=ecfg.momentum, weight_decay=ecfg.weight_decay,
         batch_size=ecfg.batch_size, num_eval=num_eval_override or ecfg.num_eval, schedule=ecfg.schedule,
         milestones=list(ecfg.milestones), lr_decay=ecfg.lr_decay, aug=aug,
-        aug_strategy=ecfg.aug_strategy or dsa_strategy, cutmix_prob=ecfg.cutmix_prob,
-        cutmix_beta=ecfg.cutmix_beta, test_batch_size=ecfg.test_batch_size,
+        aug_strategy=ecfg.aug_strategy or _default_strategy(aug, dsa_strategy, bn_convnet),
+        cutmix_prob=ecfg.cutmix_prob, cutmix_beta=ecfg.cutmix_beta, test_batch_size=ecfg.test_batch_size,
     )
 
 

@@ -43,8 +43,8 @@ class MethodConfig:
             raise ConfigError(f"method.lr_img must be > 0, got {self.lr_img}")
         if self.batch_real <= 0:
             raise ConfigError(f"method.batch_real must be > 0, got {self.batch_real}")
-        if self.eval_aug not in ("dsa", "idc", "none"):
-            raise ConfigError(f"method.eval_aug must be dsa|idc|none, got {self.eval_aug!r}")
+        if self.eval_aug not in ("dsa", "idc", "dc", "none"):
+            raise ConfigError(f"method.eval_aug must be dsa|idc|dc|none, got {self.eval_aug!r}")
 
 
 @dataclass
