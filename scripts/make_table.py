@@ -2,7 +2,8 @@
 """Build a paper-style table from every results.jsonl under a folder.
 
   python scripts/make_table.py results/sweeps/bilp_tab4/cpu --exp bilp_tab4 --out results/measured --name bilp_tab4_cpu
-Writes <name>.md, <name>.tex, <name>.csv (+ grids/, plots). --wandb also logs a wandb.Table (offline).
+Writes <name>.md, <name>.tex, <name>.csv (+ <name>.png for the papers' figures, grids/, plots).
+--wandb also logs a wandb.Table (offline). Layouts: dfdistill/reporting/layouts.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dfdistill.tables import PAPER_CSV, SPECS, build_table  # noqa: E402
+from dfdistill.reporting.build import build_table  # noqa: E402
+from dfdistill.reporting.layouts import SPECS  # noqa: E402
+from dfdistill.reporting.paper import PAPER_CSV  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -31,7 +34,7 @@ def main(argv=None) -> int:
         return 2
     t = build_table(a.folder, exp=a.exp, out_dir=a.out, paper_csv=a.paper_csv, paper_dataset=a.paper_dataset,
                     name=a.name, wandb_log=a.wandb)
-    print(f"{len(t['records'])} runs -> {t['markdown']}")
+    print(f"{len(t['records'])} runs, {len(t['cells'])} cells -> {t['markdown']}")
     return 0
 
 

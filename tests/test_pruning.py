@@ -69,15 +69,3 @@ def test_pipeline_method_sees_kept_rows(compose_cfg, monkeypatch, pruning):
     assert rec["n_real_used"] == len(seen["src"]) == sum(rec["pruning_info"]["kept_per_class"])
     # the record says how the rows were chosen (random pruning has no score criterion)
     assert rec["pruning_info"]["criterion"] == ("random" if pruning == "random" else "loss")
-
-
-def test_diversity_metric(tmp_path):
-    from dfdistill.pruning.analysis import diversity, write_table_and_plot
-
-    y = torch.arange(2).repeat_interleave(4)
-    tight = torch.cat([torch.zeros(4, 2), torch.ones(4, 2) * 10]) + 0.01 * torch.randn(8, 2)
-    spread = tight + 3 * torch.randn(8, 2)
-    assert diversity(spread, y, 2)["ratio"] > diversity(tight, y, 2)["ratio"]
-    d = diversity(spread, y, 2)
-    write_table_and_plot([{"stratum": 1, "acc_mean": 0.5, "acc_std": 0.0, **d}], tmp_path)
-    assert (tmp_path / "strata.png").exists() and "S1" in (tmp_path / "strata.md").read_text()

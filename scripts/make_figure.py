@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""Figures whose data are not (only) results.jsonl lines: BiLP Fig. 4 and EDD Figs. 1-2.
+
+  # BiLP Fig. 4: diversity of each loss stratum for one dataset (repeat per dataset, same --out);
+  # writes <out>/<dataset>/diversity.json, then <out>/<name>.md/.csv/.png over every dataset there
+  python scripts/make_figure.py diversity --out results/measured/bilp_fig4_cpu -- dataset=digits profile=smoke
+
+  # EDD Fig. 1 (cosine similarity of update signals) and Fig. 2 (t-SNE) from a finished EDD run,
+  # next to its base method's run (e.g. IDC) when given
+  python scripts/make_figure.py edd outputs/.../edd-ipc10/... --base outputs/.../idc-ipc10/... --out results/measured/edd_figs
+
+BiLP Figs. 2-3 are tables of runs: scripts/make_table.py (exp bilp_fig2 / bilp_fig3) writes their PNGs.
+The computations live in dfdistill/pruning/analysis.py and dfdistill/reporting/segments.py; this
+script is the top layer that loads data, runs what is needed and writes the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import OmegaConf, open_dict  # noqa: E402
+
+from dfdistill.errors import ConfigError, DataError  # noqa: E402
+from dfdistill.reporting.collect import DIVERSITY_FILE, collect  # noqa: E402
+
+
+def diversity_main(a: argparse.Namespace) -> Path:
+    """Loss scores (cached, as pruning=loss computes them) -> per-stratum diversity -> Fig. 4 table + PNG."""
+    from dfdistill.artifacts import ArtifactCache
+    from dfdistill.config.compose import compose_run_config
+    from dfdistill.config.resolve import resolve_config
+    from dfdistill.data.datasets import load_dataset
+    from dfdistill.pipeline import make_model_factory, resolve_device
+    from dfdistill.pruning.analysis import stratum_diversity
+    from dfdistill.pruning.static import parse_config, real_scores
+    from dfdistill.reporting.build import build_table
+    from dfdistill.training import embed_all
+
+    # output_dir: nothing is written there, but outside @hydra.main its default (Hydra's run dir) is unset
+    cfg = resolve_config(compose_run_config(["logger=none", "pruning=loss", f"output_dir={a.out}", *a.overrides]))
+    device = resolve_device(cfg.device)
+    cache = ArtifactCache(cfg.cache_dir)
+    train, _ = load_dataset(cfg.dataset, device=device, cache_dir=cache.root)
+    factory = make_model_factory(cfg.backbone, train, device)
+    pcfg = parse_config(cfg.pruning)
+    scores = real_scores(cfg, train, factory, cache, pcfg)
+    model = factory(int(cfg.seed))  # a fresh seeded backbone embeds the images (see pruning/analysis.py)
+    rows = stratum_diversity(train, scores, a.n_strata, lambda x: embed_all(model, x))
+    meta = {"dataset": cfg.dataset.name, "seed": int(cfg.seed), "profile": cfg.profile.name,
+            "trials": pcfg.trials, "epochs": list(pcfg.epochs), "backbone": cfg.backbone.name}
+    out = Path(a.out) / f"{cfg.dataset.name}-s{cfg.seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DIVERSITY_FILE).write_text(json.dumps([{**meta, **r} for r in rows], indent=1))
+    t = build_table(a.out, exp="bilp_fig4", name=a.name or "bilp_fig4")
+    print(f"{len(rows)} strata of {cfg.dataset.name} -> {out / DIVERSITY_FILE}; figure {t['markdown']}")
+    return t["markdown"]
+
+
+def initial_set(rec: dict, workdir: Path) -> dict:
+    """The synthetic set a run started from: the run's own config with 0 iterations and stage=distill,
+    so the method's init (seeded, after the same static pruning) is saved and nothing is trained."""
+    from dfdistill.pipeline import run
+
+    cfg = OmegaConf.create(rec["config"])
+    with open_dict(cfg):
+        cfg.method.iterations = 0
+        cfg.stage = "distill"
+        cfg.output_dir = str(workdir)
+        cfg.resume = None
+        cfg.force = True
+        cfg.progress = False
+        cfg.logger = {"name": "none"}
+    run(cfg)
+    return torch.load(workdir / "synthetic.pt", map_location="cpu")
+
+
+def _run(run_dir: Path) -> tuple[dict, dict]:
+    recs = collect(run_dir)
+    if len(recs) != 1 or not (run_dir / "synthetic.pt").exists():
+        raise DataError(f"{run_dir} is not one finished run (needs results.jsonl and synthetic.pt)")
+    return recs[0], torch.load(run_dir / "synthetic.pt", map_location="cpu")
+
+
+def edd_main(a: argparse.Namespace) -> Path:
+    """EDD Fig. 1 (cosine similarity of final - init per method, and between EDD's segments) and
+    Fig. 2 (t-SNE of one class: real images, EDD's segments, the base method's set)."""
+    from dfdistill.data.datasets import load_dataset
+    from dfdistill.methods.edd import segment_bounds
+    from dfdistill.reporting import plots as P
+    from dfdistill.reporting.segments import (segment_cosine, slot_segments, tsne_2d, update_signals,
+                                              within_class_cosine)
+
+    rec, fin = _run(Path(a.run))
+    if rec["method"] != "edd":
+        raise ConfigError(f"{a.run} is a {rec['method']} run; pass an EDD run (method=edd)")
+    ipc = int(rec["ipc"])
+    bounds = segment_bounds(ipc, int(rec["config"]["method"]["segments"]))
+    sets = {"EDD": (rec, fin)}
+    if a.base:
+        brec, bfin = _run(Path(a.base))
+        sets[brec["method"].upper()] = (brec, bfin)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary, signals = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (label, (r, f)) in enumerate(sets.items()):
+            init = initial_set(r, Path(tmp) / str(i))
+            signals[label] = update_signals(f["images"], init["images"])
+            summary.append({"method": label, "cosine": within_class_cosine(signals[label], f["labels"]),
+                            "images": int(f["images"].shape[0]), "run": str(r.get("output_dir"))})
+    seg = slot_segments(fin["labels"], ipc, bounds)
+    mat = segment_cosine(signals["EDD"], fin["labels"], seg, len(bounds))
+    names = [f"S{k + 1}" for k in range(len(bounds))]
+    matrix = pd.DataFrame(mat.numpy(), index=names, columns=names)
+    pd.DataFrame(summary).to_csv(out / f"{a.name}_fig1.csv", index=False)
+    matrix.to_csv(out / f"{a.name}_fig1_segments.csv")
+    P.segment_similarity(pd.DataFrame(summary), matrix, out / f"{a.name}_fig1.png",
+                         title="EDD Fig. 1: cosine similarity of update signals (final - init)")
+
+    train, _ = load_dataset(OmegaConf.create(rec["config"]).dataset, device=torch.device("cpu"))
+    c = a.cls
+    real_rows = train.class_indices[c][: a.real]
+    parts = [("real", train.images[real_rows].cpu())]
+    for k, name in enumerate(names):
+        parts.append((f"EDD {name}", fin["images"][(fin["labels"] == c) & (seg == k)]))
+    for label, (_, f) in sets.items():
+        if label != "EDD":
+            parts.append((label, f["images"][f["labels"] == c]))
+    xy = tsne_2d(torch.cat([p for _, p in parts]).float(), seed=int(rec.get("seed") or 0))
+    src = [s for s, p in parts for _ in range(p.shape[0])]
+    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "source": src})
+    df.to_csv(out / f"{a.name}_fig2.csv", index=False)
+    P.tsne_scatter(df, out / f"{a.name}_fig2.png", title=f"EDD Fig. 2: t-SNE, class {c}")
+    md = out / f"{a.name}.md"
+    md.write_text(_edd_markdown(a, summary, matrix, c))
+    print(f"EDD figures -> {md}")
+    return md
+
+
+def _edd_markdown(a: argparse.Namespace, summary: list[dict], matrix: pd.DataFrame, c: int) -> str:
+    from dfdistill.reporting.render import to_markdown
+
+    return "\n".join([
+        "# EDD Figs. 1-2", "", f"- EDD run: {a.run}", f"- base run: {a.base or '—'}",
+        "- Fig. 1: mean cosine similarity of the update signals (final - initial image) between distinct "
+        "images of a class, averaged over classes; initial images re-created from each run's config with 0 "
+        "iterations. Lower = images updated in more different directions.", "",
+        to_markdown(pd.DataFrame(summary).round(3)), "EDD, between segments:", "", to_markdown(matrix.round(3), index=True),
+        f"![Fig. 1]({a.name}_fig1.png)", "",
+        f"- Fig. 2: t-SNE (pixels of the normalised images) of class {c}: real images, EDD's segments, the base set "
+        f"(data: {a.name}_fig2.csv).", "", f"![Fig. 2]({a.name}_fig2.png)", ""])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("diversity", help="BiLP Fig. 4: per-stratum diversity of one dataset (+ the figure)")
+    d.add_argument("--out", required=True)
+    d.add_argument("--n-strata", type=int, default=10)
+    d.add_argument("--name", default=None, help="file stem of the figure/table (default bilp_fig4)")
+    d.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=mnist profile=cpu")
+    e = sub.add_parser("edd", help="EDD Figs. 1-2 from a finished EDD run (+ its base method's run)")
+    e.add_argument("run")
+    e.add_argument("--base", default=None, help="the base method's finished run (e.g. IDC) to compare with")
+    e.add_argument("--out", required=True)
+    e.add_argument("--cls", type=int, default=0, help="class shown in the t-SNE (default 0)")
+    e.add_argument("--real", type=int, default=300, help="real images of that class in the t-SNE")
+    e.add_argument("--name", default="edd")
+    a = ap.parse_args(argv)
+    try:
+        diversity_main(a) if a.cmd == "diversity" else edd_main(a)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
