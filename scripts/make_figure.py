@@ -38,7 +38,8 @@ def diversity_main(a: argparse.Namespace) -> Path:
     from dfdistill.config.compose import compose_run_config
     from dfdistill.config.resolve import resolve_config
     from dfdistill.data.datasets import load_dataset
-    from dfdistill.pipeline import make_model_factory, resolve_device
+    from dfdistill.models.factory import make_model_factory
+    from dfdistill.runtime import resolve_device
     from dfdistill.pruning.analysis import stratum_diversity
     from dfdistill.pruning.static import parse_config, real_scores
     from dfdistill.reporting.build import build_table
