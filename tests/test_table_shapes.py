@@ -118,7 +118,8 @@ ACCURACY_ROWS = {
     **{k: (v, "none", {}, {}) for k, v in BASE.items()},
     "Full dataset": ("whole", "none", {}, {}), "BiLP+DC": ("dc", "bilp", {}, {}),
     "BiLP+IDC": ("idc", "bilp", {"factor": 2}, {}), "BiLP+IDC(x3)": ("idc", "bilp", {"factor": 3}, {}),
-    **{f"{a}: {b}": ("dfcolearn", "none", {"variant": v}, {}) for a, b, v in [
+    "DF-CoLearn": ("dfcolearn", "none", {"variant": "full"}, {}),  # the default variant
+    **{f"{a}: {b}": (f"dfcolearn_{v}" if v != "full" else "dfcolearn", "none", {"variant": v}, {}) for a, b, v in [
         ("Baseline A", "random selection", "random"), ("Baseline B", "filtering only", "filter_only"),
         ("Baseline C", "distillation only", "distill_only"), ("Variant D", "filter then distill", "filter_then_distill"),
         ("DF-CoLearn", "full loop", "full")]},

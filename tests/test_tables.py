@@ -127,13 +127,15 @@ def _ratio_runs(method, crit, base, at, dataset="cifar10", ipc=1):
 def test_max_ratio_tables_equal_the_cell_rule(tmp_path: Path) -> None:
     rnd = _ratio_runs("dc", "random", [0.30, 0.32], {0.5: [0.305, 0.31], 0.83: [0.31, 0.30], 0.9: [0.2, 0.21]})
     loss = _ratio_runs("dc", "loss", [], {0.995: [0.33, 0.32], 0.9: [0.1]})
-    _write(tmp_path / "s", rnd + loss)
+    stratum = _record("dc", 1, [0.1], pruning="loss", ratio=0.5, cfg={"pruning": {"stratum": 1}})  # Fig. 3's, not a ratio
+    _write(tmp_path / "s", rnd + loss + [stratum])
     g1 = build_table(tmp_path / "s", exp="bilp_tab1", out_dir=tmp_path / "o1")["grid"]
     dc = g1.cell("CIFAR10 IPC 1", "DC")
     assert dc.ours.mean == pytest.approx(100 * C.max_ratio(rnd).ratio) == pytest.approx(83.0)  # loss runs ignored
     assert dc.ours.n == 2 and dc.paper.text == "90" and dc.delta == pytest.approx(-7.0)
     g2 = build_table(tmp_path / "s", exp="bilp_tab2", out_dir=tmp_path / "o2")["grid"]
     assert g2.cell("CIFAR10 IPC 1", "DC").ours.mean == pytest.approx(99.5)  # unpruned runs shared, random ignored
+    assert "50%" not in g2.cell("CIFAR10 IPC 1", "DC").note  # the stratum run is no 50 % loss pruning
     assert g2.cell("CIFAR10 IPC 1", "DC").paper.text == "99.5"
     md = (tmp_path / "o1" / "bilp_tab1.md").read_text()
     assert "| CIFAR10 IPC 1 | 83 / 90 (Δ -7) |" in md and "max-ratio rule" in md and "5 random removal trials" in md
@@ -184,7 +186,12 @@ def test_large_scale_table_hours_random_real_and_speedup(tmp_path: Path) -> None
             _record("dm", 1, [0.019], pruning="bilp", ratio=0.5, dataset="imagenet1k", random_accs=[0.009],
                     stage_seconds={"pruning": 360.0, "distill": 3240.0, "eval": 5000.0})]
     _write(tmp_path / "s", recs)
+    from PIL import Image
+
+    for r in recs:
+        Image.new("RGB", (4, 4)).save(Path(r["output_dir"]) / "synthetic.png")
     t = build_table(tmp_path / "s", exp="bilp_tab7", plots=False)
+    assert len(list((tmp_path / "s" / "grids" / "bilp_tab7").iterdir())) == 2  # one picture per run, not per cell
     g = t["grid"]
     row = "ImageNet-1K IPC 1: DM"
     assert g.cell(row, TAB7_COLS[0]).ours.mean == pytest.approx(1.6)

@@ -67,14 +67,17 @@ def copy_grids(grid: Grid, out_dir: Path, table: str) -> dict[int, str]:
     images: dict[int, str] = {}
     if grid.layout.kind in NO_IMAGES:
         return images
+    done: dict[Path, str] = {}  # a run feeding several cells (Table 7's row, the full-data span) is copied once
     for i, c in enumerate(grid.all_cells()):
         src = Path(c.runs[0]) / "synthetic.png" if c.runs else None
-        if src is not None and src.exists():
+        if src is not None and src in done:
+            images[i] = done[src]
+        elif src is not None and src.exists():
             stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{c.row}_{c.col}_{c.dataset}")
             dst = out_dir / "grids" / table / f"{stem}.png"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
-            images[i] = f"grids/{table}/{stem}.png"
+            images[i] = done[src] = f"grids/{table}/{stem}.png"
     return images
 
 
@@ -102,7 +105,10 @@ def _figures(grid: Grid, layout: Layout, records: list[dict], out: Path, name: s
             md += f"\n![accuracy vs pruning ratio]({paths['plot'].name})\n"
     cells = grid.all_cells()
     if images:
-        sheet = P.image_grid_sheet([(f"{cells[i].row} / {cells[i].col}", out / g) for i, g in images.items()],
+        first: dict[str, int] = {}
+        for i, g in images.items():  # one panel per picture, in table order
+            first.setdefault(g, i)
+        sheet = P.image_grid_sheet([(f"{cells[i].row} / {cells[i].col}", out / g) for g, i in first.items()],
                                    out / f"{name}_grids.png")
         if sheet is not None:
             paths["grids"] = sheet

@@ -292,6 +292,8 @@ MEASURE = {"accuracy": _accuracy, "max_ratio": _max_ratio, "best_ratio": _best_r
 def build_grid(layout: Layout, records: list[dict], paper: pd.DataFrame, paper_dataset: Optional[str] = None) -> Grid:
     """The paper's grid for `layout` with our runs placed in it (records: results or diversity rows)."""
     pg = paper_grid(layout, paper)
+    if layout.kind not in ("strata", "diversity"):  # a stratum run (Fig. 3) is no pruning ratio of any table
+        records = [r for r in records if group_cfg(r, "pruning").get("stratum") is None]
     stand_in = layout.kind != "diversity"
     measured = MEASURE[layout.kind](layout, records,
                                     lambda ds: map_dataset(ds, pg.datasets, paper_dataset, stand_in))

@@ -115,7 +115,7 @@ SPECS: dict[str, Layout] = {s.exp: s for s in [
            caveat="The figure's dataset list is not in our copy of the paper (the text names MNIST and CIFAR); the "
                   "rows are conf/exp/bilp_fig4.yaml's datasets."),
     Layout("dfcolearn_tab1", "dfcolearn", "tab1", "DF-CoLearn Table 1: top-1 accuracy (%), ConvNet",
-           renames={"DSA": "DC+DSA"}),
+           renames={"DSA": "DC+DSA", "DF-CoLearn [full]": "DF-CoLearn"}),
     Layout("dfcolearn_tab2", "dfcolearn", "tab2", "DF-CoLearn Table 2: component ablation (CIFAR-10, IPC 10)",
            renames={"DF-CoLearn [random]": "Baseline A: random selection",
                     "DF-CoLearn [filter_only]": "Baseline B: filtering only",
@@ -134,7 +134,8 @@ def spec_for(name: Optional[str]) -> Layout:
 
 
 def method_label(name: str) -> str:
-    return METHOD_LABELS.get(name, name)
+    """'DF-CoLearn' for dfcolearn and for its variant configs (method=dfcolearn_filter_only)."""
+    return METHOD_LABELS.get(name) or METHOD_LABELS.get(name.split("_")[0], name)
 
 
 def dataset_name(ds: str) -> str:

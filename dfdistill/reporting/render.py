@@ -75,10 +75,12 @@ def _num(x: Any, fmt: str = ".3g") -> str:
 
 def detail_frame(grid: Grid, images: dict[int, str]) -> pd.DataFrame:
     """Every measured cell: where it came from and the numbers behind it."""
-    rows = []
+    rows, spans = [], set()
     for i, c in enumerate(grid.all_cells()):
-        if not c.runs:
-            continue
+        if not c.runs or (c.ipc == "full" and (c.row, c.dataset) in spans):
+            continue  # a spanning cell (Table 4's full-data row) is detailed once
+        if c.ipc == "full":
+            spans.add((c.row, c.dataset))
         d = {"row": c.row, "column": c.col, "dataset": c.dataset, "IPC": c.ipc,
              "ours (mean ± std, n)": f"{ours_text(c)} (n={c.ours.n})" if not c.ours.empty else "—",
              "paper": c.paper.text if c.paper else "—", "Δ": _num(c.delta, "+" + c.fmt) if c.delta is not None else "—"}
