@@ -11,16 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from dfdistill.artifacts import load_tensor_file
 from dfdistill.data import image_folder as imf
-from dfdistill.data.datasets import DATASETS, DEFAULT_STATS, load_dataset
+from dfdistill.data.datasets import load_dataset
+from dfdistill.data.registry import dataset_names
+from dfdistill.data.split_cache import read_split
 from dfdistill.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_JPEG = (REPO / ".." / "shared" / "data" / "cifar10-jpeg").resolve()
 REQUIRED = {
     "name", "root", "download", "image_size", "channels", "num_classes", "mean", "std",
-    "zca", "zca_eps", "max_train_per_class", "max_test", "dsa_strategy",
+    "zca", "zca_eps", "max_train_per_class", "max_test", "dsa_strategy", "storage",
 }
 
 
@@ -42,10 +43,10 @@ def test_digits_fixed_stratified_split_and_normalization(tmp_path):
     test_counts = np.array(te.class_counts())
     assert (np.array(tr.class_counts()) + test_counts == full).all()
     assert (np.abs(test_counts - 0.2 * full) <= 1).all()  # stratified
-    assert abs(tr.images.mean().item()) < 1e-4 and abs(tr.images.std().item() - 1) < 1e-2
+    assert abs(tr.images[:].mean().item()) < 1e-4 and abs(tr.images[:].std().item() - 1) < 1e-2
     assert tr.mean == te.mean and len(tr.mean) == 1
     tr2, te2 = load_dataset(digits_cfg(), cache_dir=tmp_path)
-    assert torch.equal(tr.images, tr2.images) and torch.equal(te.labels, te2.labels)
+    assert torch.equal(tr.images[:], tr2.images[:]) and torch.equal(te.labels, te2.labels)
 
 
 def test_class_indices_partition_rows(tmp_path):
@@ -62,7 +63,7 @@ def test_row_limits_keep_first_per_class_and_balanced_test(tmp_path):
     tr, te = load_dataset(digits_cfg(max_train_per_class=5, max_test=25, **fixed), cache_dir=tmp_path)
     assert tr.class_counts() == [5] * 10
     assert sorted(te.class_counts(), reverse=True) == [3] * 5 + [2] * 5
-    assert torch.equal(tr.images, full_tr.images[tr.source_index])
+    assert torch.equal(tr.images[:], full_tr.images[tr.source_index])
     assert torch.equal(te.labels, full_te.labels[te.source_index])
     for c in range(10):  # the *first* five of each class
         assert torch.equal(tr.source_index[tr.labels == c], full_tr.class_indices[c][:5])
@@ -75,9 +76,9 @@ def test_digits_zca_is_cached_and_invertible(tmp_path):
     assert tr.zca is not None and tr.mean == (0.0,) and tr.std == (1.0,)
     assert len(list((tmp_path / "zca").glob("*.pt"))) == 1
     raw, _ = load_dataset(digits_cfg(image_size=8, mean=[0.0], std=[1.0]), cache_dir=tmp_path)
-    assert torch.allclose(tr.denormalize(tr.images), raw.images, atol=1e-3)
+    assert torch.allclose(tr.denormalize(tr.images[:]), raw.images[:], atol=1e-3)
     tr2, te2 = load_dataset(cfg, cache_dir=tmp_path)
-    assert torch.allclose(tr2.images, tr.images, atol=1e-5) and torch.allclose(te2.images, te.images, atol=1e-5)
+    assert torch.allclose(tr2.images[:], tr.images[:], atol=1e-5) and torch.allclose(te2.images[:], te.images[:], atol=1e-5)
 
 
 def test_unknown_name_lists_valid_names():
@@ -126,21 +127,21 @@ def test_image_folder_computes_stats_and_accepts_val_and_grayscale(tmp_path):
     root = make_folder(tmp_path / "data", test="val")
     tr, te = load_dataset({"name": "image_folder", "root": str(root), "channels": 1}, cache_dir=tmp_path / "c")
     assert tr.images.shape[1:] == (1, 8, 8) and len(te) == 6
-    assert abs(tr.images.mean().item()) < 1e-4 and abs(tr.images.std().item() - 1) < 1e-2
+    assert abs(tr.images[:].mean().item()) < 1e-4 and abs(tr.images[:].std().item() - 1) < 1e-2
 
 
 def test_image_folder_second_load_reads_cache(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "data")
     cache = tmp_path / "cache"
     tr, te = load_dataset(folder_cfg(root), cache_dir=cache)
-    assert len(list((cache / "datasets").glob("*.pt"))) == 2
+    assert len(list((cache / "datasets").glob("*.split"))) == 2
 
     def boom(*a, **k):
         raise AssertionError("decoded although a cache exists")
 
     monkeypatch.setattr(imf, "decode_files", boom)
     tr2, te2 = load_dataset(folder_cfg(root), cache_dir=cache)
-    assert torch.equal(tr.images, tr2.images) and torch.equal(te.labels, te2.labels)
+    assert torch.equal(tr.images[:], tr2.images[:]) and torch.equal(te.labels, te2.labels)
     tr3, _ = load_dataset(folder_cfg(root, max_train_per_class=2), cache_dir=cache)  # subset of the full cache
     assert tr3.class_counts() == [2, 2, 2]
 
@@ -158,16 +159,16 @@ def test_corrupt_cache_is_reported_deleted_and_rebuilt(tmp_path, capsys):
     root = make_folder(tmp_path / "data")
     cache = tmp_path / "cache"
     tr, _ = load_dataset(folder_cfg(root), cache_dir=cache)
-    files = sorted((cache / "datasets").glob("*.pt"))
+    files = sorted((cache / "datasets").glob("*.split"))
     for f in files:
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     capsys.readouterr()
     tr2, _ = load_dataset(folder_cfg(root), cache_dir=cache)
     out = capsys.readouterr().out
     assert out.count("rebuilding") == len(files)
-    assert torch.equal(tr.images, tr2.images)
+    assert torch.equal(tr.images[:], tr2.images[:])
     for f in files:
-        load_tensor_file(f)  # rebuilt and valid again
+        read_split(f)  # rebuilt and valid again
 
 
 def test_max_train_per_class_limits_decoding(tmp_path, monkeypatch):
@@ -274,15 +275,14 @@ def test_dataset_yaml_complete(path):
     omegaconf = pytest.importorskip("omegaconf")
     cfg = omegaconf.OmegaConf.load(path)
     assert REQUIRED <= set(cfg.keys()) and "_target_" not in cfg
-    assert cfg.name == path.stem and cfg.name in DATASETS
-    if cfg.name in DEFAULT_STATS:
-        assert tuple(cfg.mean) == DEFAULT_STATS[cfg.name][0] and tuple(cfg.std) == DEFAULT_STATS[cfg.name][1]
-        assert len(cfg.mean) == cfg.channels
+    assert cfg.name == path.stem and cfg.name in dataset_names()
+    if cfg.mean is not None:
+        assert len(cfg.mean) == len(cfg.std) == cfg.channels and min(cfg.std) > 0
 
 
 def test_every_registered_dataset_has_a_yaml():
     names = {p.stem for p in (REPO / "conf" / "dataset").glob("*.yaml")}
-    assert set(DATASETS) <= names
+    assert set(dataset_names()) <= names
 
 
 @pytest.mark.skipif(not (CIFAR10_JPEG / "train").is_dir(), reason="shared cifar10-jpeg folder absent")
@@ -296,4 +296,51 @@ def test_cifar10_jpeg_smoke(tmp_path):
     assert time.time() - t0 < 60
     assert tr.class_names[0] == "airplane" and tr.class_names[-1] == "truck"
     assert tr.class_counts() == [20] * 10 and te.class_counts() == [5] * 10
-    assert tr.images.shape[1:] == (3, 32, 32) and tr.mean == DEFAULT_STATS["cifar10"][0]
+    assert tr.images.shape[1:] == (3, 32, 32) and tr.mean == tuple(cfg.mean)
+
+
+# ------------------------------------------------------------------------------------------------ registry + schema
+
+
+def test_a_registered_loader_is_a_dataset(tmp_path):
+    """A new dataset is a loader registered by name (+ its YAML): load_dataset needs no other edit."""
+    from dfdistill.data.image_folder import Split
+    from dfdistill.data.registry import register_dataset, unregister_dataset
+
+    @register_dataset("toy_registry_test")
+    def load_toy(cfg, cache=None):
+        x = torch.arange(6 * 4, dtype=torch.uint8).view(6, 1, 2, 2) * 10
+        y = torch.tensor([0, 1, 0, 1, 0, 1])
+        return Split(x, y, ["even", "odd"]), Split(x[:2], y[:2], ["even", "odd"])
+
+    try:
+        assert "toy_registry_test" in dataset_names()
+        tr, te = load_dataset({"name": "toy_registry_test", "mean": [0.0], "std": [1.0]}, cache_dir=tmp_path)
+        assert tr.class_counts() == [3, 3] and len(te) == 2
+        assert torch.allclose(tr.images[:], torch.arange(24.0).view(6, 1, 2, 2) * 10 / 255)
+        with pytest.raises(ValueError, match="registered twice"):
+            register_dataset("toy_registry_test")(lambda cfg, cache=None: None)
+    finally:
+        unregister_dataset("toy_registry_test")
+    with pytest.raises(ConfigError, match="unknown dataset 'toy_registry_test'"):
+        load_dataset({"name": "toy_registry_test"})
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"storage": "gpu"}, "dataset.storage must be auto, device or host"),
+    ({"decode_workers": 0}, "dataset.decode_workers must be positive"),
+    ({"mean": [0.5]}, "both be set or both be null"),
+    ({"mean": [0.5], "std": [0.0]}, "dataset.std must be positive"),
+    ({"colour": 3}, "invalid dataset config: Key 'colour' not in 'DatasetConfig'"),
+])
+def test_dataset_config_errors_are_one_line(bad, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        load_dataset(digits_cfg(**bad))
+    assert "\n" not in str(info.value)
+
+
+def test_image_folder_root_left_missing_is_a_config_error():
+    omegaconf = pytest.importorskip("omegaconf")
+    cfg = omegaconf.OmegaConf.load(REPO / "conf" / "dataset" / "image_folder.yaml")
+    with pytest.raises(ConfigError, match=r"dataset.root is not set for .image_folder.: set dataset.root="):
+        load_dataset(cfg)

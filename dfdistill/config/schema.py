@@ -22,24 +22,38 @@ def _check(cond: bool, msg: str) -> None:
 
 @dataclass
 class DatasetConfig:
+    """The dataset group: the one schema (Hydra checks it at compose, resolve validates it, and
+    `dfdistill.data` reads the dataset as this object). Normalisation stats live only in the YAML."""
+
     name: str = MISSING
     root: Optional[str] = None
     download: bool = False
-    image_size: Optional[int] = None
-    channels: int = 3
-    num_classes: Optional[int] = None
-    mean: Optional[list[float]] = None
+    image_size: Optional[int] = None  # null: native size (an image folder's images must then share one size)
+    channels: Optional[int] = None  # null: the loader's native channels (image folders decode RGB)
+    num_classes: Optional[int] = None  # null: whatever the data has; set: checked against it
+    mean: Optional[list[float]] = None  # null (with std): computed from the train split's kept rows
     std: Optional[list[float]] = None
     zca: bool = False
     zca_eps: float = 0.1
     max_train_per_class: Optional[int] = None
     max_test: Optional[int] = None
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    storage: str = "auto"  # auto | device | host: where the uint8 split lives (auto: device when it fits)
+    decode_workers: Optional[int] = None  # image-folder decode processes; null: the usable CPU cores
 
     def __post_init__(self) -> None:
         _check(self.zca_eps > 0, f"dataset.zca_eps must be > 0, got {self.zca_eps}")
-        _check(self.max_train_per_class is None or self.max_train_per_class > 0,
-               "dataset.max_train_per_class must be positive or null")
+        for key in ("image_size", "channels", "num_classes", "max_train_per_class", "max_test", "decode_workers"):
+            v = getattr(self, key)
+            _check(v is None or v > 0, f"dataset.{key} must be positive or null, got {v}")
+        _check(self.storage in ("auto", "device", "host"),
+               f"dataset.storage must be auto, device or host, got {self.storage!r}")
+        _check((self.mean is None) == (self.std is None),
+               "dataset.mean and dataset.std must both be set or both be null")
+        if self.mean is not None and self.std is not None:
+            _check(len(self.mean) == len(self.std) and len(self.mean) > 0,
+                   f"dataset.mean/std need one value per channel each, got {len(self.mean)} and {len(self.std)}")
+            _check(min(self.std) > 0, f"dataset.std must be positive, got {list(self.std)}")
 
 
 @dataclass

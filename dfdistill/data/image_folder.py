@@ -1,15 +1,15 @@
-"""Decode image-folder trees (image_folder, tinyimagenet, imagenet1k) into one cached uint8 tensor.
+"""Image-folder trees (image_folder, tinyimagenet, imagenet1k) as file lists, decoded once into a cached uint8 split.
 
-Why: decoding tens of thousands of JPEGs costs seconds to minutes, while distillation wants the
-whole split as one tensor. A split is decoded once (torchvision's C decoders, PIL as fallback),
-then stored as ONE checksummed uint8 file keyed by a cheap fingerprint of the tree (file count and
-newest mtime, no decode), so later loads are a single read and a changed folder is never reused.
+Why: decoding tens of thousands of JPEGs costs seconds to hours, while distillation wants the
+whole split as one tensor. A split is decoded once (in parallel, `decode.py`), then stored as ONE
+checksummed uint8 file (`split_cache.py`, streamed) keyed by a cheap fingerprint of the tree (file
+count and newest mtime, no decode), so later loads are a single read and a changed folder is never
+reused.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -18,11 +18,13 @@ import torch
 from torch import Tensor
 
 from dfdistill.artifacts import ArtifactCache, config_key
+from dfdistill.data.decode import decode_files
+from dfdistill.data.split_cache import SUFFIX, load_cached_split, save_split
 from dfdistill.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 CACHE_KIND = "datasets"
-_FORMAT_VERSION = 1  # bump when the decode path changes pixels, so old caches are not reused
+_FORMAT_VERSION = 2  # bump when the decode path changes pixels, so old caches are not reused
 
 
 @dataclass
@@ -91,60 +93,27 @@ def scan_class_tree(split_dir: Path, class_names: Sequence[str], sub: str = "") 
     return FileList(split_dir, files, labels, list(class_names), newest)
 
 
-def _tv_decoder(channels: int) -> Optional[Callable[[str], Tensor]]:
-    """torchvision's C decoder (about 3x faster than PIL on small JPEGs), or None where it is unavailable."""
-    try:
-        from torchvision.io import ImageReadMode, decode_image, read_file
-    except ImportError:  # decoding is deprecated in torchvision 0.29 and may disappear
-        return None
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-    return lambda path: decode_image(read_file(path), mode=mode)
+def labelled_flat_listing(
+    folder: Path, class_of: Callable[[str], Optional[str]], class_names: Sequence[str], label_file: Path
+) -> FileList:
+    """Images directly in `folder`, each labelled by `class_of(path)` (a class name from `label_file`).
 
-
-def _decode_pil(path: str, channels: int) -> Tensor:
-    import numpy as np
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a data problem for the user
-        raise DataError(f"cannot decode image {path}: {exc}") from exc
-    t = torch.from_numpy(arr.copy())
-    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
-
-
-def decode_files(files: Sequence[str], image_size: Optional[int], channels: int, desc: str = "decode") -> Tensor:
-    """Decode `files` into one (N, C, S, S) uint8 tensor, resizing to image_size when it is given."""
-    from torchvision.transforms.v2.functional import resize
-    from tqdm import tqdm
-
-    fast = _tv_decoder(channels)
-    out: Optional[Tensor] = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 warns on every decode call
-        for i, path in enumerate(tqdm(files, desc=desc, unit="img", disable=None, mininterval=1.0)):
-            img = None
-            if fast is not None:
-                try:
-                    img = fast(path)
-                except (RuntimeError, ValueError):
-                    img = None  # formats/modes libjpeg/libpng cannot handle: PIL below
-            if img is None or img.shape[0] != channels:
-                img = _decode_pil(path, channels)
-            if image_size is not None and tuple(img.shape[-2:]) != (image_size, image_size):
-                img = resize(img, [image_size, image_size], antialias=True)
-            if out is None:
-                out = torch.empty((len(files), *img.shape), dtype=torch.uint8)
-            elif img.shape != out.shape[1:]:
-                raise DataError(
-                    f"{path} is {img.shape[-1]}x{img.shape[-2]} but {files[0]} is {out.shape[-1]}x{out.shape[-2]}: "
-                    "set dataset.image_size=<pixels> to resize all images to one size"
-                )
-            out[i] = img
-    if out is None:
-        raise DataError("no images to decode")
-    return out
+    Ordered by (label, file name) like a class tree, so both val layouts give the same split order.
+    """
+    label_of = {c: i for i, c in enumerate(class_names)}
+    files, newest = scan_dir(folder)
+    if not files:
+        raise DataError(f"no image files ({', '.join(IMAGE_EXTENSIONS[:3])}, ...) found in {folder}")
+    pairs = []
+    for f in files:
+        name = class_of(f)
+        if name is None or name not in label_of:
+            raise DataError(f"{f} has no known class in {label_file}: it must label every image in {folder} "
+                            "with one of the train classes")
+        pairs.append((label_of[name], os.path.basename(f), f))
+    pairs.sort(key=lambda t: (t[0], t[1]))
+    newest = max(newest, label_file.stat().st_mtime_ns)
+    return FileList(folder, [p for _, _, p in pairs], [lb for lb, _, _ in pairs], list(class_names), newest)
 
 
 def rank_in_class(labels: Tensor) -> Tensor:
@@ -185,6 +154,10 @@ def select(labels: Tensor, per_class: Optional[int], total: Optional[int]) -> Op
     return None
 
 
+def _cache_path(cache: ArtifactCache, key: str) -> Path:
+    return cache.root / CACHE_KIND / f"{key}{SUFFIX}"
+
+
 def load_split(
     listing: FileList,
     image_size: Optional[int],
@@ -193,6 +166,7 @@ def load_split(
     per_class: Optional[int] = None,
     total: Optional[int] = None,
     desc: str = "decode",
+    workers: Optional[int] = None,
 ) -> Split:
     """The decoded split, from cache when possible; with a limit and no full cache, decode only the kept rows."""
     ident = {
@@ -207,27 +181,26 @@ def load_split(
     labels = torch.tensor(listing.labels, dtype=torch.long)
     keep = select(labels, per_class, total)
 
-    full_key = config_key({**ident, "limit": None})
-    hit = cache.load(CACHE_KIND, full_key) if cache is not None else None
+    full_path = _cache_path(cache, config_key({**ident, "limit": None})) if cache is not None else None
+    hit = load_cached_split(full_path) if full_path is not None else None
     if hit is not None:
-        images, labels = hit["images"], hit["labels"]
+        images, labels, meta = hit
         if keep is not None:
             images, labels = images[keep], labels[keep]
-        return Split(images, labels, list(hit["class_names"]), keep)
+        return Split(images, labels, list(meta["class_names"]), keep)
 
-    key = full_key
-    files = listing.files
+    path, files = full_path, listing.files
     if keep is not None:
-        key = config_key({**ident, "limit": [per_class, total]})
+        path = _cache_path(cache, config_key({**ident, "limit": [per_class, total]})) if cache is not None else None
         files = [files[i] for i in keep.tolist()]
         labels = labels[keep]
-        hit = cache.load(CACHE_KIND, key) if cache is not None else None
+        hit = load_cached_split(path) if path is not None else None
         if hit is not None:
-            return Split(hit["images"], hit["labels"], list(hit["class_names"]), keep)
+            return Split(hit[0], hit[1], list(hit[2]["class_names"]), keep)
 
-    images = decode_files(files, image_size, channels, desc=desc)
-    if cache is not None:
+    images = decode_files(files, image_size, channels, desc=desc, workers=workers)
+    if path is not None:
         base = str(listing.root)
         rel = [os.path.relpath(p, base) for p in files]
-        cache.save(CACHE_KIND, key, {"images": images, "labels": labels, "class_names": listing.class_names, "files": rel})
+        save_split(path, images, labels, {"class_names": listing.class_names, "files": rel})
     return Split(images, labels, listing.class_names, keep)

@@ -2,8 +2,8 @@
 
 Why: trajectory-matching methods (MTT and descendants) distill in ZCA-whitened space; the
 inverse is needed to show synthetic images in pixel space. Statistics are accumulated in float64
-in row chunks so a 50k x 3072 split does not need a dense float64 copy; the matrices are stored in
-float32 for fast transforms.
+in row chunks read from the (uint8) split, so a 50k x 3072 split needs no float64 or float32 copy;
+the matrices are stored in float32 and applied per batch (`RealData.batch`).
 """
 
 from __future__ import annotations
@@ -27,20 +27,30 @@ class ZCA:
 
     # -- fitting -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def fit(self, x: Tensor, eps: float = 0.1) -> "ZCA":
-        """Fit on (N, C, H, W) images (already mean/std normalized). Covariance is unbiased (N-1)."""
-        if x.dim() < 2 or x.shape[0] < 2:
-            raise ValueError(f"ZCA.fit needs at least 2 samples, got shape {tuple(x.shape)}")
-        n = x.shape[0]
-        flat = x.detach().reshape(n, -1)
-        d = flat.shape[1]
+    def fit(self, x: Any, eps: float = 0.1) -> "ZCA":
+        """Fit on (N, C, H, W) images (already mean/std normalized). Covariance is unbiased (N-1).
+
+        `x` is a tensor or anything sliceable by rows with `.shape`/`.device` (RealData.images):
+        rows are read `chunk_size` at a time, so no float64 (or float32) copy of the split is made.
+        """
+        shape = tuple(x.shape)
+        if len(shape) < 2 or shape[0] < 2:
+            raise ValueError(f"ZCA.fit needs at least 2 samples, got shape {shape}")
+        n = shape[0]
+        d = 1
+        for s in shape[1:]:
+            d *= s
+
+        def chunks():  # two passes (mean, then centred covariance), each one chunk in float64 at a time
+            return (x[i : i + self.chunk_size].reshape(-1, d).double() for i in range(0, n, self.chunk_size))
+
         mean = torch.zeros(d, dtype=torch.float64, device=x.device)
-        for chunk in flat.split(self.chunk_size):
-            mean += chunk.double().sum(0)
+        for chunk in chunks():
+            mean += chunk.sum(0)
         mean /= n
         cov = torch.zeros(d, d, dtype=torch.float64, device=x.device)
-        for chunk in flat.split(self.chunk_size):
-            c = chunk.double() - mean
+        for chunk in chunks():
+            c = chunk - mean
             cov.addmm_(c.T, c)
         cov /= n - 1
         s, u = torch.linalg.eigh(cov)
@@ -49,7 +59,7 @@ class ZCA:
         self.W_inv = ((u * torch.sqrt(s + eps)) @ u.T).float()
         self.mean = mean.float()
         self.eps = float(eps)
-        self.shape = tuple(x.shape[1:])
+        self.shape = shape[1:]
         return self
 
     # -- applying ----------------------------------------------------------------------------------
