@@ -223,7 +223,7 @@ def test_host_storage_batches_equal_device_storage_on_cuda():
 def test_pruning_replaces_the_split_and_the_factory_does_not_keep_it():
     from omegaconf import OmegaConf
 
-    from dfdistill.pipeline import make_model_factory
+    from dfdistill.models.factory import make_model_factory
 
     u8, y = pixels()
     train = RealData(u8, y, 3, ["a", "b", "c"], MEAN, STD, pixels=True)

@@ -27,6 +27,7 @@ from dfdistill.data.registry import get_loader
 from dfdistill.data.spec import dataset_config
 from dfdistill.data.storage import canonical_device, choose_storage
 from dfdistill.errors import ConfigError, DataError
+from dfdistill.log import log
 
 _CHUNK = 4096  # rows per pass when converting / summarising the split (bounds the float temporaries)
 
@@ -118,7 +119,7 @@ def _fit_zca(cfg: DatasetConfig, split: Split, pixels: Tensor, real: RealData, c
         try:
             zca = ZCA.from_state_dict(state)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            print(f"[dfdistill] cached ZCA {cache.path('zca', key)} unusable ({exc}); refitting it")
+            log.warning(f"cached ZCA {cache.path('zca', key)} unusable ({exc}); refitting it")
     if zca is None:
         zca = ZCA().fit(real.images, eps=cfg.zca_eps)
         if cache is not None:
@@ -162,7 +163,7 @@ def load_dataset(
     x_train, x_test = to_pixels(train.images, cfg.image_size), to_pixels(test.images, cfg.image_size)
     store, line = choose_storage(cfg.storage, device, x_train.numel() * x_train.element_size()
                                  + x_test.numel() * x_test.element_size())
-    print(f"[dfdistill] {line}")
+    log.info(line)
     mean, std = _stats(cfg, x_train)
     tr = _real(cfg, train, x_train, mean, std, device, store)
     te = _real(cfg, test, x_test, mean, std, device, store)

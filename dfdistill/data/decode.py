@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from dfdistill.errors import DataError
+from dfdistill.log import log
 
 CHUNK = 256  # files per task: large enough to amortise IPC, small enough for an even finish
 
@@ -113,7 +114,7 @@ def _fork_pool(workers: int) -> Optional[Any]:
     try:
         return mp.get_context("fork").Pool(workers, initializer=_worker_init)
     except (AssertionError, OSError) as exc:  # e.g. inside a daemonic launcher process
-        print(f"[dfdistill] parallel decoding unavailable ({exc}); decoding in this process")
+        log.warning(f"parallel decoding unavailable ({exc}); decoding in this process")
         return None
 
 

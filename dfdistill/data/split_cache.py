@@ -21,6 +21,8 @@ from typing import Any, BinaryIO, Optional
 import torch
 from torch import Tensor
 
+from dfdistill.log import log
+
 MAGIC = b"DFDSPLIT1\n"
 SUFFIX = ".split"
 _CHUNK = 64 << 20
@@ -114,6 +116,6 @@ def load_cached_split(path: Path) -> Optional[tuple[Tensor, Tensor, dict[str, An
     try:
         return read_split(path)
     except (CorruptSplit, OSError) as exc:
-        print(f"[dfdistill] cache file {path} unreadable ({exc}); rebuilding it")
+        log.info(f"cache file {path} unreadable ({exc}); rebuilding it")
         path.unlink(missing_ok=True)
         return None
