@@ -17,6 +17,7 @@ from dfdistill.data.split_cache import load_cached_split, read_split, save_split
 from dfdistill.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")  # decode_one called directly
 
 
 def make_files(folder: Path, n: int = 37, size=(9, 7)) -> list[str]:

@@ -110,19 +110,13 @@ def test_subset_gathers_the_uint8_store_and_composes_source_rows():
 
 
 def _setup(tmp_path, real, cls, mcfg):
-    from dfdistill.artifacts import ArtifactCache
-    from dfdistill.bench.harness import Setup
-    from dfdistill.data.augment import build_augment
-    from dfdistill.methods.base import DistillContext
-    from dfdistill.models import build_model
+    """test_bench's tiny DC/DM problem with `real` as its split."""
+    import dataclasses
 
-    def factory(seed: int):
-        torch.manual_seed(seed)
-        return build_model("convnet", 3, 3, 8, width=4, depth=2)
+    from test_bench import tiny_setup
 
-    ctx = DistillContext(real=real, ipc=2, model_factory=factory, augment=build_augment("dsa"),
-                         device=torch.device("cpu"), seed=3, cache=ArtifactCache(tmp_path / "c"), out_dir=tmp_path)
-    return Setup(cfg=None, ctx=ctx, method_cls=cls, mcfg=mcfg)
+    setup = tiny_setup(tmp_path, cls, mcfg, dtype=torch.float32)
+    return dataclasses.replace(setup, ctx=dataclasses.replace(setup.ctx, real=real))
 
 
 @pytest.mark.parametrize("method", ["dm", "dc"])

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
 import torch
 from torch import Tensor
 
+from dfdistill.artifacts import atomic_writer
 from dfdistill.log import log
 
 MAGIC = b"DFDSPLIT1\n"
@@ -57,24 +56,14 @@ def save_split(path: Path, images: Tensor, labels: Tensor, meta: dict[str, Any])
     images, labels = images.detach().cpu(), labels.detach().cpu().to(torch.int64)
     dtype = next(k for k, v in _DTYPES.items() if v == images.dtype)
     header = json.dumps({"meta": meta, "shape": list(images.shape), "dtype": dtype, "n_labels": labels.numel()}).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            digest = hashlib.sha256()
-            head = MAGIC + struct.pack("<Q", len(header)) + header
-            fh.write(head)
-            digest.update(head)
-            _write_stream(fh, _bytes_of(images), digest)
-            _write_stream(fh, _bytes_of(labels), digest)
-            fh.write(digest.digest())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path) as fh:
+        digest = hashlib.sha256()
+        head = MAGIC + struct.pack("<Q", len(header)) + header
+        fh.write(head)
+        digest.update(head)
+        _write_stream(fh, _bytes_of(images), digest)
+        _write_stream(fh, _bytes_of(labels), digest)
+        fh.write(digest.digest())
 
 
 def read_split(path: Path) -> tuple[Tensor, Tensor, dict[str, Any]]:
