@@ -45,6 +45,39 @@ def test_tesla_exact_gradient_equals_unrolled_autograd(augment):
     assert (a_img - g_img).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("augment", [False, True])
+def test_tesla_approximation_is_the_reference_formula(augment):
+    """exact=false is TESLA distill.py's gradient, written here from its formula (methods.md §7):
+    forward without graph, G = sum_k g_k; dL/dX_i = 2 d/dX_i[(a (theta* - theta_0) + a^2 G) . g_i] / D
+    with theta_i held fixed (no dependence on earlier batches); the lr gradient differentiates
+    L(a) = ||theta_0 - a G - theta*||^2 / D with G held constant."""
+    f, theta0, theta_star, images, labels, plan, aug = _tiny_problem(augment=augment)
+    lr = 0.5
+    D = ((theta0 - theta_star) ** 2).sum()
+    thetas, theta, G = [], theta0, torch.zeros_like(theta0)
+    for idx, seed in plan:
+        x = images[idx] if seed is None else aug(images[idx], seed=seed)
+        th = theta.clone().requires_grad_(True)
+        g = torch.autograd.grad(torch.nn.functional.cross_entropy(f(th, x), labels[idx]), th)[0]
+        thetas.append(theta)
+        G = G + g
+        theta = theta - lr * g
+    coeff = lr * (theta_star - theta0) + lr ** 2 * G  # the reference's constant vector
+    ref_img = torch.zeros_like(images)
+    for (idx, seed), th in zip(plan, thetas):
+        sub = images[idx].clone().requires_grad_(True)
+        x = sub if seed is None else aug(sub, seed=seed)
+        th = th.clone().requires_grad_(True)
+        g = torch.autograd.grad(torch.nn.functional.cross_entropy(f(th, x), labels[idx]), th, create_graph=True)[0]
+        ref_img.index_add_(0, idx, torch.autograd.grad(2 * (coeff * g).sum() / D, sub)[0])
+    a = torch.tensor(lr, dtype=torch.float64, requires_grad=True)
+    ref_lr = torch.autograd.grad(((theta0 - a * G - theta_star) ** 2).sum() / D, a)[0]
+    loss, t_img, t_lr = tesla_gradients(f, images, labels, plan, theta0, theta_star, lr, aug, exact=False)
+    torch.testing.assert_close(loss, ((theta - theta_star) ** 2).sum() / D)
+    torch.testing.assert_close(t_img, ref_img, atol=1e-9, rtol=1e-7)
+    torch.testing.assert_close(t_lr, ref_lr, atol=1e-9, rtol=1e-7)
+
+
 def test_single_step_exact_and_approximate_agree():
     """With one student step there is no earlier batch, so both modes are the exact gradient."""
     f, theta0, theta_star, images, labels, plan, aug = _tiny_problem(steps=1, augment=False)
