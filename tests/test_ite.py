@@ -172,7 +172,7 @@ def test_idc_routes_each_class_batch_through_the_selector(compose_cfg, tmp_path)
     for name, sel in {"none": None, "ones": _RecordingSelector(None), "first2": _RecordingSelector(2)}.items():
         d = _idc(compose_cfg, tmp_path / name, sel)
         net = d.ctx.model_factory(net_seed)
-        losses[name] = float(d.class_loss(net, 3).detach())
+        losses[name] = float(d.class_loss(net, 3, 0).detach())
         if sel is not None:
             assert sel.calls == [((1, 8), (1, 8), (1, 4), 3)]  # 8 real rows; ipc 1 x f^2 = 4 decoded tiles
     assert abs(losses["ones"] - losses["none"]) < 1e-6 * max(1.0, abs(losses["none"]))

@@ -86,17 +86,29 @@ def init_synthetic(real: RealData, ipc: int, init: str, gen: torch.Generator) ->
     return torch.cat([real.sample_class(c, ipc, gen) for c in range(C)]).detach().clone()
 
 
-def per_class_batch(real: RealData, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
+def class_rows(real: RealData, c: int, active: Optional[Tensor] = None) -> Tensor:
+    """Row positions of class c in `real`, restricted to `active` (a (N,) bool mask) when given."""
+    ix = real.class_indices[c]
+    return ix if active is None else ix[active[ix]]
+
+
+def per_class_batch(real: RealData, n: int, gen: torch.Generator,
+                    active: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
     """min(n, n_c) random rows of every class as (C, B, ...) tensors, B = min(n, max_c n_c).
 
     Classes with fewer rows are padded by repeating rows with weight 0, so the batch stays
-    rectangular (vmappable) and padded rows contribute nothing. weights is None when no padding."""
+    rectangular (vmappable) and padded rows contribute nothing. weights is None when no padding.
+    `active` restricts the draw to those rows (EDD's filtered pool); indices stay rows of `real`."""
     C = real.num_classes
-    counts = real.class_counts()
+    pools = None if active is None else [class_rows(real, c, active) for c in range(C)]
+    counts = real.class_counts() if pools is None else [int(p.numel()) for p in pools]
     B = min(n, max(counts))
     rows, weights, padded = [], [], False
     for c in range(C):
-        ix = real.class_sample_indices(c, B, gen)
+        if pools is None:
+            ix = real.class_sample_indices(c, B, gen)
+        else:
+            ix = pools[c][torch.randperm(counts[c], generator=gen)[:B].to(pools[c].device)]
         k = ix.numel()
         if k == 0:
             raise DataError(f"class {c} has no real samples left; lower pruning.ratio")
@@ -194,14 +206,17 @@ class ImageDistiller(Distiller):
         """(C, ipc, ...) view of the learnable images (class-major storage)."""
         return self.images.view(self.num_classes, self.ctx.ipc, *self.images.shape[1:])
 
+    def pair_seeds(self, n: int) -> Optional[list[int]]:
+        """One siamese seed per class (None without dsa), from the distiller's generator."""
+        return [draw_seed(self.gen) for _ in range(n)] if self.cfg.dsa else None
+
+    def siamese_augment(self, x: Tensor, seeds: Optional[list[int]]) -> Tensor:
+        """x (C, n, ...): class c under seed c's one shared DSA parameter; identity without seeds."""
+        if seeds is None:
+            return x
+        return torch.stack([self.ctx.augment(x[c], seed=s, siamese=True) for c, s in enumerate(seeds)])
+
     def siamese_pair(self, xr: Tensor, xs: Tensor) -> tuple[Tensor, Tensor]:
         """Per class: one seed, one shared DSA parameter for that class's real and synthetic batch."""
-        if not self.cfg.dsa:
-            return xr, xs
-        aug = self.ctx.augment
-        outs_r, outs_s = [], []
-        for c in range(xr.shape[0]):
-            s = draw_seed(self.gen)
-            outs_r.append(aug(xr[c], seed=s, siamese=True))
-            outs_s.append(aug(xs[c], seed=s, siamese=True))
-        return torch.stack(outs_r), torch.stack(outs_s)
+        seeds = self.pair_seeds(xr.shape[0])
+        return self.siamese_augment(xr, seeds), self.siamese_augment(xs, seeds)

@@ -5,6 +5,10 @@ synthetic CE gradients (layer-wise distance), one image step on the class-summed
 the network `inner_loop` epochs on the synthetic set. Loops come from the reference table
 (get_loops) unless set. The per-class gradients run as one vmapped call (`fast=true`); `fast=false`
 is the reference loop formulation (one autograd.grad per class) with identical maths.
+
+Subclasses hook in without copying the loop: `sample_weights` (per-sample factors on the real side,
+DF-CoLearn's mask), `after_iteration` (gets the last matching step's inputs explicitly, as a
+`MatchStep`), and `matching_loss` is the one vmapped-or-loop gradient distance they all call.
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dfdistill.errors import ConfigError
 from dfdistill.training import train_epochs
 from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed, per_class_batch
 from dfdistill.methods.matching import (
-    METRICS, batched_gradient_distance, class_gradients, class_gradients_loop, detached_params,
+    METRICS, GradDict, batched_gradient_distance, class_gradients, class_gradients_loop, detached_params,
     freeze_batchnorm_stats, gm_objective, has_batchnorm, loop_distance,
 )
 
@@ -55,8 +59,21 @@ class DCConfig(MethodConfig):
             raise ConfigError(f"method.dis_metric must be one of {METRICS}, got {self.dis_metric!r}")
 
 
+@dataclass
+class MatchStep:
+    """The inputs of one matching step, handed on explicitly (DF-CoLearn's mask step reuses them)."""
+
+    net: nn.Module
+    params: GradDict  # detached parameters the gradients were taken at
+    xr: Tensor  # (C, B, ...) real batch as it entered the loss (augmented when dsa)
+    yr: Tensor  # (C, B)
+    idx: Tensor  # (C, B) rows into ctx.real
+    w: Optional[Tensor]  # (C, B) padding x in-loop selector weights, before the method's sample_weights
+    seeds: Optional[list[int]]  # per-class siamese seeds shared by xr and the synthetic batch (None: no dsa)
+
+
 class GradientMatching(ImageDistiller):
-    """DC/DSA; subclasses (DF-CoLearn, BiLP-ITE) only change how real samples are weighted."""
+    """DC/DSA; subclasses (DF-CoLearn, EDD's DSA base) change how real samples are weighted/drawn."""
 
     config_cls = DCConfig
     supports_adaptive = True
@@ -71,17 +88,21 @@ class GradientMatching(ImageDistiller):
 
     def real_weights(self, net, params, xr: Tensor, yr: Tensor, idx: Tensor, w: Optional[Tensor],
                      xs: Tensor, ys: Tensor) -> Optional[Tensor]:
-        """Per-sample weights of the real batch (C, B); hook for adaptive pruning and masks.
-        `idx` are row indices into ctx.real (what the in-loop selector's per-row state indexes)."""
+        """Padding weights times the in-loop selector's (BiLP ITE) for the real batch (C, B).
+        `idx` are row indices into ctx.real (what the selector's per-row state indexes)."""
         if self.ctx.adaptive is not None:
             return self.ctx.adaptive.weights(xr, yr, idx, w, gm_objective(net, params, xs, ys, self.cfg.dis_metric))
         return w
 
-    def matching_loss(self, net, xr: Tensor, yr: Tensor, w: Optional[Tensor], idx: Tensor,
+    def sample_weights(self, net, params, xr: Tensor, yr: Tensor, idx: Tensor, w: Optional[Tensor]) -> Optional[Tensor]:
+        """The method's own per-sample factors on top of `w` (DF-CoLearn: m * Phi). Default: none."""
+        return w
+
+    def matching_loss(self, net, params: GradDict, xr: Tensor, yr: Tensor, w: Optional[Tensor],
                       xs: Tensor, ys: Tensor) -> Tensor:
+        """Class-summed distance of the (w-weighted) real and the synthetic CE gradients: one vmapped
+        call (`use_vmap`) or the per-class loop (BatchNorm nets, `fast=false`); the same maths."""
         metric = self.cfg.dis_metric
-        params = detached_params(net)
-        w = self.real_weights(net, params, xr, yr, idx, w, xs, ys)
         if self.use_vmap(net):
             g_real = {k: v.detach() for k, v in class_gradients(net, params, xr, yr, w).items()}
             g_syn = class_gradients(net, params, xs, ys)
@@ -93,13 +114,41 @@ class GradientMatching(ImageDistiller):
         g_syn = class_gradients_loop(net, [xs[c] for c in range(C)], [ys[c] for c in range(C)], create_graph=True)
         return loop_distance(g_real, g_syn, names, metric)
 
-    def train_net_on_synthetic(self, net, opt, epochs: int) -> None:
-        """Inner loop: `epochs` epochs on the detached synthetic set (non-siamese DSA when on)."""
-        train_epochs(net, self.images.detach(), self.labels, epochs, batch_size=self.cfg.batch_train,
+    def freeze_bn(self, net) -> None:
+        """DC's BN handling before each matching step (no-op for nets without BatchNorm)."""
+        if has_batchnorm(net):
+            bn_x, _, _ = self.ctx.real.sample_per_class(self.cfg.bn_images_per_class, generator=self.gen)
+            freeze_batchnorm_stats(net, bn_x)
+
+    def match_step(self, net, ys: Tensor, it: int) -> tuple[Tensor, MatchStep]:
+        """One image update on the class-summed matching loss of a fresh real batch (iteration `it`)."""
+        self.freeze_bn(net)
+        xr, yr, w, idx = per_class_batch(self.ctx.real, self.cfg.batch_real, self.gen)
+        seeds = self.pair_seeds(xr.shape[0])
+        xr, xs = self.siamese_augment(xr, seeds), self.siamese_augment(self.syn_by_class(), seeds)
+        params = detached_params(net)
+        w = self.real_weights(net, params, xr, yr, idx, w, xs, ys)
+        loss = self.matching_loss(net, params, xr, yr, self.sample_weights(net, params, xr, yr, idx, w), xs, ys)
+        self.opt_img.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_img.step()
+        return loss.detach(), MatchStep(net, params, xr.detach(), yr, idx, w, seeds)
+
+    def train_net_on_synthetic(self, net, opt, epochs: int, images: Tensor, labels: Tensor) -> None:
+        """Inner loop: `epochs` epochs on the given (detached) synthetic images (non-siamese DSA when on)."""
+        train_epochs(net, images.detach(), labels, epochs, batch_size=self.cfg.batch_train,
                      augment=self.ctx.augment if self.cfg.dsa else None, gen=self.gen, optimizer=opt)
 
+    def inner_train_set(self, it: int) -> tuple[Tensor, Tensor]:
+        """What the network trains on between matching steps (EDD: the segments built so far)."""
+        return self.images, self.labels
+
+    def after_iteration(self, it: int, last: MatchStep) -> dict[str, Tensor]:
+        """Hook after the outer loops, given the last matching step's inputs; returns extra metrics."""
+        return {}
+
     def step(self, it: int) -> dict[str, Tensor]:
-        real, C, ipc = self.ctx.real, self.num_classes, self.ctx.ipc
+        C, ipc = self.num_classes, self.ctx.ipc
         net = self.ctx.model_factory(draw_seed(self.gen))
         net.train()
         net_opt = torch.optim.SGD(net.parameters(), lr=self.cfg.lr_net)
@@ -107,21 +156,13 @@ class GradientMatching(ImageDistiller):
         ys = self.labels.view(C, ipc)
         total = torch.zeros((), device=self.ctx.device)
         for ol in range(outer):
-            if has_batchnorm(net):
-                bn_x, _, _ = real.sample_per_class(self.cfg.bn_images_per_class, generator=self.gen)
-                freeze_batchnorm_stats(net, bn_x)
-            xr, yr, w, idx = per_class_batch(real, self.cfg.batch_real, self.gen)
-            xr_a, xs_a = self.siamese_pair(xr, self.syn_by_class())
-            loss = self.matching_loss(net, xr_a, yr, w, idx, xs_a, ys)
-            self.opt_img.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_img.step()
-            total = total + loss.detach()
+            loss, last = self.match_step(net, ys, it)
+            total = total + loss
             if ol == outer - 1:
                 break
             net.train()
-            self.train_net_on_synthetic(net, net_opt, inner)
-        return {"loss": total / outer}
+            self.train_net_on_synthetic(net, net_opt, inner, *self.inner_train_set(it))
+        return {"loss": total / outer, **self.after_iteration(it, last)}
 
 
 DC = GradientMatching

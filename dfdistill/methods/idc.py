@@ -116,31 +116,50 @@ class IDC(Distiller):
         f2 = self.cfg.factor**2
         return self.decoded(self.images.detach().clamp(0, 1)).detach(), self.labels.repeat_interleave(f2)
 
-    def class_loss(self, net, c: int) -> Tensor:
-        real, ipc = self.ctx.real, self.ctx.ipc
-        rows = real.class_sample_indices(c, self.cfg.batch_real, self.gen)  # = sample_class's draw
-        xr = real.images.index_select(0, rows)
-        xs = self.decoded(self.images[c * ipc : (c + 1) * ipc])
+    def syn_batch(self, c: int, lo: int, hi: int) -> Tensor:
+        """Class c's stored slots [lo, hi) decoded (differentiable), randomly cut to batch_syn_max."""
+        ipc = self.ctx.ipc
+        xs = self.decoded(self.images[c * ipc + lo : c * ipc + hi])
         if xs.shape[0] > self.cfg.batch_syn_max:
             xs = xs[torch.randperm(xs.shape[0], generator=self.gen)[: self.cfg.batch_syn_max].to(xs.device)]
-        if self.cfg.dsa:  # ONE parameter for the concatenated real + synthetic batch (IDC batch=True)
-            both = self.match_aug(torch.cat([xr, xs]), seed=draw_seed(self.gen), siamese=True)
-            xr, xs = both[: xr.shape[0]], both[xr.shape[0] :]
-        params = detached_params(net)
+        return xs
+
+    def augment_together(self, *batches: Tensor) -> list[Tensor]:
+        """ONE IDC-DiffAug parameter for all the batches (IDC batch=True), so the real and synthetic
+        batches of a class are matched under the same draw; unchanged without dsa."""
+        if not self.cfg.dsa:
+            return list(batches)
+        out = self.match_aug(torch.cat(batches), seed=draw_seed(self.gen), siamese=True)
+        return list(out.split([b.shape[0] for b in batches]))
+
+    def pair_distance(self, net, params, c: int, xr: Tensor, rows: Tensor, xs: Tensor, select: bool = True) -> Tensor:
+        """D(g(real batch of class c), g(synthetic batch)); the real side goes through the in-loop
+        selector (BiLP ITE, S = the decoded augmented tiles) when `select`. rows: indices into ctx.real."""
         yr = torch.full((1, xr.shape[0]), c, device=xr.device, dtype=torch.long)
         ys = torch.full((1, xs.shape[0]), c, device=xs.device, dtype=torch.long)
         w = None
-        if self.ctx.adaptive is not None:  # BiLP ITE on this class's batch; S = the decoded (augmented) tiles
+        if select and self.ctx.adaptive is not None:
             w = self.ctx.adaptive.weights(xr.detach()[None], yr, rows[None], None,
                                           gm_objective(net, params, xs[None], ys, self.cfg.dis_metric))
         g_real = {k: v.detach() for k, v in class_gradients(net, params, xr.detach()[None], yr, w).items()}
         g_syn = class_gradients(net, params, xs[None], ys)
         return batched_gradient_distance(g_real, g_syn, self.cfg.dis_metric)
 
+    def class_loss(self, net, c: int, it: int) -> Tensor:
+        """Class c's matching loss in iteration `it`: a real batch vs all its decoded images."""
+        real = self.ctx.real
+        rows = real.class_sample_indices(c, self.cfg.batch_real, self.gen)  # = sample_class's draw
+        xr, xs = self.augment_together(real.images.index_select(0, rows), self.syn_batch(c, 0, self.ctx.ipc))
+        return self.pair_distance(net, detached_params(net), c, xr, rows, xs)
+
+    def net_rows(self, n: int) -> Tensor:
+        """Rows of ctx.real the network trains on between matching steps (uniform over the split)."""
+        return torch.randint(0, len(self.ctx.real), (n,), generator=self.gen).to(self.ctx.real.device)
+
     def train_net_on_real(self, net, opt) -> None:
         real, bs = self.ctx.real, 64
         for _ in range(max(1, self.cfg.n_data // bs) if self.cfg.n_data > 0 else 0):
-            ix = torch.randint(0, len(real), (bs,), generator=self.gen).to(real.device)
+            ix = self.net_rows(bs)
             x, y = real.images[ix], real.labels[ix]
             x = self.net_aug(x, seed=draw_seed(self.gen))
             loss = cutmix_or_plain_loss(net, x, y, self.cfg.mix_p, 1.0, self.gen)
@@ -159,7 +178,7 @@ class IDC(Distiller):
             if has_batchnorm(net):
                 freeze_batchnorm_stats(net, self.ctx.real.sample_per_class(16, generator=self.gen)[0])
             for c in range(self.num_classes):
-                loss = self.class_loss(net, c)
+                loss = self.class_loss(net, c, it)
                 self.opt_img.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt_img.step()
