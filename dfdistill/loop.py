@@ -1,4 +1,5 @@
-"""The distillation loop: iterate, checkpoint every `checkpoint_every`, resume, stop on NaN/Inf.
+"""The distillation loop: iterate, checkpoint every `checkpoint_every`, resume, stop on NaN/Inf or
+when the method says it is done (early stopping).
 
 Why one loop for every method: resume and divergence handling are written once; a method only
 implements `Distiller.step(it)`.
@@ -36,7 +37,11 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"distill[{cfg.method.name}]",
                disable=not cfg.progress or total == 0)
     sel = distiller.ctx.adaptive
+    stopped_at = None
     for it in bar:
+        if distiller.done():  # resumed after an early stop
+            stopped_at = it - 1
+            break
         t0 = time.perf_counter()
         if sel is not None:
             sel.begin_iteration(it)  # the selector's lazy schedule counts iterations, not its calls
@@ -51,11 +56,14 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
         if it % cfg.log_every == 0 or it == total - 1:
             bar.set_postfix(loss=f"{loss:.4g}")
             logger.log({"distill/loss": loss, "distill/sec_per_iter": step_times[-1]}, step=it)
-        if (it + 1) % cfg.checkpoint_every == 0 or it == total - 1:
+        if (it + 1) % cfg.checkpoint_every == 0 or it == total - 1 or distiller.done():
             save_checkpoint(out_dir, key, it + 1, distiller, history)
+        if distiller.done():  # early stopping (RFAD's validation patience) at this iteration
+            stopped_at = it
+            break
     if total == 0 or start == total:
         save_checkpoint(out_dir, key, total, distiller, history)
-    return {"iterations": total, "resumed_from": start,
+    return {"iterations": total, "resumed_from": start, "stopped_at": stopped_at,
             "sec_per_iter": float(np.median(step_times)) if step_times else None,
             "ite_seconds_per_iter": sel.seconds / len(step_times) if sel is not None and step_times else None,
             "loss_history": history[-50:]}

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -77,7 +77,7 @@ def run(cfg: DictConfig) -> dict:
         images, labels = save_synthetic(s, distiller, data.train)
         if cfg.stage == "distill":
             return {"stage": "distill", **info, "stage_seconds": s.timer.seconds}
-        evals = evaluate(s, data, images, labels, distiller.eval_lr())
+        evals = evaluate(s, data, images, labels, distiller.eval_lr(), distiller.evaluate)
         return report(s, data, info, evals)
 
 
@@ -181,8 +181,11 @@ def save_synthetic(s: Session, distiller: Distiller, train: RealData) -> tuple[t
     return images, labels
 
 
-def evaluate(s: Session, data: Data, images: torch.Tensor, labels: torch.Tensor, learned_lr: Optional[float]) -> dict:
-    """The set on the backbone (and the cross-arch list), plus a random real subset under the same protocol."""
+def evaluate(s: Session, data: Data, images: torch.Tensor, labels: torch.Tensor, learned_lr: Optional[float],
+             evaluator: Callable[..., list[float]] = evaluate_set) -> dict:
+    """The set on the backbone (and the cross-arch list), plus a random real subset under the same protocol.
+
+    `evaluator` is the method's `Distiller.evaluate`: the shared protocol, or the paper's own (RFAD-NN)."""
     cfg, mcfg = s.cfg, method_config(s.cfg)
     from dfdistill.data.augment import build_augment
 
@@ -191,23 +194,24 @@ def evaluate(s: Session, data: Data, images: torch.Tensor, labels: torch.Tensor,
     eval_aug = build_augment(ev.aug, ev.aug_strategy)
     out: dict[str, Any] = {"ev": ev}
     with s.timer("eval"):
-        out["accs"] = evaluate_set(images, labels, data.test, data.factory, ev, eval_aug, seed=cfg.seed,
+        out["accs"] = evaluator(images, labels, data.test, data.factory, ev, eval_aug, seed=cfg.seed,
                                    progress=cfg.progress, desc=f"eval[{cfg.method.name}]")
     if cfg.eval.compare_random and cfg.method.name != "random":
-        out["random"] = evaluate_random(s, data, mcfg, eval_aug)
+        out["random"] = evaluate_random(s, data, mcfg, eval_aug, evaluator)
     out["cross"] = {}
     for arch in cfg.eval.cross_arch:
         f2 = make_model_factory(backbone_config(arch), data.train, s.device)
         ev_a = resolve_eval(cfg.eval, mcfg.eval_aug, learned_lr or mcfg.eval_lr, cfg.dataset.dsa_strategy,
                             bn_convnet=is_batchnorm_convnet(f2(0)))  # the reference picks the aug per eval model
         with s.timer(f"eval_{arch}"):
-            a = evaluate_set(images, labels, data.test, f2, ev_a, build_augment(ev_a.aug, ev_a.aug_strategy),
-                             seed=cfg.seed, progress=cfg.progress, desc=f"eval[{arch}]")
+            a = evaluator(images, labels, data.test, f2, ev_a, build_augment(ev_a.aug, ev_a.aug_strategy),
+                          seed=cfg.seed, progress=cfg.progress, desc=f"eval[{arch}]")
         out["cross"][arch] = {"accs": a, "mean": mean_std(a)[0], "std": mean_std(a)[1]}
     return out
 
 
-def evaluate_random(s: Session, data: Data, mcfg: Any, eval_aug) -> list[float]:
+def evaluate_random(s: Session, data: Data, mcfg: Any, eval_aug,
+                    evaluator: Callable[..., list[float]] = evaluate_set) -> list[float]:
     """A random real subset of the kept rows at the same IPC (protocol lr: the method's, not a learned one)."""
     from dfdistill.methods.coreset import CoresetConfig, RandomSubset
 
@@ -219,8 +223,8 @@ def evaluate_random(s: Session, data: Data, mcfg: Any, eval_aug) -> list[float]:
     ev_r = resolve_eval(cfg.eval, mcfg.eval_aug, mcfg.eval_lr, cfg.dataset.dsa_strategy,
                         bn_convnet=is_batchnorm_convnet(data.factory(0)))
     with s.timer("eval_random"):
-        return evaluate_set(rnd.images, rnd.labels, data.test, data.factory, ev_r, eval_aug, seed=cfg.seed,
-                            progress=cfg.progress, desc="eval[random]")
+        return evaluator(rnd.images, rnd.labels, data.test, data.factory, ev_r, eval_aug, seed=cfg.seed,
+                         progress=cfg.progress, desc="eval[random]")
 
 
 def report(s: Session, data: Data, info: dict, evals: dict) -> dict:
@@ -240,7 +244,7 @@ def report(s: Session, data: Data, info: dict, evals: dict) -> dict:
         "n_real_total": data.n_total, "n_real_used": len(data.train), "pruning_info": data.prune_info,
         "stage_seconds": s.timer.seconds, "wall_seconds": sum(s.timer.seconds.values()),
         "sec_per_iter": info["sec_per_iter"], "ite_seconds_per_iter": info["ite_seconds_per_iter"],
-        "iterations": info["iterations"], "resumed_from": info["resumed_from"],
+        "iterations": info["iterations"], "resumed_from": info["resumed_from"], "stopped_at": info["stopped_at"],
         "peak_memory_mb": peak_memory_mb(device), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "code_version": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -43,3 +43,29 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Artifacts of tests never touch the user's cache."""
     monkeypatch.setenv("DFDISTILL_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def interrupted_then_resumed(compose_cfg, tmp_path: Path, monkeypatch, method_cls: type, args: list[str],
+                             crash_at: int) -> tuple[dict, dict, dict]:
+    """Run `args` straight through, and again with `method_cls.step` raising at `crash_at` followed by a
+    plain rerun of the same config (which resumes from the checkpoint). Returns (straight synthetic.pt,
+    resumed synthetic.pt, the resumed run's record); the caller compares them."""
+    from dfdistill.artifacts import load_tensor_file
+    from dfdistill.checkpoint import CHECKPOINT_FILE
+    from dfdistill.pipeline import run
+
+    run(compose_cfg(args, tmp_path / "straight"))
+    real_step = method_cls.step
+
+    def crash(self, it):
+        if it == crash_at:
+            raise KeyboardInterrupt("simulated kill")
+        return real_step(self, it)
+
+    monkeypatch.setattr(method_cls, "step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_cfg(args, tmp_path / "killed"))
+    assert load_tensor_file(tmp_path / "killed" / CHECKPOINT_FILE)["iteration"] == crash_at
+    monkeypatch.setattr(method_cls, "step", real_step)
+    info = run(compose_cfg(args, tmp_path / "killed"))
+    return torch.load(tmp_path / "straight" / "synthetic.pt"), torch.load(tmp_path / "killed" / "synthetic.pt"), info

@@ -17,7 +17,7 @@ from dfdistill.models.convnet import ConvNet
 BACKBONE_DIR = Path(__file__).resolve().parents[1] / "conf" / "backbone"
 EXPECTED_NAMES = {
     "convnet", "convnet_d4", "convnet_d5", "convnet_bn", "convnet_ln", "convnet_gn", "convnet_nn",
-    "convnet_w32", "convnet_w64", "lenet", "alexnet", "alexnet_bn", "vgg11", "vgg11_bn", "mlp",
+    "convnet_w32", "convnet_w64", "convnet_gaussian", "lenet", "alexnet", "alexnet_bn", "vgg11", "vgg11_bn", "mlp",
     "resnet18", "resnet18_bn", "resnet18_ap", "resnet18_bn_ap", "resnet_ap10", "resnet_ap10_bn",
 }
 # (name, channels, size) combinations that are documented as unsupported; none at 28/32 px today.

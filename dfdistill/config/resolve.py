@@ -56,6 +56,8 @@ def apply_profile(cfg: DictConfig) -> None:
             cfg.eval.num_eval = min(int(cfg.eval.num_eval), int(p.num_eval))
         if p.get("width") is not None and "width" in cfg.backbone:
             cfg.backbone.width = int(p.width)
+        if p.get("width") is not None and "feature_width" in cfg.method:  # a method's own networks (RFAD)
+            cfg.method.feature_width = min(int(cfg.method.feature_width), int(p.width))
         for key in ("max_train_per_class", "max_test"):
             if p.get(key) is not None:
                 cur = cfg.dataset.get(key)
@@ -96,7 +98,7 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     if pruning.get("adaptive") and not cls.supports_adaptive and not static:  # with a static half: that half runs
         raise ConfigError(f"method {cfg.method.get('name')} has no real-batch matching step for in-loop (ITE) pruning "
                           f"(pruning={cfg.pruning.get('name')}); use pruning=loss or random (static), or a method among "
-                          "dc, dsa, dm, idc, dfcolearn, edd")
+                          "dc, dsa, dm, idc, idm, dfcolearn, edd")
     if cfg.dataset.get("root") in ("???",):
         raise ConfigError(f"dataset.root is required for dataset={cfg.dataset.name}: add dataset.root=/path/to/data")
     return cfg

@@ -47,6 +47,13 @@ class MethodConfig:
             raise ConfigError(f"method.eval_aug must be dsa|idc|dc|none, got {self.eval_aug!r}")
 
 
+def check_positive(cfg: Any, keys: tuple[str, ...]) -> None:
+    """One-line ConfigError naming the first of `keys` (config fields) that is below 1."""
+    bad = [k for k in keys if getattr(cfg, k) < 1]
+    if bad:
+        raise ConfigError(f"method.{bad[0]} must be >= 1, got {getattr(cfg, bad[0])}")
+
+
 @dataclass
 class DistillContext:
     """Everything a method may use, built once by the pipeline."""
@@ -167,6 +174,19 @@ class Distiller(ABC):
     def eval_lr(self) -> Optional[float]:
         """A learned evaluation lr (MTT/TESLA), or None to use the protocol's."""
         return None
+
+    def done(self) -> bool:
+        """True once the method has stopped early (RFAD's validation patience); the loop then ends."""
+        return False
+
+    def evaluate(self, images: Tensor, labels: Tensor, test: RealData, model_factory: Callable[[int], nn.Module],
+                 ev: Any, augment: Any, seed: int, progress: bool = True, desc: str = "eval") -> list[float]:
+        """Test accuracies of fresh networks trained on (images, labels): the shared protocol, unless
+        the method's paper evaluates its sets differently (RFAD-NN). The pipeline evaluates the random
+        baseline through the same method, so both sides share the rule."""
+        from dfdistill.evaluation.protocol import evaluate_set
+
+        return evaluate_set(images, labels, test, model_factory, ev, augment, seed=seed, progress=progress, desc=desc)
 
     def state_dict(self) -> dict[str, Any]:
         return {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "gen": self.gen.get_state(),

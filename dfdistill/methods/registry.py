@@ -26,3 +26,5 @@ _OPTIONAL["edd"] = {"edd": "EDDConfig"}
 _OPTIONAL["mtt"] = {"mtt": "MTTConfig"}
 _OPTIONAL["tesla"] = {"tesla": "TESLAConfig"}
 _OPTIONAL["idc"] = {"idc": "IDCConfig"}
+_OPTIONAL["idm"] = {"idm": "IDMConfig"}
+_OPTIONAL["rfad"] = {"rfad": "RFADConfig"}

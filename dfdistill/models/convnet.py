@@ -8,6 +8,7 @@ Activations are never in-place: torch.func (vmap/functional_call) and double bac
 from __future__ import annotations
 
 from functools import partial
+from typing import Optional
 
 import torch
 from torch import nn
@@ -116,7 +117,8 @@ class Backbone(nn.Module):
 class ConvNet(Backbone):
     """ConvNet-D: depth x [conv3x3 -> norm -> act -> pool], then one Linear on the flat map.
 
-    A 1-channel input gets padding 3 on the first conv so 28px (MNIST) behaves like 32px.
+    A 1-channel input gets padding 3 on the first conv so 28px (MNIST) behaves like 32px
+    (`first_pad` overrides that padding).
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class ConvNet(Backbone):
         act: str = "relu",
         norm: str = "instancenorm",
         pool: str = "avgpooling",
+        first_pad: Optional[int] = None,
     ) -> None:
         super().__init__(channels, num_classes, image_size)
         if width < 1 or depth < 1:
@@ -139,7 +142,7 @@ class ConvNet(Backbone):
         layers: list[nn.Module] = []
         in_ch, size = channels, image_size
         for d in range(depth):
-            pad = 3 if (d == 0 and channels == 1) else 1
+            pad = (first_pad if first_pad is not None else 3 if channels == 1 else 1) if d == 0 else 1
             layers.append(nn.Conv2d(in_ch, width, kernel_size=3, padding=pad, bias=True))
             size = size + 2 * pad - 2
             layers += [make_norm(norm, width, size), make_act(act), make_pool(pool)]
@@ -163,3 +166,36 @@ register("convnet_gn")(partial(ConvNet, norm="groupnorm"))
 register("convnet_nn")(partial(ConvNet, norm="none"))
 register("convnet_w32")(partial(ConvNet, width=32))
 register("convnet_w64")(partial(ConvNet, width=64))
+
+
+@register("convnet_gaussian")
+class GaussianConvNet(ConvNet):
+    """ConvNet-D without normalisation in the NNGP parameterisation of RFAD/KIP (RFAD models.py facts).
+
+    Why a variant: the random-feature kernel K = 2 * phi phi^T + 0.01 (RFAD) is the NNGP of this net
+    only with weights ~ N(0, w_var / fan_in) and biases ~ N(0, b_std^2) in every conv and in the
+    head; PyTorch's default uniform init has a third of that variance and the kernel would collapse
+    onto its constant term. Padding is 1 on every conv, also for 1-channel input (RFAD's ConvNet).
+    RFAD-NN evaluates on width 1024 (conf/backbone/convnet_gaussian.yaml); its random features use
+    width 256 (method.feature_width)."""
+
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        image_size: int,
+        width: int = 1024,
+        depth: int = 3,
+        act: str = "relu",
+        pool: str = "avgpooling",
+        w_var: float = 2.0,
+        b_std: float = 0.1,
+    ) -> None:
+        super().__init__(channels, num_classes, image_size, width=width, depth=depth, act=act, norm="none",
+                         pool=pool, first_pad=1)
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    fan_in = m.weight[0].numel()
+                    m.weight.normal_(0.0, (w_var / fan_in) ** 0.5)
+                    m.bias.normal_(0.0, b_std)
