@@ -32,7 +32,7 @@ def test_mask_gradient_matches_finite_differences():
     net, xr, yr, xs, ys = _setup()
     net = net.double(); xr, xs = xr.double(), xs.double()
     obj = DFCoLearn.__new__(DFCoLearn)
-    obj.cfg = DFCoLearnConfig(name="dfcolearn", _target_="x", dis_metric="mse", lr_img=0.5, unroll_lr=0.5,
+    obj.cfg = DFCoLearnConfig(name="dfcolearn", _target_="x", dis_metric="mse", lr_img=0.5, unroll_lr=0.5, outer_loop=1, inner_loop=1,
                               l1_weight=0.01, mi_weight=0.1)
     params = {k: v.detach().requires_grad_(True) for k, v in net.named_parameters()}
     idx = torch.arange(10).view(2, 5)

@@ -19,7 +19,9 @@ def test_segment_bounds_cover_ipc_exclusively():
 
 def test_config_bases():
     assert EDDConfig(name="edd", _target_="x").base == "idc"
-    EDDConfig(name="edd", _target_="x", base="dsa", dis_metric="ours")
+    EDDConfig(name="edd", _target_="x", base="dsa", dis_metric="ours", outer_loop=1, inner_loop=1)
+    with pytest.raises(ConfigError, match="outer_loop and method.inner_loop are unset"):
+        EDDConfig(name="edd", _target_="x", base="dsa", dis_metric="ours")
     with pytest.raises(ConfigError, match="dis_metric"):
         EDDConfig(name="edd", _target_="x", base="idc", dis_metric="ours")
     with pytest.raises(ConfigError, match="method.base"):

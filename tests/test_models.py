@@ -191,7 +191,7 @@ def test_yaml_builds_same_model_via_registry_and_target(path: Path) -> None:
     yaml = pytest.importorskip("yaml")
     node = yaml.safe_load(path.read_text())
     assert node["name"] == path.stem
-    options = {k: v for k, v in node.items() if k not in ("name", "_target_")}
+    options = {k: v for k, v in node.items() if k not in ("name", "_target_", "defaults")}
     module, _, attr = node["_target_"].rpartition(".")
     target = getattr(importlib.import_module(module), attr)
     via_target = target(channels=3, num_classes=10, image_size=32, **options)

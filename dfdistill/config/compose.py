@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -37,6 +37,9 @@ def compose_run_config(overrides: list[str], return_hydra_config: bool = False) 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            return compose("config", overrides=overrides, return_hydra_config=return_hydra_config)
+            cfg = compose("config", overrides=overrides, return_hydra_config=return_hydra_config)
     finally:
         GlobalHydra.instance().clear()
+    with open_dict(cfg):  # as run.py records Hydra's task overrides: what was typed wins
+        cfg.cli_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra.")]
+    return cfg

@@ -1,37 +1,226 @@
-"""Turn a composed Hydra config into a validated, profile-applied one.
+"""Turn a composed Hydra config into the effective one, in one place and one order:
 
-The profile only scales sizes and counts: it writes its non-null values into the corresponding
-method/eval/backbone/dataset keys *before* validation, so results.jsonl records the values that
-actually ran.
+    composed groups -> method protocol + paper recipe for (method, dataset, IPC)
+    -> profile scaling of what the user left unset -> (the user's typed values, untouched)
+    -> one validation against one schema per group.
+
+"Typed" means given on the command line (`cli_overrides`, filled by run.py from Hydra and by
+`dfdistill.config.compose`); exp files and YAML defaults are not typed, so recipes and profiles
+fill them in. What happened is recorded under `provenance` (recipe rows with their sources, every
+profile change, the typed keys), so results.jsonl and `print_config=true` show what actually ran.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Optional
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
 
-from dfdistill.config.schema import DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig
+from dfdistill.config.schema import DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig, RunConfig, typed
 from dfdistill.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+GROUPS = ("dataset", "backbone", "method", "pruning", "eval", "profile", "logger")
 
 # Keys that do not change what is computed (excluded from the run's identity hash).
-NON_SEMANTIC_KEYS = ("resume", "force", "progress", "logger", "output_dir", "cache_dir", "device", "log_every")
+NON_SEMANTIC_KEYS = ("resume", "force", "progress", "logger", "output_dir", "cache_dir", "device", "log_every",
+                     "cli_overrides", "provenance", "print_config")
+
+log = logging.getLogger("dfdistill")
 
 
-def _typed(schema: type, node: Any, group: str) -> Any:
-    """Merge `node` into the schema and instantiate it so `__post_init__` range checks run."""
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"invalid {group} config: {str(exc).splitlines()[0]}") from None
+# ---------------------------------------------------------------------------------------------- #
+# what the user typed
+# ---------------------------------------------------------------------------------------------- #
+def typed_overrides(cfg: DictConfig) -> tuple[set[str], set[str]]:
+    """(dotted keys the user typed a value for, groups whose option the user chose)."""
+    keys, groups = set(), set()
+    for o in cfg.get("cli_overrides") or []:
+        key = str(o).split("=", 1)[0].lstrip("+~")
+        if key.startswith("hydra."):
+            continue
+        (groups if key in GROUPS else keys).add(key)
+    return keys, groups
 
 
+def is_typed(key: str, keys: set[str]) -> bool:
+    """`key` or a node above it (`pruning.adaptive` covers `pruning.adaptive.beta`) was typed."""
+    return any(key == k or key.startswith(k + ".") for k in keys)
+
+
+# ---------------------------------------------------------------------------------------------- #
+# group options (for protocol and recipe swaps)
+# ---------------------------------------------------------------------------------------------- #
+def load_option(group: str, option: str, depth: int = 0) -> DictConfig:
+    """conf/<group>/<option>.yaml with its defaults chain merged (schema entries `base_*` skipped)."""
+    path = CONF_DIR / group / f"{option}.yaml"
+    if not path.exists():
+        valid = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        raise ConfigError(f"{group}={option} does not exist; choose from {valid}")
+    node = OmegaConf.load(path)
+    parents = [d for d in (node.pop("defaults", None) or []) if isinstance(d, str) and d != "_self_"
+               and not d.startswith("base_")]
+    merged = OmegaConf.create()
+    for parent in parents:
+        if depth > 10:
+            raise ConfigError(f"{group}/{option}.yaml: defaults chain too deep")
+        merged = OmegaConf.merge(merged, load_option(group, parent, depth + 1))
+    return OmegaConf.merge(merged, node)
+
+
+def swap_group(cfg: DictConfig, group: str, option: str, keys: set[str]) -> bool:
+    """Replace cfg[group] by `option` (keeping the values typed under it); False if already it."""
+    if cfg[group].get("name") == option:
+        return False
+    node = load_option(group, option)
+    for key in keys:
+        if key.startswith(group + "."):
+            OmegaConf.update(node, key[len(group) + 1:], OmegaConf.select(cfg, key), force_add=True)
+    cfg[group] = node
+    return True
+
+
+# ---------------------------------------------------------------------------------------------- #
+# recipes
+# ---------------------------------------------------------------------------------------------- #
+def paper_dataset(cfg: DictConfig) -> str:
+    return cfg.dataset.get("paper_name") or cfg.dataset.name
+
+
+def method_schema(cfg: DictConfig) -> str:
+    from dfdistill.config.compose import method_schemas_by_option
+
+    return method_schemas_by_option().get(cfg.method.name, cfg.method.name)
+
+
+def _set(cfg: DictConfig, key: str, value: Any, keys: set[str], groups: set[str], applied: dict, skipped: list,
+         source: str) -> None:
+    if "." not in key and key in GROUPS:  # a group choice
+        if key in groups:
+            skipped.append(key)
+        elif swap_group(cfg, key, str(value), keys):
+            applied[key] = {"value": value, "source": source}
+        return
+    if is_typed(key, keys):
+        skipped.append(key)
+        return
+    OmegaConf.update(cfg, key, value, force_add=True)
+    applied[key] = {"value": value, "source": source}
+
+
+def apply_recipes(cfg: DictConfig, keys: set[str], groups: set[str]) -> dict[str, Any]:
+    """Apply the method's and the pruning option's paper rows for (dataset, ipc) in place.
+
+    Per group the provenance says which rows applied (`rows`), whether one of them is specific to
+    this dataset/IPC (`cell`), which typed keys it left alone (`kept_typed`), and why not (`reason`)."""
+    from dfdistill.recipes import has_cell_rows, rows_for
+
+    out: dict[str, Any] = {}
+    ds, ipc = paper_dataset(cfg), int(cfg.ipc)
+    for group, applies in (("method", method_schema(cfg)), ("pruning", str(cfg.pruning.get("name", "none")))):
+        if cfg[group].get("recipe", "paper") == "none":
+            out[group] = {"recipe": "none", "reason": f"{group}.recipe=none"}
+            continue
+        rows, note = rows_for(group, applies, ds, ipc)
+        cell = any(r.specificity() > 0 for r in rows)
+        if not cell and has_cell_rows(group, applies):
+            note = (f"no paper row for {group}={cfg[group].name} dataset={ds} ipc={ipc}; "
+                    f"running the {group}'s defaults{' and its method-wide rows' if rows else ''}")
+        if not rows:
+            out[group] = {"recipe": "none", "reason": note or f"no recipe for {group}={cfg[group].name}"}
+            continue
+        applied: dict[str, Any] = {}
+        skipped: list[str] = []
+        for row in rows:
+            for key, value in row.values.items():
+                _set(cfg, key, value, keys, groups, applied, skipped, f"{row.file}#{row.index}: {row.source}")
+        out[group] = {"recipe": "paper", "cell": cell, "rows": [f"{r.file}#{r.index}" for r in rows],
+                      "applied": applied, "kept_typed": sorted(set(skipped)), **({"note": note} if note else {})}
+    return out
+
+
+def apply_protocol(cfg: DictConfig, keys: set[str], groups: set[str]) -> Optional[str]:
+    """The method's evaluation protocol (method.eval_protocol) unless the user chose `eval=`."""
+    protocol = cfg.method.get("eval_protocol")
+    if protocol and "eval" not in groups and swap_group(cfg, "eval", protocol, keys):
+        return protocol
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- #
+# profile
+# ---------------------------------------------------------------------------------------------- #
+def apply_profile(cfg: DictConfig, keys: Optional[set[str]] = None) -> dict[str, list]:
+    """Scale what the user did not type by the profile's non-null caps; returns {key: [from, to]}."""
+    p, keys = cfg.profile, keys or set()
+    changed: dict[str, list] = {}
+
+    def put(key: str, value: Any) -> None:
+        if is_typed(key, keys):
+            return
+        old = OmegaConf.select(cfg, key)
+        if old != value:
+            changed[key] = [old, value]
+            OmegaConf.update(cfg, key, value, force_add=True)
+
+    def cap(key: str, limit: Any) -> None:
+        cur = OmegaConf.select(cfg, key)
+        if limit is not None and cur is not None:
+            put(key, min(int(cur), int(limit)))
+
+    with open_dict(cfg):
+        if p.get("iterations") is not None and (cfg.method.get("iterations") or 0) > 0:
+            cap("method.iterations", p.iterations)
+        if "batch_real" in cfg.method:
+            cap("method.batch_real", p.get("batch_real"))
+        if p.get("eval_epochs") is not None:
+            put("eval.epochs", int(p.eval_epochs) if cfg.eval.get("epochs") is None
+                else min(int(cfg.eval.epochs), int(p.eval_epochs)))
+        cap("eval.num_eval", p.get("num_eval"))
+        if p.get("width") is not None and "width" in cfg.backbone:
+            put("backbone.width", int(p.width))
+        if "feature_width" in cfg.method:  # a method's own networks (RFAD)
+            cap("method.feature_width", p.get("width"))
+        for key in ("max_train_per_class", "max_test"):
+            if p.get(key) is not None:
+                cur = cfg.dataset.get(key)
+                put(f"dataset.{key}", int(p[key]) if cur is None else min(int(cur), int(p[key])))
+        for key in ("num_experts", "expert_train_epochs"):
+            if key in cfg.method:
+                cap(f"method.{key}", p.get(key))
+        if p.get("expert_train_epochs") is not None and "expert_epochs" in cfg.method:  # shortened experts: span fits
+            cap("method.expert_epochs", cfg.method.expert_train_epochs)
+        if isinstance(cfg.method.get("match_steps"), int):
+            cap("method.match_steps", p.get("match_steps"))
+        if cfg.get("pruning") and "train_epochs" in cfg.pruning:
+            scale_scoring(cfg, p, put, cap)
+        if p.get("checkpoint_every") is not None:
+            put("checkpoint_every", int(p.checkpoint_every))
+    return changed
+
+
+def scale_scoring(cfg: DictConfig, p: DictConfig, put, cap) -> None:
+    """Reduced scoring: at most `scoring_trials` trials of `scoring_epochs` epochs. A read-out past the
+    cap (or 'converged') becomes the mean over the first k epochs, which BiLP §5.4 finds informative
+    enough ("the loss values in very early classification epochs are also informative enough")."""
+    k = p.get("scoring_epochs")
+    cap("pruning.trials", p.get("scoring_trials"))
+    if k is None:
+        return
+    k = int(k)
+    cap("pruning.train_epochs", k)
+    reads = [int(e) for e in cfg.pruning.epochs if e not in ("converged", -1) and int(e) <= k]
+    if len(reads) < len(cfg.pruning.epochs):
+        reads = sorted(set(reads) | set(range(1, k + 1)))
+    put("pruning.epochs", reads)
+
+
+# ---------------------------------------------------------------------------------------------- #
+# validation
+# ---------------------------------------------------------------------------------------------- #
 def method_class(cfg: DictConfig) -> type:
     target = cfg.method.get("_target_")
     if not target:
@@ -42,71 +231,79 @@ def method_class(cfg: DictConfig) -> type:
         raise ConfigError(f"method _target_ {target!r} cannot be imported: {exc}") from None
 
 
-def apply_profile(cfg: DictConfig) -> None:
-    """Write the profile's non-null knobs into the groups they scale (in place)."""
-    p = cfg.profile
-    with open_dict(cfg):
-        if p.get("iterations") is not None and "iterations" in cfg.method and cfg.method.iterations > 0:
-            cfg.method.iterations = min(int(cfg.method.iterations), int(p.iterations))
-        if p.get("batch_real") is not None and "batch_real" in cfg.method:
-            cfg.method.batch_real = min(int(cfg.method.batch_real), int(p.batch_real))
-        if p.get("eval_epochs") is not None:
-            cfg.eval.epochs = int(p.eval_epochs) if cfg.eval.epochs is None else min(int(cfg.eval.epochs), int(p.eval_epochs))
-        if p.get("num_eval") is not None:
-            cfg.eval.num_eval = min(int(cfg.eval.num_eval), int(p.num_eval))
-        if p.get("width") is not None and "width" in cfg.backbone:
-            cfg.backbone.width = int(p.width)
-        if p.get("width") is not None and "feature_width" in cfg.method:  # a method's own networks (RFAD)
-            cfg.method.feature_width = min(int(cfg.method.feature_width), int(p.width))
-        for key in ("max_train_per_class", "max_test"):
-            if p.get(key) is not None:
-                cur = cfg.dataset.get(key)
-                cfg.dataset[key] = int(p[key]) if cur is None else min(int(cur), int(p[key]))
-        # the methods' own `expert_epochs` is the matched span and is not a size to scale.
-        for key, mkey in (("num_experts", "num_experts"), ("expert_train_epochs", "expert_train_epochs")):
-            if p.get(key) is not None and mkey in cfg.method:
-                cfg.method[mkey] = min(int(cfg.method[mkey]), int(p[key]))
-        if p.get("expert_train_epochs") is not None and "expert_epochs" in cfg.method:  # shortened experts: span must fit
-            cfg.method.expert_epochs = min(int(cfg.method.expert_epochs), int(cfg.method.expert_train_epochs))
-        if p.get("scoring_epochs") is not None and "epochs" in cfg.pruning:
-            cfg.pruning.epochs = [e for e in cfg.pruning.epochs if e <= int(p.scoring_epochs)] or [int(p.scoring_epochs)]
-        if p.get("match_steps") is not None and isinstance(cfg.method.get("match_steps"), int):
-            cfg.method.match_steps = min(int(cfg.method.match_steps), int(p.match_steps))
-        if p.get("checkpoint_every") is not None:
-            cfg.checkpoint_every = int(p.checkpoint_every)
+def check_backbone(bcfg: DictConfig) -> None:
+    """The backbone node against its constructor's schema; `_target_` must be what `name` builds."""
+    from dfdistill.config.store import backbone_schema
+    from dfdistill.models import MODELS
+
+    name = bcfg.get("name")
+    if name not in MODELS:
+        raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(sorted(MODELS))}")
+    typed(backbone_schema(name), bcfg, "backbone")
+    target = bcfg.get("_target_")
+    if target:
+        ctor = MODELS[name]
+        built = getattr(ctor, "func", ctor)
+        if f"{built.__module__}.{built.__qualname__}" != target:
+            raise ConfigError(f"backbone.name={name} builds {built.__module__}.{built.__qualname__} but "
+                              f"backbone._target_={target}; make them agree (or drop _target_)")
 
 
+def validate(cfg: DictConfig) -> None:
+    """Every group against its one schema (range checks included), then cross-group rules."""
+    from dfdistill.pruning.config import PruningConfig
+    from dfdistill.registry import in_loop_pruning_methods
+
+    top = {k: v for k, v in cfg.items() if k not in GROUPS and k not in ("provenance",)}
+    typed(RunConfig, {**top, **{g: {} for g in GROUPS}}, "top-level")
+    typed(DatasetConfig, cfg.dataset, "dataset")
+    typed(EvalConfig, cfg.eval, "eval")
+    typed(ProfileConfig, cfg.profile, "profile")
+    typed(LoggerConfig, cfg.logger, "logger")
+    check_backbone(cfg.backbone)
+    for arch in cfg.eval.get("cross_arch") or []:  # every evaluation backbone is checked before any work
+        check_backbone(load_option("backbone", str(arch)))
+    pruning = typed(PruningConfig, cfg.get("pruning") or {}, "pruning")
+    cls = method_class(cfg)
+    typed(cls.config_cls, cfg.method, "method")
+    static = pruning._target_ and (pruning.ratio or pruning.stratum)
+    if pruning.adaptive is not None and not cls.supports_adaptive and not static:  # bilp: its static half runs
+        raise ConfigError(f"method {cfg.method.get('name')} has no real-batch matching step for in-loop (ITE) pruning "
+                          f"(pruning={pruning.name}); use pruning=loss or random (static), or a method among "
+                          f"{', '.join(in_loop_pruning_methods())}")
+    if cfg.dataset.get("root") in ("???",):
+        raise ConfigError(f"dataset.root is required for dataset={cfg.dataset.name}: add dataset.root=/path/to/data")
+
+
+# ---------------------------------------------------------------------------------------------- #
+# entry point
+# ---------------------------------------------------------------------------------------------- #
 def resolve_config(cfg: DictConfig) -> DictConfig:
-    """Apply the profile, validate every group, return a fully resolved plain DictConfig."""
+    """The effective config: protocol, recipes, profile (typed values win), validated, with provenance."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
     missing = [k for k in ("dataset", "backbone", "method", "eval", "profile") if k not in cfg]
     if missing:
         raise ConfigError(f"config is missing groups {missing}; run through run.py or compose conf/config.yaml")
-    apply_profile(cfg)
-    from dfdistill.config.schema import RunConfig
-
-    top = {k: v for k, v in cfg.items() if not OmegaConf.is_config(v) or k == "tags"}
-    _typed(RunConfig, {**top, **{g: {} for g in ("dataset", "backbone", "method", "pruning", "eval", "profile", "logger")}}, "top-level")
-    _typed(DatasetConfig, cfg.dataset, "dataset")
-    _typed(EvalConfig, cfg.eval, "eval")
-    _typed(ProfileConfig, cfg.profile, "profile")
-    _typed(LoggerConfig, cfg.logger, "logger")
-    cls = method_class(cfg)
-    _typed(cls.config_cls, cfg.method, "method")
-    pruning = cfg.get("pruning") or {}
-    static = pruning.get("_target_") and (pruning.get("ratio", 0) or pruning.get("stratum"))
-    if pruning.get("adaptive") and not cls.supports_adaptive and not static:  # with a static half: that half runs
-        raise ConfigError(f"method {cfg.method.get('name')} has no real-batch matching step for in-loop (ITE) pruning "
-                          f"(pruning={cfg.pruning.get('name')}); use pruning=loss or random (static), or a method among "
-                          "dc, dsa, dm, idc, idm, dfcolearn, edd")
-    if cfg.dataset.get("root") in ("???",):
-        raise ConfigError(f"dataset.root is required for dataset={cfg.dataset.name}: add dataset.root=/path/to/data")
+    if "pruning" not in cfg:
+        cfg.pruning = load_option("pruning", "none")
+    keys, groups = typed_overrides(cfg)
+    protocol = apply_protocol(cfg, keys, groups)
+    recipes = apply_recipes(cfg, keys, groups)
+    if protocol is None:  # a recipe may name the protocol (method.eval_protocol) for this cell
+        protocol = apply_protocol(cfg, keys, groups)
+    scaled = apply_profile(cfg, keys)
+    validate(cfg)
+    cfg.provenance = {"typed": sorted(keys | groups), "eval_protocol": cfg.eval.get("name"),
+                      "recipe": recipes, "profile": {"name": cfg.profile.name, "scaled": scaled}}
+    for info in recipes.values():
+        msg = info.get("note") or (info.get("reason") if "no paper row" in info.get("reason", "") else None)
+        if msg:
+            log.info("recipe: %s", msg)
     return cfg
 
 
 def method_config(cfg: DictConfig) -> Any:
-    cls = method_class(cfg)
-    return _typed(cls.config_cls, cfg.method, "method")
+    return typed(method_class(cfg).config_cls, cfg.method, "method")
 
 
 def identity(cfg: DictConfig) -> dict:

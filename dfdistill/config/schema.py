@@ -10,9 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from dfdistill.errors import ConfigError
+
+
+def typed(schema: type, node: Any, group: str) -> Any:
+    """`node` merged into `schema` and instantiated, so its `__post_init__` range checks run.
+
+    Unknown keys and wrong types become one-line ConfigErrors naming the group."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"invalid {group} config: {str(exc).splitlines()[0]}") from None
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -40,6 +51,7 @@ class DatasetConfig:
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
     storage: str = "auto"  # auto | device | host: where the uint8 split lives (auto: device when it fits)
     decode_workers: Optional[int] = None  # image-folder decode processes; null: the usable CPU cores
+    paper_name: Optional[str] = None  # the papers' name for this data (cifar10_jpeg -> cifar10): recipes and tables
 
     def __post_init__(self) -> None:
         _check(self.zca_eps > 0, f"dataset.zca_eps must be > 0, got {self.zca_eps}")
@@ -82,7 +94,9 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _check(self.num_eval >= 1, f"eval.num_eval must be >= 1, got {self.num_eval}")
-        _check(self.epochs is None or self.epochs >= 0, f"eval.epochs must be >= 0, got {self.epochs}")
+        _check(self.epochs is None or self.epochs >= 1,
+               f"eval.epochs must be >= 1 (a network trained for 0 epochs is untrained), got {self.epochs}")
+        _check(self.lr is None or self.lr > 0, f"eval.lr must be > 0 (or null for the method's), got {self.lr}")
         _check(self.schedule in ("half", "multistep"), f"eval.schedule must be half|multistep, got {self.schedule}")
         _check(self.batch_size > 0, "eval.batch_size must be > 0")
         _check(0 <= self.cutmix_prob <= 1, "eval.cutmix_prob must be in [0, 1]")
@@ -103,7 +117,8 @@ class ProfileConfig:
     max_test: Optional[int] = None
     num_experts: Optional[int] = None
     expert_train_epochs: Optional[int] = None  # caps method.expert_train_epochs (MTT/TESLA)
-    scoring_epochs: Optional[int] = None
+    scoring_epochs: Optional[int] = None  # caps pruning.train_epochs; read-outs past it -> mean of epochs 1..k
+    scoring_trials: Optional[int] = None  # caps pruning.trials
     match_steps: Optional[int] = None  # caps IDC's method.match_steps; DC's table-driven loops untouched
     checkpoint_every: Optional[int] = None
 
@@ -127,18 +142,6 @@ class LoggerConfig:
 
 
 @dataclass
-class PruningConfig:
-    """Static selection in front of the method (ratio = fraction dropped per class) + adaptive hook."""
-
-    name: str = "none"
-    _target_: Optional[str] = None
-    ratio: float = 0.0
-
-    def __post_init__(self) -> None:
-        _check(0.0 <= self.ratio < 1.0, f"pruning.ratio must be in [0, 1), got {self.ratio}")
-
-
-@dataclass
 class RunConfig:
     """Top-level keys: short names so sweeps read well (ipc=1,10 seed=0,1,2)."""
 
@@ -153,6 +156,8 @@ class RunConfig:
     output_dir: str = MISSING
     cache_dir: Optional[str] = None
     progress: bool = True
+    print_config: bool = False  # print the effective (resolved) config and exit
+    cli_overrides: list[str] = field(default_factory=list)  # what the user typed (run.py fills it): it wins
     dataset: Any = MISSING
     backbone: Any = MISSING
     method: Any = MISSING

@@ -33,6 +33,8 @@ class MethodConfig:
     dsa: bool = True  # siamese augmentation inside the matching objective
     eval_aug: str = "dsa"  # augmentation the evaluation protocol uses for this method's sets
     eval_lr: float = 0.01
+    eval_protocol: str = "default"  # conf/eval/<protocol>.yaml applies unless the user types eval=...
+    recipe: str = "paper"  # paper: the row of dfdistill/recipes for (dataset, IPC) fills unset values | none
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
@@ -43,6 +45,8 @@ class MethodConfig:
             raise ConfigError(f"method.lr_img must be > 0, got {self.lr_img}")
         if self.batch_real <= 0:
             raise ConfigError(f"method.batch_real must be > 0, got {self.batch_real}")
+        if self.recipe not in ("paper", "none"):
+            raise ConfigError(f"method.recipe must be paper|none, got {self.recipe!r}")
         if self.eval_aug not in ("dsa", "idc", "dc", "none"):
             raise ConfigError(f"method.eval_aug must be dsa|idc|dc|none, got {self.eval_aug!r}")
 

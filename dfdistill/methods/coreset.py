@@ -14,6 +14,7 @@ from torch import Tensor
 from dfdistill.artifacts import config_key
 from dfdistill.methods.base import Distiller, MethodConfig
 from dfdistill.training import embed_all, train_epochs
+from dfdistill.registry import register_method
 
 
 @dataclass
@@ -54,7 +55,6 @@ def kcenter_select(features: Tensor, k: int) -> Tensor:
 class Coreset(Distiller):
     """Base: selection happens in `init_state`; there is nothing to iterate."""
 
-    config_cls = CoresetConfig
     rule = "random"
 
     def features(self) -> Tensor:
@@ -90,13 +90,16 @@ class Coreset(Distiller):
         self.labels = real.labels[self.selected].clone()
 
 
+@register_method("random", config=CoresetConfig, label="Random")
 class RandomSubset(Coreset):
     rule = "random"
 
 
+@register_method("herding", config=CoresetConfig, label="Herding")
 class Herding(Coreset):
     rule = "herding"
 
 
+@register_method("kcenter", config=CoresetConfig, label="K-Center")
 class KCenter(Coreset):
     rule = "kcenter"

@@ -2,9 +2,10 @@
 
 Per outer iteration: a fresh random network; `outer_loop` times: match every class's real and
 synthetic CE gradients (layer-wise distance), one image step on the class-summed loss, then train
-the network `inner_loop` epochs on the synthetic set. Loops come from the reference table
-(get_loops) unless set. The per-class gradients run as one vmapped call (`fast=true`); `fast=false`
-is the reference loop formulation (one autograd.grad per class) with identical maths.
+the network `inner_loop` epochs on the synthetic set. The loops per IPC are recipe data
+(dfdistill/recipes/loops.yaml, DC's get_loops). The per-class gradients run as one vmapped call
+(`fast=true`); `fast=false` is the reference loop formulation (one autograd.grad per class) with
+identical maths.
 
 Subclasses hook in without copying the loop: `sample_weights` (per-sample factors on the real side,
 DF-CoLearn's mask), `after_iteration` (gets the last matching step's inputs explicitly, as a
@@ -26,25 +27,15 @@ from dfdistill.methods.matching import (
     METRICS, GradDict, batched_gradient_distance, class_gradients, class_gradients_loop, detached_params,
     freeze_batchnorm_stats, gm_objective, has_batchnorm, loop_distance,
 )
-
-# (outer_loop, inner_loop) per IPC, as in the reference implementation.
-REFERENCE_LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
-
-
-def get_loops(ipc: int) -> tuple[int, int]:
-    """The reference table; other IPCs interpolate (the reference exits instead — documented)."""
-    if ipc in REFERENCE_LOOPS:
-        return REFERENCE_LOOPS[ipc]
-    keys = sorted(REFERENCE_LOOPS)
-    nearest = min(keys, key=lambda k: abs(k - ipc))
-    return REFERENCE_LOOPS[nearest]
-
+from dfdistill.registry import register_method
 
 @dataclass
 class DCConfig(MethodConfig):
     lr_net: float = 0.01
     batch_train: int = 256
-    outer_loop: Optional[int] = None  # null: reference table by IPC
+    # DC's get_loops(ipc): image steps per iteration and network epochs between them. The per-IPC
+    # values are recipe data (dfdistill/recipes/loops.yaml); with recipe=none set them yourself.
+    outer_loop: Optional[int] = None
     inner_loop: Optional[int] = None
     dis_metric: str = "ours"
     bn_images_per_class: int = 16
@@ -55,8 +46,17 @@ class DCConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.uses_dc_loops() and (self.outer_loop is None or self.inner_loop is None):
+            raise ConfigError("method.outer_loop and method.inner_loop are unset (they come from the paper recipe for "
+                              "IPC 1/10/20/30/40/50): set both, e.g. method.outer_loop=10 method.inner_loop=50")
+        if self.outer_loop is not None and self.inner_loop is not None and (self.outer_loop < 1 or self.inner_loop < 0):
+            raise ConfigError(f"method.outer_loop must be >= 1 and inner_loop >= 0, got {self.outer_loop}, {self.inner_loop}")
         if self.dis_metric not in METRICS:
             raise ConfigError(f"method.dis_metric must be one of {METRICS}, got {self.dis_metric!r}")
+
+    def uses_dc_loops(self) -> bool:
+        """Whether DC's outer/inner loops drive this method (EDD on IDC runs IDC's loop instead)."""
+        return True
 
 
 @dataclass
@@ -72,15 +72,13 @@ class MatchStep:
     seeds: Optional[list[int]]  # per-class siamese seeds shared by xr and the synthetic batch (None: no dsa)
 
 
+@register_method("dsa", config=DCConfig, label="DSA", in_loop_pruning=True)
+@register_method("dc", config=DCConfig, label="DC", in_loop_pruning=True)
 class GradientMatching(ImageDistiller):
     """DC/DSA; subclasses (DF-CoLearn, EDD's DSA base) change how real samples are weighted/drawn."""
 
-    config_cls = DCConfig
-    supports_adaptive = True
-
     def loops(self) -> tuple[int, int]:
-        o, i = get_loops(self.ctx.ipc)
-        return self.cfg.outer_loop or o, self.cfg.inner_loop or i
+        return self.cfg.outer_loop, self.cfg.inner_loop
 
     def use_vmap(self, net) -> bool:
         on_cpu = self.ctx.device.type == "cpu"

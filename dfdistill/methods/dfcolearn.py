@@ -57,6 +57,7 @@ from dfdistill.methods.dc import DCConfig, GradientMatching, MatchStep
 from dfdistill.methods.matching import batched_gradient_distance, class_gradients
 from dfdistill.scoring.empirical import ScoringConfig, compute_scores
 from dfdistill.scoring.gradnorm import hardness, per_sample_loss_and_grad_norm
+from dfdistill.registry import register_method
 
 VARIANTS = ("full", "distill_only", "filter_then_distill", "filter_only", "random")
 MASK_RULES = ("normalized", "sgd")
@@ -140,8 +141,8 @@ def infonce_mi(emb_s: Tensor, emb_r: Tensor, temp: float) -> Tensor:
     return math.log(C) - F.cross_entropy(logits, torch.arange(C, device=emb_s.device))
 
 
+@register_method("dfcolearn", config=DFCoLearnConfig, label="DF-CoLearn", in_loop_pruning=True)
 class DFCoLearn(GradientMatching):
-    config_cls = DFCoLearnConfig
 
     def prepare(self) -> None:
         real = self.ctx.real

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed, per_class_batch
 from dfdistill.methods.matching import dm_objective
+from dfdistill.registry import register_method
 
 
 @dataclass
@@ -27,9 +28,8 @@ def weighted_class_means(emb: Tensor, C: int, w: Optional[Tensor]) -> Tensor:
     return (e * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-12)
 
 
+@register_method("dm", config=DMConfig, label="DM", in_loop_pruning=True)
 class DM(ImageDistiller):
-    config_cls = DMConfig
-    supports_adaptive = True
 
     def step(self, it: int) -> dict[str, Tensor]:
         real, C, ipc = self.ctx.real, self.num_classes, self.ctx.ipc

@@ -39,6 +39,7 @@ from dfdistill.methods.dc import DCConfig, GradientMatching, MatchStep
 from dfdistill.methods.idc import IDC, IDCConfig
 from dfdistill.methods.matching import detached_params
 from dfdistill.training import train_epochs
+from dfdistill.registry import register_method
 
 BASES = ("idc", "dsa")
 NET_DATA = ("full", "pool")
@@ -61,6 +62,9 @@ class EDDConfig(IDCConfig, DCConfig):
         if self.base not in BASES:
             raise ConfigError(f"method.base must be one of {BASES}, got {self.base!r}")
         (IDCConfig if self.base == "idc" else DCConfig).__post_init__(self)
+
+    def uses_dc_loops(self) -> bool:
+        return self.base == "dsa"
         if self.segments < 1 or not 0.0 <= self.discard <= 1.0 or self.reg < 0 or self.filter_epochs < 1:
             raise ConfigError("method.segments >= 1, discard in [0,1], reg >= 0, filter_epochs >= 1 required")
         if self.net_data not in NET_DATA:
@@ -205,11 +209,9 @@ class EDDOnDSA(ExclusiveSegments, GradientMatching):
         return loss.detach(), MatchStep(net, params, xp.detach(), yp, ip, wp, seeds)
 
 
+@register_method("edd", config=EDDConfig, label="EDD", in_loop_pruning=True)
 class EDD(Distiller):
     """`EDD(cfg, ctx)` builds the variant for `cfg.base` (EDDOnIDC or EDDOnDSA)."""
-
-    config_cls = EDDConfig
-    supports_adaptive = True
 
     def __new__(cls, cfg: EDDConfig, ctx) -> Distiller:
         return (EDDOnIDC if cfg.base == "idc" else EDDOnDSA)(cfg, ctx)

@@ -31,6 +31,7 @@ from dfdistill.methods.base import Distiller, MethodConfig, class_major_labels, 
 from dfdistill.methods.matching import (
     batched_gradient_distance, class_gradients, detached_params, freeze_batchnorm_stats, gm_objective, has_batchnorm,
 )
+from dfdistill.registry import register_method
 
 
 @dataclass
@@ -84,9 +85,8 @@ def mix_init(real: RealData, ipc: int, factor: int, gen: torch.Generator) -> Ten
     return torch.cat(out).contiguous()
 
 
+@register_method("idc", config=IDCConfig, label="IDC", in_loop_pruning=True)
 class IDC(Distiller):
-    config_cls = IDCConfig
-    supports_adaptive = True
 
     def init_state(self) -> None:
         real, ipc, f = self.ctx.real, self.ctx.ipc, self.cfg.factor

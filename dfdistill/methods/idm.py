@@ -57,6 +57,7 @@ from dfdistill.methods.base import (
 from dfdistill.methods.dm import weighted_class_means
 from dfdistill.methods.idc import decode
 from dfdistill.methods.matching import dm_objective
+from dfdistill.registry import register_method
 
 
 @dataclass
@@ -119,9 +120,8 @@ def tile_init(real: RealData, ipc: int, factor: int, gen: torch.Generator) -> Te
     return small.view(f, f, n, ch, s, s).permute(2, 3, 0, 4, 1, 5).reshape(n, ch, H, H).contiguous()
 
 
+@register_method("idm", config=IDMConfig, label="IDM", in_loop_pruning=True)
 class IDM(ImageDistiller):
-    config_cls = IDMConfig
-    supports_adaptive = True
 
     def init_state(self) -> None:
         real, ipc, f = self.ctx.real, self.ctx.ipc, self.cfg.factor

@@ -28,6 +28,7 @@ from dfdistill.errors import ConfigError
 from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed
 from dfdistill.methods.experts import ExpertBank, ExpertSettings, functional_net, pick, start_epoch_bound
 from dfdistill.methods.matching import weighted_ce
+from dfdistill.registry import register_method
 
 # One student step's data: (row indices into the synthetic set, augmentation seed or None).
 Plan = list[tuple[Tensor, Optional[int]]]
@@ -97,10 +98,9 @@ def unrolled_loss(f: StudentFn, images: Tensor, labels: Tensor, plan: Plan, thet
     return normalized_distance(theta, theta0, theta_star)
 
 
+@register_method("mtt", config=MTTConfig, label="MTT")
 class TrajectoryMatching(ImageDistiller):
     """Shared by MTT and TESLA: experts, learnable lr, sampling of (expert, start epoch)."""
-
-    config_cls = MTTConfig
 
     def prepare(self) -> None:
         self.bank = ExpertBank(self.ctx, self.cfg.expert_settings()).build()

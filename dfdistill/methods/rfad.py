@@ -59,6 +59,7 @@ from dfdistill.methods.base import (
     Distiller, MethodConfig, check_positive, class_major_labels, draw_seed, init_synthetic,
 )
 from dfdistill.models import build_model
+from dfdistill.registry import register_method
 
 
 @dataclass
@@ -177,9 +178,8 @@ def krr_loss(pred: Tensor, y: Tensor, num_classes: int, platt: bool, log_temp: T
 # ---------------------------------------------------------------------------------------------- #
 # the distiller
 # ---------------------------------------------------------------------------------------------- #
+@register_method("rfad", config=RFADConfig, label="RFAD")
 class RFAD(Distiller):
-    config_cls = RFADConfig
-    supports_adaptive = False
 
     def init_state(self) -> None:
         real, ipc, cfg = self.ctx.real, self.ctx.ipc, self.cfg

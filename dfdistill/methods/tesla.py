@@ -38,6 +38,7 @@ from torch import Tensor
 
 from dfdistill.methods.matching import weighted_ce
 from dfdistill.methods.mtt import MTTConfig, Plan, StudentFn, TrajectoryMatching, normalized_distance, student_batch
+from dfdistill.registry import register_method
 
 
 @dataclass
@@ -82,8 +83,8 @@ def tesla_gradients(f: StudentFn, images: Tensor, labels: Tensor, plan: Plan, th
     return loss.detach(), grad_img, grad_lr
 
 
+@register_method("tesla", config=TESLAConfig, label="TESLA")
 class TESLA(TrajectoryMatching):
-    config_cls = TESLAConfig
 
     def init_state(self) -> None:
         super().init_state()

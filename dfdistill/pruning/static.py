@@ -11,7 +11,6 @@ kept rows; `RealData.subset` keeps `source_index` pointing at the original split
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
 import torch
@@ -21,52 +20,16 @@ from torch import Tensor
 from dfdistill.artifacts import config_key
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError
-from dfdistill.scoring.empirical import ScoringConfig, cached_scores
+from dfdistill.config.schema import typed
+from dfdistill.pruning.config import PruningConfig
+from dfdistill.scoring.empirical import cached_scores
 
 KEEP_LIST_MAX = 5000
 
 
-@dataclass
-class StaticPruningConfig:
-    name: str = "random"
-    _target_: Optional[str] = None
-    ratio: float = 0.0  # fraction dropped per class
-    keep: str = "low"  # low: keep low scores (BiLP) | high: keep high scores (ablation)
-    stratum: Optional[int] = None  # BiLP Fig. 3: keep only stratum k (1 = largest scores) of n_strata
-    n_strata: int = 10
-    seed_offset: int = 0  # random pruning draws with seed + seed_offset
-    adaptive: Any = None  # in-loop selector node (pruning=bilp) or null
-    # scoring (BiLP §4.1 / §5.4); see dfdistill.scoring.empirical.ScoringConfig
-    criterion: str = "loss"
-    trials: int = 1
-    epochs: list[Any] = field(default_factory=lambda: [1, 2])
-    train_epochs: int = 2
-    lr: float = 0.01
-    momentum: float = 0.9
-    batch_size: int = 256
-    alpha: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.ratio < 1.0:
-            raise ConfigError(f"pruning.ratio must be in [0, 1), got {self.ratio}")
-        if self.keep not in ("low", "high"):
-            raise ConfigError(f"pruning.keep must be low|high, got {self.keep!r}")
-        if self.stratum is not None and not 1 <= self.stratum <= self.n_strata:
-            raise ConfigError(f"pruning.stratum must be in [1, {self.n_strata}] or null, got {self.stratum}")
-
-    def scoring(self) -> ScoringConfig:
-        names = {f.name for f in fields(ScoringConfig)}
-        return ScoringConfig(**{k: v for k, v in asdict(self).items() if k in names})
-
-
-def parse_config(node: Any) -> StaticPruningConfig:
-    """Validated dataclass from the `pruning` node (unknown keys fail with their name)."""
-    d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
-    known = {f.name for f in fields(StaticPruningConfig)}
-    extra = sorted(set(d) - known)
-    if extra:
-        raise ConfigError(f"unknown pruning keys {extra}; valid: {sorted(known)}")
-    return StaticPruningConfig(**d)
+def parse_config(node: Any) -> PruningConfig:
+    """The `pruning` node as its schema object (validated by resolve_config before any data loads)."""
+    return typed(PruningConfig, node, "pruning")
 
 
 def kept_count(n: int, ratio: float) -> int:
@@ -98,13 +61,13 @@ def stratum_rows(real: RealData, scores: Tensor, stratum: int, n_strata: int) ->
     return torch.sort(torch.cat(out)).values
 
 
-def real_scores(cfg, train: RealData, factory, cache, pcfg: StaticPruningConfig) -> Tensor:
+def real_scores(cfg, train: RealData, factory, cache, pcfg: PruningConfig) -> Tensor:
     backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
     out = cached_scores(train, factory, pcfg.scoring(), int(cfg.seed), cache, cfg.dataset.name, backbone)
     return out["scores"].to(train.device)
 
 
-def _info(train: RealData, kept: RealData, pcfg: StaticPruningConfig, scored: bool = True) -> dict[str, Any]:
+def _info(train: RealData, kept: RealData, pcfg: PruningConfig, scored: bool = True) -> dict[str, Any]:
     """What was kept; `keep`/`criterion` only when scores chose it (random pruning has neither)."""
     how = {"keep": pcfg.keep, "criterion": pcfg.criterion} if scored else {"criterion": "random"}
     info = {"kept": len(kept), "total": len(train), "ratio": pcfg.ratio, **how,

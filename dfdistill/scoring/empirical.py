@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from dfdistill.artifacts import ArtifactCache, config_key
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError
-from dfdistill.scoring.gradnorm import hardness, per_sample_loss, per_sample_loss_and_grad_norm
+from dfdistill.registry import SCORERS
 from dfdistill.training import train_epochs
 
 
@@ -26,7 +26,7 @@ from dfdistill.training import train_epochs
 class ScoringConfig:
     """How per-sample scores are produced (all of it but the speed knob `chunk` is the cache key)."""
 
-    criterion: str = "loss"  # loss | grad_norm | hardness (DF-CoLearn kappa)
+    criterion: str = "loss"  # a registered scorer (dfdistill.scoring.criteria): loss | grad_norm | hardness
     trials: int = 1  # T fresh networks (BiLP Fig. 3: 1..50, "little influence")
     # read-out epochs (1-based); -1 (or 'converged') = after the last of `train_epochs`
     epochs: list[Any] = field(default_factory=lambda: [1, 2])
@@ -38,8 +38,8 @@ class ScoringConfig:
     chunk: Optional[int] = None  # vmap rows per call (values unchanged); None = gradnorm.default_chunk
 
     def __post_init__(self) -> None:
-        if self.criterion not in ("loss", "grad_norm", "hardness"):
-            raise ConfigError(f"scoring criterion must be loss|grad_norm|hardness, got {self.criterion!r}")
+        if self.criterion not in SCORERS:
+            raise ConfigError(f"pruning.criterion must be one of {SCORERS.names()}, got {self.criterion!r}")
         if self.trials < 1 or self.train_epochs < 1:
             raise ConfigError("scoring trials and train_epochs must be >= 1")
         for e in self.epochs:
@@ -54,17 +54,9 @@ class ScoringConfig:
         return eps or [self.train_epochs]
 
 
-def _score_model(model: nn.Module, real: RealData, scfg: ScoringConfig) -> Tensor:
-    if scfg.criterion == "loss":
-        return per_sample_loss(model, real.images, real.labels)
-    model.eval()
-    loss, gn = per_sample_loss_and_grad_norm(model, real.images, real.labels, chunk=scfg.chunk)
-    model.train()
-    return gn if scfg.criterion == "grad_norm" else hardness(loss, gn, scfg.alpha)
-
-
 def compute_scores(real: RealData, factory: Callable[[int], nn.Module], scfg: ScoringConfig, seed: int) -> Tensor:
     """(N,) score per row of `real`: mean over trials and read-out epochs."""
+    score_fn = SCORERS.get(scfg.criterion).obj
     reads = scfg.readout_epochs()
     last = max(reads)
     total = torch.zeros(len(real), device=real.device)
@@ -76,7 +68,7 @@ def compute_scores(real: RealData, factory: Callable[[int], nn.Module], scfg: Sc
 
         def on_epoch_end(ep: int, m: nn.Module) -> None:
             if ep + 1 in reads:
-                acc.append(_score_model(m, real, scfg))
+                acc.append(score_fn(m, real, scfg))
                 m.train()
 
         train_epochs(model, real.images, real.labels, last, lr=scfg.lr, momentum=scfg.momentum,

@@ -1,0 +1,120 @@
+"""Registries: a new method, scorer or dataset is one module plus one YAML.
+
+Why decorators + discovery: the schema Hydra checks at compose time, the table labels and the list
+of methods that take in-loop pruning are all read from here, so registering an entry is the only
+edit outside its own module. Every module of a registry's package is imported on first use, so a new
+file is found without a list to update (backbones keep their own `dfdistill.models.register`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Iterator, Optional, TypeVar
+
+from dfdistill.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    obj: T
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry(Generic[T]):
+    """name -> Entry; `package` is imported module by module before the first lookup."""
+
+    def __init__(self, kind: str, package: Optional[str] = None) -> None:
+        self.kind = kind
+        self.package = package
+        self._entries: dict[str, Entry[T]] = {}
+        self._discovered = package is None
+
+    def register(self, name: str, **meta: Any) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            old = self._entries.get(name)
+            if old is not None and old.obj is not obj:
+                raise ValueError(f"{self.kind} {name!r} is registered twice ({old.obj!r} and {obj!r})")
+            self._entries[name] = Entry(name, obj, dict(meta))
+            return obj
+
+        return decorator
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry (tests that register toy entries clean up with this)."""
+        self._entries.pop(name, None)
+
+    def discover(self) -> None:
+        """Import every module of the package once (each registers itself on import)."""
+        if self._discovered:
+            return
+        self._discovered = True
+        pkg = importlib.import_module(self.package)
+        for info in pkgutil.iter_modules(pkg.__path__, prefix=f"{self.package}."):
+            importlib.import_module(info.name)
+
+    def get(self, name: str) -> Entry[T]:
+        self.discover()
+        if name not in self._entries:
+            raise ConfigError(f"unknown {self.kind} {name!r}; valid names: {', '.join(self.names())}")
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        self.discover()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self.discover()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        self.discover()
+        return iter([self._entries[k] for k in sorted(self._entries)])
+
+
+METHODS: Registry[type] = Registry("method", "dfdistill.methods")
+SCORERS: Registry[Callable[..., Any]] = Registry("scorer", "dfdistill.scoring")
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset", "dfdistill.data.loaders")
+
+
+def register_method(name: str, *, config: type, label: str, in_loop_pruning: bool = False) -> Callable[[type], type]:
+    """Register a Distiller class as `method=<name>` with its config schema and table label.
+
+    `in_loop_pruning`: its real batches go through the adaptive selector (BiLP's ITE); the other
+    methods refuse `pruning=ite`. A class may be registered under several names (DC and DSA)."""
+
+    def decorator(cls: type) -> type:
+        cls.supports_adaptive = in_loop_pruning
+        cls.config_cls = config
+        return METHODS.register(name, config=config, label=label, in_loop_pruning=in_loop_pruning)(cls)
+
+    return decorator
+
+
+def register_scorer(name: str, *, label: Optional[str] = None, needs_grad: bool = False) -> Callable[[T], T]:
+    """Register a per-sample scoring function `f(model, real, scoring_cfg) -> (N,) scores`."""
+    return SCORERS.register(name, label=label or name, needs_grad=needs_grad)
+
+
+def register_dataset(name: str, **meta: Any) -> Callable[[T], T]:
+    """Register a dataset loader `f(cfg, cache) -> (train Split, test Split)` as `dataset=<name>`
+    (dfdistill/data/loaders/; see dfdistill.data.registry)."""
+    return DATASETS.register(name, **meta)
+
+
+def method_label(name: str) -> str:
+    """Table label of a method option (a YAML variant such as dfcolearn_random gets its base's)."""
+    if name in METHODS:
+        return METHODS.get(name).meta["label"]
+    from dfdistill.config.compose import method_schemas_by_option
+
+    schema = method_schemas_by_option().get(name)
+    return METHODS.get(schema).meta["label"] if schema in METHODS else name
+
+
+def in_loop_pruning_methods() -> list[str]:
+    return [e.name for e in METHODS if e.meta.get("in_loop_pruning")]
