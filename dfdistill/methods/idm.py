@@ -122,7 +122,6 @@ def tile_init(real: RealData, ipc: int, factor: int, gen: torch.Generator) -> Te
 
 @register_method("idm", config=IDMConfig, label="IDM", in_loop_pruning=True)
 class IDM(ImageDistiller):
-
     def init_state(self) -> None:
         real, ipc, f = self.ctx.real, self.ctx.ipc, self.cfg.factor
         if real.image_size % f:

@@ -180,7 +180,6 @@ def krr_loss(pred: Tensor, y: Tensor, num_classes: int, platt: bool, log_temp: T
 # ---------------------------------------------------------------------------------------------- #
 @register_method("rfad", config=RFADConfig, label="RFAD")
 class RFAD(Distiller):
-
     def init_state(self) -> None:
         real, ipc, cfg = self.ctx.real, self.ctx.ipc, self.cfg
         C, dev = real.num_classes, self.ctx.device
