@@ -152,7 +152,7 @@ def test_mask_objective_equals_hand_built_one_with_one_seed_per_class():
 
     net, xr, yr, xs, ys = _setup()
     obj = DFCoLearn.__new__(DFCoLearn)
-    obj.cfg = DFCoLearnConfig(name="dfcolearn", _target_="x", dis_metric="mse", lr_img=0.5, unroll_lr=0.5,
+    obj.cfg = DFCoLearnConfig(name="dfcolearn", _target_="x", dis_metric="mse", lr_img=0.5, unroll_lr=0.5, outer_loop=1, inner_loop=1,
                               l1_weight=0.0, mi_weight=0.0)
     params = {k: v.detach().requires_grad_(True) for k, v in net.named_parameters()}
     aug, seeds = build_augment("dsa", "color_scale_rotate"), [11, 12]
