@@ -18,7 +18,7 @@ Orientation, read from each paper's table:
   grid trials {1, 5, 10, 50} × epochs {1, 5, 10, 100} (§5.4), for DC on CIFAR10 at IPC 1.
 - BiLP Fig. 4: diversity per stratum, one curve per dataset. The text names MNIST and CIFAR; the
   figure's dataset list is not in our copy of the paper, so it is conf/exp/bilp_fig4.yaml's.
-Method labels come from METHOD_LABELS until the core track's method registry carries them.
+Method labels come from the method registry (`@register_method(..., label=...)`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ from dfdistill.reporting.paper import PaperValue, gain, ite_part, table_rows, tr
 
 KINDS = ("accuracy", "max_ratio", "best_ratio", "timing", "large_scale", "arrows", "strata", "diversity")
 
-METHOD_LABELS = {"random": "Random", "herding": "Herding", "kcenter": "K-Center", "dc": "DC", "dsa": "DSA",
-                 "dm": "DM", "mtt": "MTT", "tesla": "TESLA", "idc": "IDC", "dfcolearn": "DF-CoLearn", "edd": "EDD",
-                 "idm": "IDM", "rfad": "RFAD", "whole": "Full dataset"}
 PRUNING_LABELS = {"random": "random pruning", "loss": "loss pruning", "ite": "ITE pruning"}
 DATASET_NAMES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "svhn": "SVHN", "tinyimagenet": "TinyImageNet",
                  "imagenet1k": "ImageNet-1K", "kinetics400": "Kinetics-400", "mnist": "MNIST",
@@ -134,8 +131,11 @@ def spec_for(name: Optional[str]) -> Layout:
 
 
 def method_label(name: str) -> str:
-    """'DF-CoLearn' for dfcolearn and for its variant configs (method=dfcolearn_filter_only)."""
-    return METHOD_LABELS.get(name) or METHOD_LABELS.get(name.split("_")[0], name)
+    """The registry's label: 'DF-CoLearn' for dfcolearn and its variant configs (method=dfcolearn_filter_only)."""
+    from dfdistill.registry import method_label as registered_label
+
+    label = registered_label(name)
+    return FULL_DATASET if label == "whole" else label  # `whole` registers itself with the sweeps track
 
 
 def dataset_name(ds: str) -> str:
