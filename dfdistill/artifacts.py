@@ -39,15 +39,25 @@ def config_key(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file handle whose content appears at `path` only when the block ends without error
-    (temp file + fsync + rename), so readers see either the old file or the complete new one."""
+    (temp file + fsync + rename), so readers see either the old file or the complete new one.
+
+    The temp file is removed on any failure (full disk, Ctrl-C); the result gets the mode a plain
+    `open()` would give (0666 minus the umask), not mkstemp's private 0600, so a group can read it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -1,8 +1,10 @@
 """The distillation checkpoint: synthetic-set state + every RNG + loss history, written atomically.
 
-Why: a killed run (SIGKILL, preemption) must resume bit-identically, so the checkpoint holds the
-distiller's state *and* the torch/numpy/python RNG streams, tagged with the run's identity key so a
-checkpoint is never continued under a config that did not produce it.
+Why: a killed run (SIGKILL, preemption, Ctrl-C) must resume bit-identically, so the checkpoint holds
+the distiller's state *and* the torch/numpy/python RNG streams, tagged with the distillation's
+identity key: a run dir never silently continues a checkpoint of another config. Continuing one
+under a changed config (e.g. a lower lr after a NaN) is explicit -- `resume=<that run dir>` -- and
+is recorded as such in the new run's results (`continued_from`).
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ def set_rng_state(st: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def save_checkpoint(out_dir: Path, key: str, it: int, distiller: Distiller, history: list[dict]) -> None:
+def save_checkpoint(out_dir: Path, key: str, it: int, distiller: Distiller, history: list[dict],
+                    identity: Optional[dict] = None, continued_from: Optional[dict] = None) -> None:
     sel = distiller.ctx.adaptive  # the in-loop selector's running statistics / lazy decisions, beside the distiller
     save_tensor_file(out_dir / CHECKPOINT_FILE, {"config_key": key, "iteration": it, "distiller": distiller.state_dict(),
                                                  "adaptive": sel.state_dict() if sel is not None else None,
-                                                 "rng": rng_state(), "history": history})
+                                                 "rng": rng_state(), "history": history, "identity": identity,
+                                                 "continued_from": continued_from})
 
 
 def read_checkpoint(path: Path) -> Optional[dict]:
@@ -57,11 +61,50 @@ def read_checkpoint(path: Path) -> Optional[dict]:
         return None
 
 
-def load_checkpoint(out_dir: Path, key: str) -> Optional[dict]:
-    """This run's own checkpoint; one written by another config is refused (not overwritten)."""
+def load_checkpoint(out_dir: Path, key: str, allow_other_config: bool = False) -> Optional[dict]:
+    """This run's own checkpoint; one written by another config is refused unless `resume=` names this dir."""
     path = out_dir / CHECKPOINT_FILE
     ck = read_checkpoint(path)
-    if ck is not None and ck.get("config_key") != key:
-        raise ConfigError(f"{path} belongs to a different config; use another output dir "
-                          f"(hydra.run.dir=...) or delete the checkpoint to start over")
+    if ck is not None and ck.get("config_key") != key and not allow_other_config:
+        raise ConfigError(f"{path} belongs to a different config; use another output dir (hydra.run.dir=...), "
+                          f"continue it under this config with resume={out_dir}, or delete the checkpoint")
     return ck
+
+
+def restore(distiller: Distiller, ck: dict) -> None:
+    """Load a checkpoint into an initialised distiller (+ its selector) and the global RNGs."""
+    try:
+        distiller.load_state_dict(ck["distiller"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise ConfigError(f"the checkpoint does not fit this config ({str(exc).splitlines()[0][:120]}); resume= only "
+                          "continues a run of the same method, dataset, ipc and backbone") from None
+    if distiller.ctx.adaptive is not None and ck.get("adaptive") is not None:
+        distiller.ctx.adaptive.load_state_dict(ck["adaptive"])
+    set_rng_state(ck["rng"])
+
+
+def optimizer_lrs(obj: Any) -> dict[str, list[float]]:
+    """The current lr of every param group of every optimizer attribute (e.g. opt_img, opt_lr)."""
+    return {name: [g["lr"] for g in opt.param_groups] for name, opt in vars(obj).items()
+            if isinstance(opt, torch.optim.Optimizer)}
+
+
+def set_optimizer_lrs(obj: Any, lrs: dict[str, list[float]]) -> None:
+    """Put the config's lrs back after loading optimizer states (which carry the old run's lrs)."""
+    for name, values in lrs.items():
+        for g, lr in zip(getattr(obj, name).param_groups, values):
+            g["lr"] = lr
+
+
+def changed_keys(old: Optional[dict], new: dict, prefix: str = "") -> dict[str, list]:
+    """Dotted keys whose values differ between two identity dicts: {'method.lr_img': [old, new]}."""
+    if not isinstance(old, dict):
+        return {}
+    out: dict[str, list] = {}
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(changed_keys(a, b, f"{prefix}{k}."))
+        elif a != b:
+            out[f"{prefix}{k}"] = [a, b]
+    return out

@@ -21,3 +21,9 @@ class DataError(DfdistillError):
 
 class DivergenceError(DfdistillError):
     """A loss became NaN/Inf; the last good checkpoint is kept."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped the run after saving what it had; the message says how to continue.
+
+    A KeyboardInterrupt subclass so that a sweep stops too and code catching Ctrl-C keeps working."""

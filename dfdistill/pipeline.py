@@ -2,13 +2,15 @@
 
 `run(cfg)` is a plain function (no Hydra decorator) so tests and scripts call it directly; it reads
 as the list of stages below, each a function of the run `Session` and what earlier stages made.
-A finished run directory is idempotent: rerunning the same config returns the stored result;
-an unfinished one resumes from its last checkpoint (dfdistill.loop, dfdistill.checkpoint).
+Identities (dfdistill.config.resolve): the distillation's key tags the checkpoint, so `stage=distill`
+then `stage=all` (or another `eval=`) continue one distillation; each evaluation of a set is its own
+line in results.jsonl. A finished evaluation is returned as stored (`force=true` recomputes); an
+unfinished distillation resumes from its last checkpoint (dfdistill.loop, dfdistill.checkpoint).
+`stage=eval synthetic=<file or run dir>` evaluates a saved set without distilling.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -16,28 +18,33 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dfdistill.artifacts import ArtifactCache, config_key
-from dfdistill.config.resolve import identity, method_class, method_config, resolve_config
+from dfdistill.artifacts import ArtifactCache
+from dfdistill.config.resolve import distill_key, method_class, method_config, resolve_config, result_key
 from dfdistill.data.real import RealData
+from dfdistill.errors import Interrupted
 from dfdistill.evaluation.protocol import evaluate_set, is_batchnorm_convnet, resolve_eval
-from dfdistill.log import ensure_console, log
+from dfdistill.log import log
 from dfdistill.loop import distill_loop
 from dfdistill.methods.base import DistillContext, Distiller
 from dfdistill.models.factory import ModelFactory, backbone_config, check_backbone_fits, make_model_factory
+from dfdistill.preflight import check_classes, check_config, check_per_class
 from dfdistill.reporting.logger import NullLogger, build_logger
 from dfdistill.reporting.results import RESULTS_FILE, mean_std, read_results, save_grid, write_results
+from dfdistill.rundir import run_lock
 from dfdistill.runtime import StageTimer, code_version, peak_memory_mb, resolve_device, seed_everything
+from dfdistill.synthetic import SYNTHETIC_FILE, SyntheticSet, fit_to_data, load_synthetic, save_synthetic
 
 
 @dataclass
 class Session:
-    """What every stage shares: the resolved config, where it writes, and how it reports."""
+    """What every stage shares: the resolved config, where it writes, its keys, and how it reports."""
 
     cfg: DictConfig
     out_dir: Path
-    key: str
+    key: str  # the distillation's identity (checkpoint tag); for stage=eval the set's key
+    record_key: str  # this evaluation of that set (results.jsonl `config_key`)
     device: torch.device
     cache: ArtifactCache
     logger: NullLogger
@@ -60,43 +67,68 @@ class Data:
 # ---------------------------------------------------------------------------------------------- #
 def run(cfg: DictConfig) -> dict:
     """Execute one configured run and return its result record (also written to results.jsonl)."""
-    ensure_console()
     cfg = resolve_config(cfg)
-    out_dir = Path(cfg.resume or cfg.output_dir).expanduser().resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    key = config_key(identity(cfg))
-    stored = stored_result(out_dir, key, cfg.force)
+    check_config(cfg)
+    out_dir = Path(cfg.output_dir).expanduser().resolve()
+    with run_lock(out_dir):
+        if cfg.stage == "eval":
+            return run_eval(cfg, out_dir)
+        key = distill_key(cfg)
+        stored = stored_result(out_dir, result_key(key, cfg), cfg.force or cfg.stage != "all")
+        if stored is not None:
+            return stored
+        with session(cfg, out_dir, key, result_key(key, cfg)) as s:
+            data = prune(s, load_data(s))
+            distiller = prepare_method(s, data)
+            if cfg.stage in ("experts", "scores"):
+                return {"stage": cfg.stage, "stage_seconds": s.timer.seconds}
+            info = distill(s, distiller)
+            syn = save_outputs(s, distiller, data.train, info)
+            if cfg.stage == "distill":
+                return {"stage": "distill", **info, "stage_seconds": s.timer.seconds}
+            return report(s, data, evaluate(s, data, syn, distiller.evaluate), info)
+
+
+def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
+    """stage=eval: evaluate a saved set (ours or another codebase's) under this config's protocol."""
+    syn = load_synthetic(cfg.synthetic)
+    if syn.per_class() != cfg.ipc:
+        log.info(f"stage=eval: the set has {syn.per_class()} images per class; recording ipc={syn.per_class()} "
+                 "(the random baseline's size)")
+    with open_dict(cfg):
+        cfg.ipc = syn.per_class()
+    stored = stored_result(out_dir, result_key(syn.key(), cfg), cfg.force)
     if stored is not None:
         return stored
-    with session(cfg, out_dir, key) as s:
+    with session(cfg, out_dir, syn.key(), result_key(syn.key(), cfg)) as s:
         data = prune(s, load_data(s))
-        distiller = prepare_method(s, data)
-        if cfg.stage in ("experts", "scores"):
-            return {"stage": cfg.stage, "stage_seconds": s.timer.seconds}
-        info = distill(s, distiller)
-        images, labels = save_synthetic(s, distiller, data.train)
-        if cfg.stage == "distill":
-            return {"stage": "distill", **info, "stage_seconds": s.timer.seconds}
-        evals = evaluate(s, data, images, labels, distiller.eval_lr(), distiller.evaluate)
-        return report(s, data, info, evals)
+        syn = fit_to_data(syn, data.train, cfg.dataset.name)
+        source = {"synthetic": str(syn.source), **syn.meta}
+        return report(s, data, evaluate(s, data, syn, method_evaluator(s, data)), {}, source)
 
 
-def stored_result(out_dir: Path, key: str, force: bool) -> Optional[dict]:
-    """The finished result of this config in `out_dir`, unless `force` asks to recompute."""
+def stored_result(out_dir: Path, record_key: str, recompute: bool) -> Optional[dict]:
+    """The stored result of this evaluation in `out_dir`, unless asked to recompute; says when it
+    was computed by another code version (reused anyway, as documented)."""
     done = out_dir / RESULTS_FILE
-    if force or not done.exists():
+    if recompute or not done.exists():
         return None
-    recs = [r for r in read_results(done) if r.get("config_key") == key]
+    recs = [r for r in read_results(done) if r.get("config_key") == record_key]
     if not recs:
         return None
-    log.info(f"{done} already holds this config's result; skipping (force=true recomputes)")
+    stored, now = recs[-1].get("code_version", "unknown"), code_version()
+    if stored != now:
+        log.info(f"{done} holds this config's result from code version {stored} (this is {now}); reusing it, "
+                 "skipping (force=true recomputes)")
+    else:
+        log.info(f"{done} already holds this config's result; skipping (force=true recomputes)")
     return recs[-1]
 
 
 @contextmanager
-def session(cfg: DictConfig, out_dir: Path, key: str) -> Iterator[Session]:
-    """Device, seeds, cache and logger for one run; the logger is finished (failed or not) on exit."""
-    timer = StageTimer()
+def session(cfg: DictConfig, out_dir: Path, key: str, record_key: str) -> Iterator[Session]:
+    """Device, seeds, cache and logger for one run; the logger is finished (failed or not) on exit,
+    and a Ctrl-C outside the loop becomes one line that says what was kept."""
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     cache = ArtifactCache(cfg.cache_dir)
@@ -104,8 +136,13 @@ def session(cfg: DictConfig, out_dir: Path, key: str) -> Iterator[Session]:
     logger = build_logger(cfg.logger, OmegaConf.to_container(cfg, resolve=True), out_dir, run_name)
     failed = True
     try:
-        yield Session(cfg, out_dir, key, device, cache, logger, timer)
+        yield Session(cfg, out_dir, key, record_key, device, cache, logger)
         failed = False
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Interrupted):
+            raise
+        raise Interrupted(f"interrupted; finished work is kept (checkpoint in {out_dir}, cached experts/scores in "
+                          f"{cache.root}); rerun the same command to continue") from None
     finally:
         logger.finish(failed=failed)
 
@@ -114,23 +151,33 @@ def session(cfg: DictConfig, out_dir: Path, key: str) -> Iterator[Session]:
 # stages
 # ---------------------------------------------------------------------------------------------- #
 def load_data(s: Session) -> Data:
-    """Both splits on the device and a backbone factory checked against their shape."""
+    """Both splits on the device; the backbone and every cross-arch backbone checked on one batch."""
     from dfdistill.data.datasets import load_dataset
 
     cfg = s.cfg
     with s.timer("data"):
         train, test = load_dataset(cfg.dataset, device=s.device, cache_dir=s.cache.root)
+    check_classes(train, cfg.dataset.name)
     factory = make_model_factory(cfg.backbone, train, s.device)
     check_backbone_fits(factory, train.images, train.num_classes, cfg.backbone.name, cfg.dataset.name)
+    for arch in cfg.eval.cross_arch:  # before any work: a cross-arch failure after distilling loses it
+        check_backbone_fits(make_model_factory(backbone_config(arch), train, s.device), train.images,
+                            train.num_classes, arch, cfg.dataset.name, role="eval.cross_arch entry")
     return Data(train, test, factory, n_total=len(train))
 
 
 def prune(s: Session, data: Data) -> Data:
     """Static (preemptive) pruning: the kept rows every later stage sees."""
+    from dfdistill.methods.coreset import Coreset
     from dfdistill.pruning import apply_static_pruning
 
+    cfg = s.cfg
     with s.timer("pruning"):
-        train, info = apply_static_pruning(s.cfg, data.train, data.factory, s.cache, s.device)
+        train, info = apply_static_pruning(cfg, data.train, data.factory, s.cache, s.device)
+    if cfg.eval.compare_random and cfg.stage in ("all", "eval"):
+        check_per_class(train, cfg.ipc, "the random real baseline")
+    elif cfg.stage != "eval" and issubclass(method_class(cfg), Coreset):
+        check_per_class(train, cfg.ipc, f"the {cfg.method.name} subset")
     return replace(data, train=train, prune_info=info)
 
 
@@ -169,42 +216,43 @@ def distill(s: Session, distiller: Distiller) -> dict:
         return distill_loop(distiller, s.cfg, s.out_dir, s.key, s.logger)
 
 
-def save_synthetic(s: Session, distiller: Distiller, train: RealData) -> tuple[torch.Tensor, torch.Tensor]:
-    """synthetic.pt (atomically) and synthetic.png; returns the set evaluation trains on."""
+def save_outputs(s: Session, distiller: Distiller, train: RealData, info: dict) -> SyntheticSet:
+    """synthetic.pt (the documented layout, see dfdistill.synthetic) and synthetic.png; returns the set."""
+    cfg = s.cfg
     images, labels = distiller.train_set()
-    torch.save({"images": images.cpu(), "labels": labels.cpu(), "lr": distiller.eval_lr(),
-                "mean": train.mean, "std": train.std, "zca": None if train.zca is None else train.zca.state_dict()},
-               s.out_dir / "synthetic.pt.tmp")
-    os.replace(s.out_dir / "synthetic.pt.tmp", s.out_dir / "synthetic.pt")
+    meta = {"method": cfg.method.name, "dataset": cfg.dataset.name, "ipc": cfg.ipc, "distill_key": s.key,
+            "backbone": cfg.backbone.name, "pruning": cfg.pruning.name, "iterations": info["iterations"],
+            "code_version": code_version()}
+    syn = SyntheticSet(images, labels, distiller.eval_lr(), meta=meta)
+    save_synthetic(s.out_dir / SYNTHETIC_FILE, syn, train)
     grid = save_grid(train.denormalize(images.float()), labels, s.out_dir / "synthetic.png")
     s.logger.image("synthetic/grid", grid)
-    return images, labels
+    return syn
 
 
-def evaluate(s: Session, data: Data, images: torch.Tensor, labels: torch.Tensor, learned_lr: Optional[float],
-             evaluator: Callable[..., list[float]] = evaluate_set) -> dict:
+def evaluate(s: Session, data: Data, syn: SyntheticSet, evaluator: Callable[..., list[float]] = evaluate_set) -> dict:
     """The set on the backbone (and the cross-arch list), plus a random real subset under the same protocol.
 
     `evaluator` is the method's `Distiller.evaluate`: the shared protocol, or the paper's own (RFAD-NN)."""
-    cfg, mcfg = s.cfg, method_config(s.cfg)
     from dfdistill.data.augment import build_augment
 
-    ev = resolve_eval(cfg.eval, mcfg.eval_aug, learned_lr or mcfg.eval_lr, cfg.dataset.dsa_strategy,
+    cfg, mcfg = s.cfg, method_config(s.cfg)
+    ev = resolve_eval(cfg.eval, mcfg.eval_aug, syn.lr or mcfg.eval_lr, cfg.dataset.dsa_strategy,
                       bn_convnet=is_batchnorm_convnet(data.factory(0)))  # DC's sets on a ConvNetBN: crop_noise
     eval_aug = build_augment(ev.aug, ev.aug_strategy)
     out: dict[str, Any] = {"ev": ev}
     with s.timer("eval"):
-        out["accs"] = evaluator(images, labels, data.test, data.factory, ev, eval_aug, seed=cfg.seed,
-                                   progress=cfg.progress, desc=f"eval[{cfg.method.name}]")
+        out["accs"] = evaluator(syn.images, syn.labels, data.test, data.factory, ev, eval_aug, seed=cfg.seed,
+                                progress=cfg.progress, desc=f"eval[{cfg.method.name}]")
     if cfg.eval.compare_random and cfg.method.name != "random":
         out["random"] = evaluate_random(s, data, mcfg, eval_aug, evaluator)
     out["cross"] = {}
     for arch in cfg.eval.cross_arch:
         f2 = make_model_factory(backbone_config(arch), data.train, s.device)
-        ev_a = resolve_eval(cfg.eval, mcfg.eval_aug, learned_lr or mcfg.eval_lr, cfg.dataset.dsa_strategy,
+        ev_a = resolve_eval(cfg.eval, mcfg.eval_aug, syn.lr or mcfg.eval_lr, cfg.dataset.dsa_strategy,
                             bn_convnet=is_batchnorm_convnet(f2(0)))  # the reference picks the aug per eval model
         with s.timer(f"eval_{arch}"):
-            a = evaluator(images, labels, data.test, f2, ev_a, build_augment(ev_a.aug, ev_a.aug_strategy),
+            a = evaluator(syn.images, syn.labels, data.test, f2, ev_a, build_augment(ev_a.aug, ev_a.aug_strategy),
                           seed=cfg.seed, progress=cfg.progress, desc=f"eval[{arch}]")
         out["cross"][arch] = {"accs": a, "mean": mean_std(a)[0], "std": mean_std(a)[1]}
     return out
@@ -227,24 +275,40 @@ def evaluate_random(s: Session, data: Data, mcfg: Any, eval_aug,
                          progress=cfg.progress, desc="eval[random]")
 
 
-def report(s: Session, data: Data, info: dict, evals: dict) -> dict:
-    """The result record: written to results.jsonl and summarised to the logger."""
+def method_evaluator(s: Session, data: Data) -> Callable[..., list[float]]:
+    """stage=eval: the configured method's `evaluate` (its paper's protocol, e.g. RFAD-NN), without
+    preparing or initialising the method."""
+    cfg = s.cfg
+    ctx = DistillContext(real=data.train, ipc=cfg.ipc, model_factory=data.factory, augment=None, device=s.device,
+                         seed=cfg.seed, cache=s.cache, out_dir=s.out_dir, progress=cfg.progress,
+                         describe=describe_inputs(cfg))
+    return method_class(cfg)(method_config(cfg), ctx).evaluate
+
+
+def report(s: Session, data: Data, evals: dict, info: dict, source: Optional[dict] = None) -> dict:
+    """The result record: added to results.jsonl and summarised to the logger."""
     cfg, device = s.cfg, s.device
     m, sd = mean_std(evals["accs"])
     extra: dict[str, Any] = {}
     if "random" in evals:
         rm, rs = mean_std(evals["random"])
         extra = {"random_accs": evals["random"], "random_mean": rm, "random_std": rs}
+    pruned = bool(cfg.pruning.get("_target_"))
     record = {
-        "config_key": s.key, "config": OmegaConf.to_container(cfg, resolve=True),
-        "dataset": cfg.dataset.name, "backbone": cfg.backbone.name, "method": cfg.method.name, "ipc": cfg.ipc,
-        "pruning": cfg.pruning.name, "pruning_ratio": float(cfg.pruning.get("ratio", 0.0)), "seed": cfg.seed,
-        "profile": cfg.profile.name, "accs": evals["accs"], "acc_mean": m, "acc_std": sd, "n_eval": len(evals["accs"]),
+        "config_key": s.record_key, "distill_key": s.key, "stage": cfg.stage,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "dataset": cfg.dataset.name, "backbone": cfg.backbone.name,
+        "method": (source or {}).get("method") or cfg.method.name, "ipc": cfg.ipc,
+        "pruning": cfg.pruning.name, "pruning_ratio": float(cfg.pruning.get("ratio", 0.0)) if pruned else 0.0,
+        "seed": cfg.seed, "profile": cfg.profile.name,
+        "accs": evals["accs"], "acc_mean": m, "acc_std": sd, "n_eval": len(evals["accs"]),
         **extra, "cross_arch": evals["cross"], "eval": evals["ev"].__dict__, "eval_lr": evals["ev"].lr,
         "n_real_total": data.n_total, "n_real_used": len(data.train), "pruning_info": data.prune_info,
         "stage_seconds": s.timer.seconds, "wall_seconds": sum(s.timer.seconds.values()),
-        "sec_per_iter": info["sec_per_iter"], "ite_seconds_per_iter": info["ite_seconds_per_iter"],
-        "iterations": info["iterations"], "resumed_from": info["resumed_from"], "stopped_at": info["stopped_at"],
+        "sec_per_iter": info.get("sec_per_iter"), "ite_seconds_per_iter": info.get("ite_seconds_per_iter"),
+        "iterations": info.get("iterations", (source or {}).get("iterations")), "resumed_from": info.get("resumed_from"),
+        "stopped_at": info.get("stopped_at"),
+        "continued_from": info.get("continued_from"), "source": source,
         "peak_memory_mb": peak_memory_mb(device), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "code_version": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -257,7 +321,7 @@ def report(s: Session, data: Data, info: dict, evals: dict) -> dict:
 
 
 def format_summary(rec: dict) -> str:
-    """The human line printed at the end of `python run.py`."""
+    """The human line at the end of `python run.py`."""
     if "acc_mean" not in rec:
         return f"stage {rec.get('stage')} finished"
     line = (f"{rec['method']} @ IPC {rec['ipc']} on {rec['dataset']}: "

@@ -34,3 +34,22 @@ def test_logger_none_never_imports_wandb(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "WANDB_ABSENT" in out.stdout, out.stdout + out.stderr
+
+
+def test_run_log_holds_our_messages_and_errors(tmp_path, capsys):
+    """Hydra's job log file gets the dfdistill messages (the summary, a skip, a one-line error)."""
+    import importlib.util
+
+    from dfdistill.cli import main as cli_main
+
+    spec = importlib.util.spec_from_file_location("dfdistill_run_entry", ROOT / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    args = ["profile=smoke", "logger=none", "progress=false", "method=random", "ipc=1", f"hydra.run.dir={tmp_path}"]
+    assert cli_main(mod.main, args) == 0
+    assert cli_main(mod.main, args) == 0
+    assert cli_main(mod.main, [*args, "method.iterations=-1"]) == 2
+    log = (tmp_path / "run.log").read_text()
+    assert "random @ IPC 1 on digits" in log and "skipping" in log and "method.iterations must be >= 0" in log
+    out = capsys.readouterr()
+    assert "[dfdistill] random @ IPC 1" in out.out and out.err.strip().splitlines()[-1].startswith("error: method.iterations")

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -140,3 +142,166 @@ def test_model_factory_does_not_keep_the_real_data_alive():
     gc.collect()
     assert ref() is None
     assert factory(0)(torch.randn(3, 1, 16, 16)).shape == (3, 2)
+
+
+# ---------------------------------------------------------------------------------------------- #
+# identities, stages, evaluation of saved sets
+# ---------------------------------------------------------------------------------------------- #
+def test_distillation_identity_excludes_stage_and_evaluation(compose_cfg):
+    from dfdistill.config.resolve import distill_key, resolve_config, result_key
+
+    base = resolve_config(compose_cfg([*SMOKE, "method=dm"]))
+    for change in (["stage=distill"], ["eval.momentum=0.5"], ["eval=idc"], ["eval.cross_arch=[mlp]"],
+                   ["checkpoint_every=7"]):
+        other = resolve_config(compose_cfg([*SMOKE, "method=dm", *change]))
+        assert distill_key(other) == distill_key(base), change
+        if change[0].startswith("eval"):
+            assert result_key(distill_key(other), other) != result_key(distill_key(base), base), change
+    assert distill_key(resolve_config(compose_cfg([*SMOKE, "method=dm", "method.lr_img=0.5"]))) != distill_key(base)
+
+
+def test_distill_then_all_continues_the_same_distillation(compose_cfg, tmp_path):
+    out = tmp_path / "staged"
+    first = run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "stage=distill"], out))
+    rec = run(compose_cfg([*SMOKE, "method=dm", "ipc=1"], out))
+    assert first["iterations"] == 3 and rec["resumed_from"] == rec["iterations"] == 3  # nothing redone
+    direct = run(compose_cfg([*SMOKE, "method=dm", "ipc=1"], tmp_path / "direct"))
+    assert rec["accs"] == direct["accs"]
+    again = run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "eval.momentum=0.5"], out))  # another protocol, same set
+    assert again["resumed_from"] == 3 and again["eval"]["momentum"] == 0.5
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_stage_eval_reproduces_and_extends_a_finished_run(compose_cfg, tmp_path):
+    src = tmp_path / "src"
+    rec = run(compose_cfg([*SMOKE, "method=dm", "ipc=1"], src))
+    ev = run(compose_cfg([*SMOKE, "stage=eval", f"synthetic={src}"], tmp_path / "ev"))
+    assert ev["accs"] == rec["accs"] and ev["random_accs"] == rec["random_accs"]
+    assert ev["distill_key"] == rec["distill_key"] and ev["config_key"] == rec["config_key"]
+    assert ev["source"]["method"] == "dm" and ev["method"] == "dm" and ev["ipc"] == 1
+    cross = run(compose_cfg([*SMOKE, "stage=eval", f"synthetic={src / 'synthetic.pt'}", "eval.cross_arch=[mlp,lenet]",
+                             "eval.compare_random=false"], tmp_path / "cross"))
+    assert set(cross["cross_arch"]) == {"mlp", "lenet"} and not (tmp_path / "cross" / CHECKPOINT_FILE).exists()
+
+
+def test_stage_eval_of_a_foreign_file_in_pixels_with_soft_labels(compose_cfg, tmp_path):
+    """The documented layout: [0,1] pixels + pixels=true, N x K soft labels, optional lr."""
+    from dfdistill.data.datasets import load_dataset
+
+    train, _ = load_dataset(compose_cfg([*SMOKE]).dataset)
+    idx = torch.cat([train.class_indices[c][:2] for c in range(10)])
+    pixels = train.denormalize(train.images[idx])
+    soft = torch.nn.functional.one_hot(train.labels[idx], 10).float() * 0.9 + 0.01
+    torch.save({"images": pixels, "labels": soft, "pixels": True, "lr": 0.02}, tmp_path / "theirs.pt")
+    rec = run(compose_cfg([*SMOKE, "stage=eval", f"synthetic={tmp_path / 'theirs.pt'}"], tmp_path / "ev"))
+    assert rec["ipc"] == 2 and rec["eval_lr"] == 0.02 and 0 <= rec["acc_mean"] <= 1
+    assert rec["source"]["synthetic"] == str(tmp_path / "theirs.pt")
+
+
+def test_force_recomputes_from_scratch(compose_cfg):
+    cfg = compose_cfg([*SMOKE, "method=dm", "ipc=1"])
+    first = run(cfg)
+    forced = run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "force=true"]))
+    assert forced["resumed_from"] == 0 and forced["sec_per_iter"] is not None and forced["time"] >= first["time"]
+    assert forced["accs"] == first["accs"]  # same config, from scratch: the same numbers
+    assert len((Path(cfg.output_dir) / "results.jsonl").read_text().splitlines()) == 1
+
+
+def test_result_of_other_code_version_is_reused_and_said(compose_cfg, capsys):
+    cfg = compose_cfg([*SMOKE, "method=random", "ipc=1"])
+    run(cfg)
+    path = Path(cfg.output_dir) / "results.jsonl"
+    rec = json.loads(path.read_text())
+    path.write_text(json.dumps({**rec, "code_version": "0123abc"}) + "\n")
+    capsys.readouterr()
+    again = run(cfg)
+    out = capsys.readouterr().out
+    assert again["code_version"] == "0123abc" and "from code version 0123abc" in out and out.count("\n") == 1
+
+
+def test_pruning_ratio_records_what_ran(compose_cfg):
+    rec = run(compose_cfg([*SMOKE, "method=random", "ipc=1", "pruning=random", "pruning.ratio=0.5"]))
+    assert rec["pruning_ratio"] == 0.5 and rec["n_real_used"] == rec["n_real_total"] // 2
+    none = run(compose_cfg([*SMOKE, "method=random", "ipc=1"], Path(rec["output_dir"]).parent / "none"))
+    assert none["pruning_ratio"] == 0.0 and none["n_real_used"] == none["n_real_total"]
+
+
+def test_files_are_group_readable_and_no_temp_files_remain(compose_cfg, tmp_path):
+    old = os.umask(0o027)
+    try:
+        run(compose_cfg([*SMOKE, "method=dm", "ipc=1"], tmp_path / "perm"))
+    finally:
+        os.umask(old)
+    for name in ("results.jsonl", CHECKPOINT_FILE, "synthetic.pt", "synthetic.png"):
+        assert (tmp_path / "perm" / name).stat().st_mode & 0o777 == 0o640, name
+    assert not [p for p in (tmp_path / "perm").iterdir() if "tmp" in p.name]
+
+
+def _entry():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dfdistill_run_entry", ROOT / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+def test_nan_instruction_really_continues_from_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    from dfdistill.cli import main as cli_main
+    from dfdistill.methods.dm import DM
+
+    real_step = DM.step
+    monkeypatch.setattr(DM, "step", lambda self, it: {"loss": torch.tensor(float("nan"))} if it == 3 else real_step(self, it))
+    monkeypatch.chdir(tmp_path)
+    args = ["profile=smoke", "logger=none", "progress=false", "method=dm", "ipc=1", "profile.iterations=6"]
+    assert cli_main(_entry(), args) == 2
+    line = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error: ")][0]
+    command = shlex.split(line.split("continue from it with a lower lr: ")[1])
+    assert command[:2] == ["python", "run.py"] and any(a.startswith("resume=") for a in command)
+    monkeypatch.setattr(DM, "step", real_step)
+    assert cli_main(_entry(), command[2:]) == 0
+    out = [p for p in Path("outputs/digits/dm-ipc1").iterdir() if "lr_img" in p.name][0]
+    rec = json.loads((out / "results.jsonl").read_text())
+    cont = rec["continued_from"]
+    good = int(re.search(r"last good checkpoint \(iteration (\d+)\)", line).group(1))
+    assert 0 < good <= 3 and cont["iteration"] == good == rec["resumed_from"] and list(cont["changed"]) == ["method.lr_img"]
+    assert rec["config"]["method"]["lr_img"] == pytest.approx(float(cont["changed"]["method.lr_img"][0]) / 10)
+
+
+def test_ctrl_c_then_rerun_is_bit_identical_to_an_uninterrupted_run(compose_cfg, tmp_path, monkeypatch):
+    from dfdistill.errors import Interrupted
+    from dfdistill.methods.dm import DM
+
+    over = [*SMOKE, "method=dm", "ipc=1", "profile.iterations=6", "checkpoint_every=4", "stage=distill"]
+    run(compose_cfg(over, tmp_path / "straight"))
+    real_step = DM.step
+
+    def interrupting(self, it):
+        out = real_step(self, it)
+        if it == 1:
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(DM, "step", interrupting)
+    with pytest.raises(Interrupted, match="after iteration 2/6"):
+        run(compose_cfg(over, tmp_path / "cut"))
+    assert load_tensor_file(tmp_path / "cut" / CHECKPOINT_FILE)["iteration"] == 2  # nothing finished was lost
+    monkeypatch.setattr(DM, "step", real_step)
+    assert run(compose_cfg(over, tmp_path / "cut"))["resumed_from"] == 2
+    a, b = (torch.load(tmp_path / d / "synthetic.pt") for d in ("straight", "cut"))
+    assert torch.equal(a["images"], b["images"])
+
+
+def test_relaunched_sweep_lands_in_the_same_dir_and_skips_finished_jobs(tmp_path, monkeypatch, capsys):
+    from dfdistill.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["-m", "profile=smoke", "logger=none", "progress=false", "method=random", "ipc=1,2"]
+    assert cli_main(_entry(), args) == 0
+    sweeps = list((tmp_path / "multirun").iterdir())
+    assert [p.name for p in sweeps] == ["ipc=1,2,method=random,profile=smoke"]
+    assert sorted(p.name for p in sweeps[0].iterdir() if p.is_dir()) == ["ipc=1,method=random,profile=smoke",
+                                                                         "ipc=2,method=random,profile=smoke"]
+    capsys.readouterr()
+    assert cli_main(_entry(), args) == 0
+    assert capsys.readouterr().out.count("skipping") == 2 and list((tmp_path / "multirun").iterdir()) == sweeps

@@ -25,9 +25,11 @@ from dfdistill.errors import ConfigError
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("dataset", "backbone", "method", "pruning", "eval", "profile", "logger")
 
-# Keys that do not change what is computed (excluded from the run's identity hash).
+# Keys that do not change what is computed (excluded from every identity hash).
 NON_SEMANTIC_KEYS = ("resume", "force", "progress", "logger", "output_dir", "cache_dir", "device", "log_every",
-                     "cli_overrides", "provenance", "print_config")
+                     "checkpoint_every", "cli_overrides", "provenance", "print_config")
+# Keys that say which stage runs and how a set is evaluated: outside the distillation's identity.
+EVAL_KEYS = ("stage", "synthetic", "eval")
 
 log = logging.getLogger("dfdistill")
 
@@ -307,6 +309,32 @@ def method_config(cfg: DictConfig) -> Any:
 
 
 def identity(cfg: DictConfig) -> dict:
-    """The part of the config that determines the result (for resume/skip decisions)."""
+    """The distillation's identity: what determines the synthetic set (checkpoint tag, resume decisions).
+
+    Stage, evaluation protocol and cross-architecture list are outside it, so `stage=distill` then
+    `stage=all`, or another `eval=`, continue the same distillation instead of redoing it."""
     d = OmegaConf.to_container(cfg, resolve=True)
-    return {k: v for k, v in d.items() if k not in NON_SEMANTIC_KEYS and k != "hydra"}
+    return {k: v for k, v in d.items() if k not in NON_SEMANTIC_KEYS + EVAL_KEYS and k != "hydra"}
+
+
+def eval_identity(cfg: DictConfig) -> dict:
+    """What determines an evaluation of a given set: protocol (incl. the method's eval defaults and the
+    cross-arch list), backbone, test data, seed, and the real data/IPC the random baseline draws from."""
+    d = OmegaConf.to_container(cfg, resolve=True)
+    m = d.get("method") or {}
+    return {"eval": d.get("eval"), "method_eval": {k: m.get(k) for k in ("eval_aug", "eval_lr")},
+            "backbone": d.get("backbone"), "dataset": d.get("dataset"), "pruning": d.get("pruning"),
+            "ipc": d.get("ipc"), "seed": d.get("seed")}
+
+
+def result_key(set_key: str, cfg: DictConfig) -> str:
+    """results.jsonl's `config_key`: this evaluation of the set `set_key` (a distillation key or content hash)."""
+    from dfdistill.artifacts import config_key
+
+    return config_key({"set": set_key, "eval": eval_identity(cfg)})
+
+
+def distill_key(cfg: DictConfig) -> str:
+    from dfdistill.artifacts import config_key
+
+    return config_key(identity(cfg))

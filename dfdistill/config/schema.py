@@ -149,6 +149,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     stage: str = "all"
+    synthetic: Optional[str] = None  # stage=eval: a synthetic.pt or the run dir holding one
     resume: Optional[str] = None
     force: bool = False
     checkpoint_every: int = 50
@@ -170,6 +171,6 @@ class RunConfig:
         _check(self.ipc > 0, f"ipc must be a positive integer, got {self.ipc}")
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto|cpu|cuda[:N], got {self.device}")
-        _check(self.stage in ("all", "experts", "scores", "distill"),
-               f"stage must be all|experts|scores|distill, got {self.stage}")
+        _check(self.stage in ("all", "experts", "scores", "distill", "eval"),
+               f"stage must be all|experts|scores|distill|eval, got {self.stage}")
         _check(self.checkpoint_every > 0, "checkpoint_every must be > 0")

@@ -42,7 +42,9 @@ def register_configs() -> None:
     from dfdistill.models import MODELS
     from dfdistill.pruning.config import PruningConfig
     from dfdistill.registry import METHODS
+    from dfdistill.rundir import register_resolvers
 
+    register_resolvers()  # conf/config.yaml's hydra.run.dir / sweep.dir use them
     cs = ConfigStore.instance()
     cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
     cs.store(group="eval", name="base_eval", node=EvalConfig)

@@ -47,22 +47,21 @@ def make_model_factory(bcfg: DictConfig, shape: DataShape, device: torch.device)
     return factory
 
 
-def check_backbone_fits(factory: ModelFactory, images: torch.Tensor, num_classes: int, bname: str, dname: str) -> None:
+def check_backbone_fits(factory: ModelFactory, images: torch.Tensor, num_classes: int, bname: str, dname: str,
+                        role: str = "backbone") -> None:
     """Build the backbone and run one small batch, so a shape mismatch fails in one line before any work."""
+    c, s = int(images.shape[1]), int(images.shape[-1])
+    fix = (f"remove {bname} from eval.cross_arch or set dataset.image_size" if role != "backbone" else
+           f"pick a backbone for {c}-channel {s}px input or set dataset.image_size/channels")
     try:
         model = factory(0)
         with torch.no_grad():
             out = model(images[:2])
-        if out.shape[-1] != num_classes:
-            raise DataError(f"backbone={bname} outputs {out.shape[-1]} classes but dataset={dname} has {num_classes}")
-    except (DataError, ConfigError):
-        raise
-    except RuntimeError as exc:
-        c, s = int(images.shape[1]), int(images.shape[-1])
-        raise DataError(
-            f"backbone={bname} cannot take dataset={dname} images of shape {tuple(images.shape[1:])} "
-            f"({str(exc).splitlines()[0][:120]}); pick a backbone for {c}-channel "
-            f"{s}px input or set dataset.image_size/channels") from None
+    except (DataError, ConfigError, RuntimeError, ValueError) as exc:
+        raise DataError(f"{role} {bname} cannot take dataset={dname} images of shape {tuple(images.shape[1:])} "
+                        f"({str(exc).splitlines()[0][:120]}); {fix}") from None
+    if out.shape[-1] != num_classes:
+        raise DataError(f"{role} {bname} outputs {out.shape[-1]} classes but dataset={dname} has {num_classes}")
 
 
 def backbone_config(name: str, role: str = "eval.cross_arch entry") -> DictConfig:
@@ -72,5 +71,5 @@ def backbone_config(name: str, role: str = "eval.cross_arch entry") -> DictConfi
     path = BACKBONE_DIR / f"{name}.yaml"
     if not path.exists():
         valid = sorted(p.stem for p in BACKBONE_DIR.glob("*.yaml"))
-        raise ConfigError(f"{role} {name!r} is not a backbone; choose from {valid}")
+        raise ConfigError(f"{role} {name!r} is not a backbone; choose from {', '.join(valid)}")
     return load_option("backbone", name)

@@ -1,4 +1,9 @@
-"""Local, machine-readable results (the source of truth for tables) and image grids."""
+"""Local, machine-readable results (the source of truth for tables) and image grids.
+
+results.jsonl holds one JSON line per finished evaluation of a run dir: the distillation plus
+evaluation identity (`config_key`) decides which line a rerun finds or replaces, so evaluating the
+same synthetic set under another protocol adds a line instead of overwriting the first.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +15,37 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dfdistill.artifacts import atomic_write_text
+from dfdistill.artifacts import atomic_write_text, atomic_writer
+from dfdistill.errors import DataError
 
 RESULTS_FILE = "results.jsonl"
 
 
-def write_results(out_dir: Path, record: dict[str, Any]) -> Path:
-    """Rewrite results.jsonl atomically with `record` as its line (one finished run per dir)."""
-    path = Path(out_dir) / RESULTS_FILE
-    atomic_write_text(path, json.dumps(record, default=_jsonable) + "\n")
-    return path
-
-
 def read_results(path: Path) -> list[dict[str, Any]]:
-    lines = Path(path).read_text().splitlines()
-    return [json.loads(l) for l in lines if l.strip()]
+    """Every record of a results.jsonl; a damaged line is a one-line DataError (nothing is dropped silently)."""
+    path = Path(path)
+    recs = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path} line {n} is not a complete JSON record (truncated or edited?); move the file "
+                            f"aside (mv {path} {path}.bad) or delete that line, then rerun")
+        recs.append(rec)
+    return recs
+
+
+def write_results(out_dir: Path, record: dict[str, Any]) -> Path:
+    """Add `record` to results.jsonl (atomically), replacing an earlier line with the same config_key."""
+    path = Path(out_dir) / RESULTS_FILE
+    keep = [r for r in read_results(path) if r.get("config_key") != record.get("config_key")] if path.exists() else []
+    lines = [json.dumps(r, default=_jsonable) for r in [*keep, record]]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
 
 
 def _jsonable(o: Any) -> Any:
@@ -45,7 +66,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def save_grid(images01: Tensor, labels: Tensor, path: Path, max_per_class: int = 10) -> Path:
-    """PNG grid, one row per class (first `max_per_class` images of each)."""
+    """PNG grid, one row per class (first `max_per_class` images of each), written atomically."""
     from torchvision.utils import make_grid, save_image
 
     labels = labels if labels.dim() == 1 else labels.argmax(-1)
@@ -58,8 +79,6 @@ def save_grid(images01: Tensor, labels: Tensor, path: Path, max_per_class: int =
             x = torch.cat([x, x.new_ones(per - x.shape[0], *x.shape[1:])])
         rows.append(x)
     grid = make_grid(torch.cat(rows).cpu().float(), nrow=per, padding=1, pad_value=1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    save_image(grid, tmp)
-    tmp.replace(path)
+    with atomic_writer(path) as fh:
+        save_image(grid, fh, format="png")
     return path
