@@ -1,7 +1,6 @@
 """Checks that turn a doomed run into one line *before* any work (and checks right after data loads).
 
-Why here and not in the schemas: these relate several groups (pruning.ratio vs pruning=none), the
-file system (resume=, synthetic=), the environment (a W&B key) or the loaded data (classes, shapes),
+Why here and not in the schemas: these relate the stage to its inputs, the file system (resume=, synthetic=), the environment (a W&B key) or the loaded data (classes, shapes),
 which a per-group schema cannot see. Each message names the fix.
 """
 
@@ -17,15 +16,10 @@ from omegaconf import DictConfig
 from dfdistill.checkpoint import CHECKPOINT_FILE
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError, DataError
-from dfdistill.models.factory import backbone_config
 
 
 def check_config(cfg: DictConfig) -> None:
     """Everything that can be checked from the config and the file system alone."""
-    ratio = float(cfg.pruning.get("ratio") or 0.0)
-    if not cfg.pruning.get("_target_") and ratio:
-        raise ConfigError(f"pruning.ratio={ratio:g} does nothing under pruning={cfg.pruning.name} (every sample is "
-                          f"kept); add a pruning rule (pruning=random or pruning=loss) or drop pruning.ratio")
     if cfg.resume:
         check_resume(str(cfg.resume))
     if cfg.stage == "eval" and not cfg.get("synthetic"):
@@ -36,8 +30,6 @@ def check_config(cfg: DictConfig) -> None:
         from dfdistill.synthetic import synthetic_path
 
         synthetic_path(cfg.synthetic)
-    for arch in cfg.eval.cross_arch:
-        backbone_config(str(arch))
     if cfg.logger.name == "wandb" and cfg.logger.mode == "online" and not wandb_key_available():
         raise ConfigError("logger.mode=online needs a W&B API key: run `wandb login` or set WANDB_API_KEY, "
                           "or use logger.mode=offline (sync later) or logger=none")

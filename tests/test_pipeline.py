@@ -193,7 +193,7 @@ def test_stage_eval_of_a_foreign_file_in_pixels_with_soft_labels(compose_cfg, tm
     pixels = train.denormalize(train.images[idx])
     soft = torch.nn.functional.one_hot(train.labels[idx], 10).float() * 0.9 + 0.01
     torch.save({"images": pixels, "labels": soft, "pixels": True, "lr": 0.02}, tmp_path / "theirs.pt")
-    rec = run(compose_cfg([*SMOKE, "stage=eval", f"synthetic={tmp_path / 'theirs.pt'}"], tmp_path / "ev"))
+    rec = run(compose_cfg([*SMOKE, "stage=eval", f"synthetic={tmp_path / 'theirs.pt'}", "eval.lr=null"], tmp_path / "ev"))
     assert rec["ipc"] == 2 and rec["eval_lr"] == 0.02 and 0 <= rec["acc_mean"] <= 1
     assert rec["source"]["synthetic"] == str(tmp_path / "theirs.pt")
 
