@@ -62,8 +62,11 @@ def stratum_rows(real: RealData, scores: Tensor, stratum: int, n_strata: int) ->
 
 
 def real_scores(cfg, train: RealData, factory, cache, pcfg: PruningConfig) -> Tensor:
+    """Per-sample scores from networks seeded with seed + seed_offset (a removal trial of BiLP
+    Table 2 re-estimates the loss with other networks; the distillation seed stays the same)."""
     backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
-    out = cached_scores(train, factory, pcfg.scoring(), int(cfg.seed), cache, cfg.dataset.name, backbone)
+    out = cached_scores(train, factory, pcfg.scoring(), int(cfg.seed) + pcfg.seed_offset, cache, cfg.dataset.name,
+                        backbone)
     return out["scores"].to(train.device)
 
 

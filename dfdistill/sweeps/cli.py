@@ -1,0 +1,164 @@
+"""`python scripts/run_table.py <exp> ...` (what the Make targets call): plan, launch what is
+missing, build the table. See docs/sweeps.md.
+
+  python scripts/run_table.py bilp_tab4 --profile cpu dataset=cifar10_jpeg 'method=dc,dm' 'ipc=1,10'
+  python scripts/run_table.py bilp_tab4 --profile full --plan             # jobs, settings, cost; runs nothing
+  python scripts/run_table.py bilp_tab1 --search --profile cpu ...        # max pruning ratio per cell
+  python scripts/run_table.py bilp_tab4 --launcher joblib hydra.launcher.n_jobs=4
+
+Launchers: local (default; subprocesses, --jobs N at a time, one GPU each when CUDA devices are
+visible), inprocess (this process; tests), or a Hydra launcher (joblib, submitit_local,
+submitit_slurm: `pip install -e .[launchers]`), which receives exactly the pending jobs of every
+job set through the `joblist` sweeper. `hydra.*` / `hydra/...` overrides go to the launch only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+from dfdistill.sweeps import cost, preview
+from dfdistill.sweeps.launch import launch_hydra, launch_inprocess, launch_local
+from dfdistill.sweeps.plan import Job, plan
+from dfdistill.sweeps.search import SearchConfig, MaxRatioSearch, parse_ladder
+
+Launch = Callable[[list[Job]], list[int]]
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="run_table.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("exp", help="conf/exp/<exp>.yaml")
+    ap.add_argument("--profile", default="cpu", help="full | cpu | smoke")
+    ap.add_argument("--sweep-dir", type=Path, default=None, help="default: the exp's hydra.sweep.dir")
+    ap.add_argument("--out", type=Path, default=None, help="where the table goes (default: the sweep dir)")
+    ap.add_argument("--name", default=None, help="table file stem (default: the exp name)")
+    ap.add_argument("--launcher", default="local", help="local | inprocess | joblib | submitit_local | submitit_slurm ...")
+    ap.add_argument("--jobs", type=int, default=1, help="parallel local jobs (at most one per visible GPU)")
+    ap.add_argument("--add", action="append", default=[], help="an extra job set, e.g. 'pruning=none' (space-separated overrides)")
+    ap.add_argument("--paper-dataset", default=None, help="paper column to compare with (default: same/closest dataset)")
+    ap.add_argument("--dry-run", action="store_true", help="list the jobs and their state, launch nothing")
+    ap.add_argument("--plan", action="store_true", help="jobs, settings that differ from the defaults, estimated cost")
+    ap.add_argument("--search", action="store_true", help="max-ratio search per cell (BiLP Tables 1-2, Fig. 2)")
+    ap.add_argument("--ladder", default="paper", help="search ratios: paper (the values BiLP reports) | fine | 0.1,0.5,...")
+    ap.add_argument("--trials", type=int, default=5, help="removal trials per searched ratio (pruning.seed_offset)")
+    ap.add_argument("--points-per-round", type=int, default=1, help="ratios per cell per search round (1 = bisection)")
+    ap.add_argument("--no-table", action="store_true")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides; a sweep value (ipc=1,10) replaces that axis")
+    return ap
+
+
+def split_hydra(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(job overrides, launch-only hydra overrides): Hydra keeps hydra.* out of job dir names too."""
+    hyd = [o for o in overrides if o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    return [o for o in overrides if o not in hyd], hyd
+
+
+def make_launch(a: argparse.Namespace, sweep_dir_of: Callable[[], Path], hydra_overrides: list[str]) -> Launch:
+    if a.launcher == "local":
+        return lambda jobs: launch_local(jobs, a.jobs, extra=hydra_overrides)
+    if a.launcher == "inprocess":
+        return launch_inprocess
+    return lambda jobs: launch_hydra(jobs, sweep_dir_of(), a.launcher, hydra_overrides)
+
+
+def build(a: argparse.Namespace, sweep_dir: Path) -> Optional[dict]:
+    if a.no_table:
+        return None
+    from dfdistill.tables import build_table
+
+    t = build_table(sweep_dir, exp=a.exp, out_dir=a.out or sweep_dir, name=a.name, paper_dataset=a.paper_dataset)
+    print(f"[run_table] table: {t['markdown']}", flush=True)
+    return t
+
+
+def run_search(a: argparse.Namespace, overrides: list[str], hydra_overrides: list[str], adds: list[list[str]],
+               launch: Optional[Launch]) -> dict:
+    cfg = SearchConfig(ladder=parse_ladder(a.ladder), trials=a.trials, points_per_round=a.points_per_round)
+    holder: dict = {}
+    launch = launch or make_launch(a, lambda: holder["s"].info.sweep_dir, hydra_overrides)
+    s = MaxRatioSearch(a.exp, a.profile, overrides, launch, cfg, a.sweep_dir, adds)
+    holder["s"] = s
+    if a.plan or a.dry_run:
+        return plan_search(s, a)
+    cells = s.run()
+    path = s.write_summary()
+    for c in cells:
+        r = c.result
+        if r is not None and r.ratio is not None and r.baseline is not None:
+            at = r.at_max
+            print(f"[search] {c.name}: max ratio {100 * r.ratio:g}% (unpruned {100 * r.baseline.mean:.1f} ± "
+                  f"{100 * r.baseline.std:.1f}; at max {100 * at.mean:.1f} ± {100 * at.std:.1f}; {c.rounds} rounds)")
+    print(f"[run_table] search summary: {path}; launched {len(s.launched)} job(s)", flush=True)
+    out = {"cells": cells, "launched": s.launched, "sweep_dir": s.info.sweep_dir, "rcs": [],
+           "jobs": [], "summary": path}
+    out["table"] = build(a, s.info.sweep_dir)
+    return out
+
+
+def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
+    """Upper bound of a search's jobs per cell: the baseline + trials x ceil(log2(rungs + 1)) ratios."""
+    import math
+
+    rungs = len(s.cfg.ladder)
+    per_ratio = s.cfg.trials * min(rungs, math.ceil(math.log2(rungs + 1)) * s.cfg.points_per_round)
+    measured = cost.collect(cost.default_roots(s.info.sweep_dir))
+    lines, total = [], None
+    for c in s.cells:
+        if c.error:
+            lines.append(f"error    {c.name}: {c.error}")
+            continue
+        probe = s._jobs(c, [s.cfg.ladder[len(s.cfg.ladder) // 2]], trials=1)[0]
+        from dfdistill.sweeps.plan import mark_done
+
+        mark_done(probe)
+        mark_done(c.baseline)
+        ls, t = preview.job_lines([c.baseline], measured)
+        ls2, t2 = preview.job_lines([probe], measured, multiplier=per_ratio)
+        lines += [f"cell {c.name} ({c.selection} selection): <= {per_ratio + 1} jobs", *ls, *ls2]
+        for t_ in (t, t2):
+            total = t_ if total is None else {k: (total[k] | t_[k] if k == "devices" else total[k] + t_[k]) for k in total}
+    print("\n".join(lines))
+    if total:
+        print(f"[run_table] {a.exp} / {a.profile} search, ladder {len(s.cfg.ladder)} ratios, {s.cfg.trials} trials: "
+              f"at most {preview.totals_line(total)}")
+    return {"cells": s.cells, "launched": [], "sweep_dir": s.info.sweep_dir, "jobs": [], "rcs": []}
+
+
+def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> dict:
+    a = parser().parse_intermixed_args(argv)
+    overrides, hydra_overrides = split_hydra(a.overrides)
+    adds = [s.split() for s in a.add]
+    if a.search:
+        return run_search(a, overrides, hydra_overrides, adds, launch)
+    sweep_dir, jobs = plan(a.exp, a.profile, overrides, a.sweep_dir, adds)
+    pending = [j for j in jobs if not j.done and j.error is None]
+    broken = [j for j in jobs if j.error is not None]
+    print(f"[run_table] {a.exp} / {a.profile}: {len(jobs)} jobs, {sum(j.done for j in jobs)} finished, "
+          f"{len(pending)} to launch, {len(broken)} not composable -> {sweep_dir}", flush=True)
+    for j in broken:
+        print(f"[run_table]   cannot compose {' '.join(j.overrides)}: {j.error}", file=sys.stderr)
+    if a.plan:
+        lines, totals = preview.job_lines(jobs, cost.collect(cost.default_roots(sweep_dir)))
+        print("\n".join(lines))
+        print(f"[run_table] {a.exp} / {a.profile}: {preview.totals_line(totals)}")
+        return {"jobs": jobs, "launched": [], "sweep_dir": sweep_dir, "totals": totals, "rcs": []}
+    if a.dry_run:
+        for j in jobs:
+            print(("done   " if j.done else "error  " if j.error else "pending") + "  " + " ".join(j.overrides))
+        return {"jobs": jobs, "launched": [], "sweep_dir": sweep_dir, "rcs": []}
+    rcs: list[int] = []
+    if pending:
+        rcs = (launch or make_launch(a, lambda: sweep_dir, hydra_overrides))(pending)
+    print(f"[run_table] launched {len(pending)} job(s); failures: {sum(rc != 0 for rc in rcs)}", flush=True)
+    result = {"jobs": jobs, "launched": pending, "rcs": rcs, "sweep_dir": sweep_dir}
+    result["table"] = build(a, sweep_dir)
+    return result
+
+
+def exit_code(result: dict) -> int:
+    bad = any(rc != 0 for rc in result.get("rcs", [])) or any(j.error for j in result.get("jobs", []))
+    bad = bad or any(c.error for c in result.get("cells", []))
+    return 1 if bad else 0

@@ -1,0 +1,144 @@
+"""Job planning: an exp's sweep axes + command-line overrides + `--add` job sets -> the job list,
+each with its deterministic directory and whether it has finished.
+
+Why: Hydra multirun cannot resume, and relaunching a finished sweep starts every process again.
+Planning first (the same expansion and the same `<sweep dir>/<override_dirname>` as `run.py -m`)
+lets any launcher receive only the jobs whose directory does not yet hold a result of the same
+resolved config (`config_key`), so an interrupted or extended sweep computes only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, open_dict
+
+from dfdistill.config.compose import compose_run_config
+from dfdistill.sweeps import overrides as ov
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS_FILE = "results.jsonl"
+
+
+@dataclass
+class Job:
+    overrides: list[str]
+    out_dir: Path
+    key: Optional[str] = None  # config_key of the resolved config (None when it does not compose)
+    done: bool = False
+    error: Optional[str] = None
+    set_index: int = 0  # 0 = the exp's grid, i = the i-th --add job set
+    resolved: Optional[DictConfig] = field(default=None, repr=False)
+
+
+@dataclass
+class SweepInfo:
+    """What the exp's composed Hydra config says about its sweep."""
+
+    sweep_dir: Path
+    params: dict[str, str]
+    exclude: list[str]
+    item_sep: str = ","
+    kv_sep: str = "="
+
+
+def sweep_info(fixed: list[str], sweep_dir: Optional[Path] = None) -> SweepInfo:
+    """Compose the plain (non-sweep) overrides once and read hydra.sweeper.params / sweep.dir."""
+    plain = [o for o in fixed if not ov.is_sweep(o)]
+    hcfg = compose_run_config(plain, return_hydra_config=True)
+    params = {str(k): str(v) for k, v in (hcfg.hydra.sweeper.get("params") or {}).items()}
+    dn = hcfg.hydra.job.config.override_dirname
+    if sweep_dir is None:
+        sweep_dir = Path(str(hcfg.hydra.sweep.dir))
+    sweep_dir = (sweep_dir if sweep_dir.is_absolute() else REPO / sweep_dir).resolve()
+    return SweepInfo(sweep_dir, params, list(dn.exclude_keys), str(dn.item_sep), str(dn.kv_sep))
+
+
+def job_set_lines(fixed: list[str], params: dict[str, str], add: list[str]) -> tuple[list[str], list[str]]:
+    """Override lines of one job set, and the fixed overrides it leaves out.
+
+    An --add set that selects a group (`pruning=none`) replaces that group: the exp's axes and the
+    command-line overrides inside it (`pruning.ratio=...`) do not apply to the set."""
+    groups = {ov.group_of(a) for a in add}
+    inside = lambda k: any(k.startswith(g + ".") for g in groups)  # noqa: E731
+    axes = [f"{k}={v}" for k, v in params.items() if not inside(ov.group_of(f"{k}={v}"))]
+    kept = [o for o in fixed if not inside(ov.group_of(o))]
+    dropped = [o for o in fixed if o not in kept and o not in add]
+    return axes + kept + list(add), dropped
+
+
+def expand_jobs(sets: list[list[str]], info: SweepInfo) -> list[Job]:
+    """Every job of every set, Hydra's order, one per distinct directory."""
+    jobs: list[Job] = []
+    seen: set[str] = set()
+    for i, lines in enumerate(sets):
+        for job in ov.expand(lines):
+            name = ov.dirname(job, info.exclude, info.item_sep, info.kv_sep)
+            if name not in seen:
+                seen.add(name)
+                jobs.append(Job(job, info.sweep_dir / name, set_index=i))
+    return jobs
+
+
+def plan(exp: str, profile: str, overrides: list[str], sweep_dir: Optional[Path] = None,
+         adds: Optional[list[list[str]]] = None, check: bool = True) -> tuple[Path, list[Job]]:
+    """Expand the sweep of conf/exp/<exp>.yaml into jobs and mark the finished ones."""
+    fixed = [f"+exp={exp}", f"profile={profile}", *overrides]
+    info = sweep_info(fixed, sweep_dir)
+    sets = []
+    for add in [[]] + list(adds or []):
+        lines, dropped = job_set_lines(fixed, info.params, add)
+        if dropped:  # silent dropping once cost a sweep its reduced schedule: say it
+            print(f"[run_table] --add '{' '.join(add)}' replaces that group, so these overrides do not apply "
+                  f"to it: {' '.join(dropped)} (repeat them inside --add to keep them)", file=sys.stderr)
+        sets.append(lines)
+    jobs = expand_jobs(sets, info)
+    if check:
+        for job in jobs:
+            mark_done(job)
+    return info.sweep_dir, jobs
+
+
+def job_config(job: Job) -> DictConfig:
+    """The composed (unresolved) config of a job, writing into its directory."""
+    cfg = compose_run_config(job.overrides)
+    with open_dict(cfg):
+        cfg.output_dir = str(job.out_dir)
+    return cfg
+
+
+def finished_records(out_dir: Path) -> list[dict[str, Any]]:
+    path = Path(out_dir) / RESULTS_FILE
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a truncated line is not a result
+            continue
+    return out
+
+
+def job_record(job: Job) -> Optional[dict[str, Any]]:
+    """The job's result record (same config_key), or None."""
+    recs = [r for r in finished_records(job.out_dir) if job.key is not None and r.get("config_key") == job.key]
+    return recs[-1] if recs else None
+
+
+def mark_done(job: Job) -> None:
+    """done = the job dir's results.jsonl holds this exact resolved config (same config_key)."""
+    from dfdistill.artifacts import config_key
+    from dfdistill.config.resolve import identity, resolve_config
+
+    try:
+        job.resolved = resolve_config(job_config(job))
+        job.key = config_key(identity(job.resolved))
+    except Exception as exc:  # a missing method/pruning option: reported, never launched
+        job.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        return
+    job.done = job_record(job) is not None

@@ -1,0 +1,249 @@
+"""Max-ratio search (BiLP Tables 1-2, Fig. 2): per cell, the largest pruning ratio that keeps the
+unpruned accuracy, found in rounds (launch a batch, read the results, narrow the bracket).
+
+The cell rule is `dfdistill.reporting.max_ratio.max_ratio` (the table uses the same function).
+Each pruning ratio is run with `trials` removal trials (`pruning.seed_offset` = 0..trials-1: for
+random selection a different random drop; for loss selection different scoring networks, hence a
+different loss estimate and drop, while the distillation seed stays fixed); the unpruned baseline
+is one `pruning=none` run of the cell.
+
+Search over a ladder of candidate ratios (default: every value BiLP reports, 5 ... 99.5 %; `fine`:
+1 % steps plus 99.5 / 99.9 %). Every finished run of the cell already in the sweep dir counts,
+whatever its ratio (e.g. the exp's fixed grid), so the ladder is the union of both. The bracket is
+(lo, hi): lo = the largest ratio judged to keep the accuracy (0 = unpruned), hi = the smallest
+ratio above lo judged not to; each round runs `points_per_round` evenly spaced unjudged ratios
+inside it, until none is left (with 1 point per round: bisection, log2(len(ladder)) rounds).
+Because the answer is the largest ratio that keeps the accuracy, a ratio above a failing one that
+passes moves lo past the failure. Finished jobs are never relaunched, so an interrupted search
+rerun replays its rounds from disk and continues.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from omegaconf import OmegaConf
+
+from dfdistill.reporting.max_ratio import MaxRatio, max_ratio
+from dfdistill.sweeps import overrides as ov
+from dfdistill.sweeps.plan import (Job, SweepInfo, expand_jobs, finished_records, job_record, job_set_lines, mark_done,
+                                   sweep_info)
+
+PAPER_LADDER = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.83, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995)
+FINE_LADDER = tuple(round(0.01 * i, 2) for i in range(1, 100)) + (0.995, 0.999)
+LADDERS = {"paper": PAPER_LADDER, "fine": FINE_LADDER}
+RATIO_KEY = "pruning.ratio"
+TRIAL_KEY = "pruning.seed_offset"
+SELECTIONS = ("random", "loss")  # pruning options whose ratio is searched
+
+Launch = Callable[[list[Job]], list[int]]
+
+
+@dataclass
+class SearchConfig:
+    ladder: tuple[float, ...] = PAPER_LADDER
+    trials: int = 5
+    points_per_round: int = 1
+    max_rounds: int = 30
+
+    def __post_init__(self) -> None:
+        if self.trials < 1 or self.points_per_round < 1:
+            raise ValueError("trials and points_per_round must be >= 1")
+        if not all(0.0 < r < 1.0 for r in self.ladder):
+            raise ValueError(f"ladder ratios must be in (0, 1), got {self.ladder}")
+
+
+def parse_ladder(text: str) -> tuple[float, ...]:
+    """`paper`, `fine` or a comma list of ratios (0.05,0.5,0.83)."""
+    if text in LADDERS:
+        return LADDERS[text]
+    return tuple(sorted({float(x) for x in text.split(",") if x.strip()}))
+
+
+def next_points(ladder: tuple[float, ...], keeps: dict[float, bool], k: int = 1) -> list[float]:
+    """The ratios to run next (empty = converged). `keeps`: judged ratio -> keeps the accuracy."""
+    grid = sorted(set(ladder) | set(keeps))
+    lo = max([i for i, r in enumerate(grid) if keeps.get(r) is True], default=-1)
+    hi = min([i for i, r in enumerate(grid) if i > lo and keeps.get(r) is False], default=len(grid))
+    inner = list(range(lo + 1, hi))
+    if not inner:
+        return []
+    picks = sorted({min(len(inner) - 1, max(0, (j + 1) * (len(inner) + 1) // (k + 1) - 1)) for j in range(k)})
+    return [grid[inner[p]] for p in picks]
+
+
+def _signature(cfg: dict[str, Any]) -> str:
+    """A resolved config's identity without the searched ratio and trial: which cell a run is in."""
+    from dfdistill.config.resolve import identity
+
+    d = identity(OmegaConf.create(cfg))
+    pr = dict(d.get("pruning") or {})
+    pr.pop("ratio", None)
+    pr.pop("seed_offset", None)
+    d["pruning"] = pr
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+@dataclass
+class Cell:
+    """One table cell: its overrides (no ratio / trial keys), baseline job and search state."""
+
+    lines: list[str]
+    name: str
+    selection: str
+    baseline: Optional[Job] = None
+    signature: Optional[str] = None
+    result: Optional[MaxRatio] = None
+    rounds: int = 0
+    evaluated: list[float] = field(default_factory=list)
+    error: Optional[str] = None
+    converged: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        r = self.result
+        at = r.at_max if r else None
+        return {"cell": self.name, "selection": self.selection, "max_ratio": None if r is None else r.ratio,
+                "baseline_mean": r.baseline.mean if r and r.baseline else None,
+                "baseline_std": r.baseline.std if r and r.baseline else None,
+                "at_max_mean": at.mean if at else None, "at_max_std": at.std if at else None,
+                "keeps": {str(q): k for q, k in (r.keeps.items() if r else [])},
+                "rounds": self.rounds, "converged": self.converged, "error": self.error, "rule": r.rule if r else None}
+
+
+class MaxRatioSearch:
+    """Run the search for every cell of an exp (its axes minus the ratio and trial axes)."""
+
+    def __init__(self, exp: str, profile: str, overrides: list[str], launch: Launch,
+                 cfg: Optional[SearchConfig] = None, sweep_dir: Optional[Path] = None,
+                 adds: Optional[list[list[str]]] = None, log: Callable[[str], None] = print) -> None:
+        self.cfg = cfg or SearchConfig()
+        self.launch = launch
+        self.log = log
+        fixed = [o for o in [f"+exp={exp}", f"profile={profile}", *overrides]
+                 if ov.group_of(o) not in (RATIO_KEY, TRIAL_KEY)]
+        self.info: SweepInfo = sweep_info(fixed, sweep_dir)
+        self.info.params = {k: v for k, v in self.info.params.items() if k not in (RATIO_KEY, TRIAL_KEY)}
+        sets = [job_set_lines(fixed, self.info.params, add)[0] for add in [[]] + list(adds or [])]
+        self.cells = [self._cell(job.overrides) for job in expand_jobs(sets, self.info)]
+        self.launched: list[Job] = []
+
+    # -- cells ---------------------------------------------------------------------------------
+    def _cell(self, lines: list[str]) -> Cell:
+        name = ov.dirname(lines, self.info.exclude, self.info.item_sep, self.info.kv_sep)
+        cell = Cell(lines, name, "?")
+        probe = self._jobs(cell, [self.cfg.ladder[0]], trials=1)[0]
+        mark_done(probe)
+        if probe.error:
+            cell.error = probe.error
+            return cell
+        cell.selection = str(probe.resolved.pruning.name)
+        if cell.selection not in SELECTIONS:
+            cell.error = f"pruning={cell.selection} has no ratio to search (use pruning=random or loss)"
+            return cell
+        cell.signature = _signature(OmegaConf.to_container(probe.resolved, resolve=True))
+        base = [o for o in lines if not ov.under(ov.group_of(o), ["pruning"])] + ["pruning=none"]
+        cell.baseline = expand_jobs([base], self.info)[0]
+        return cell
+
+    def _jobs(self, cell: Cell, ratios: list[float], trials: Optional[int] = None) -> list[Job]:
+        n = self.cfg.trials if trials is None else trials
+        sets = [cell.lines + [f"{RATIO_KEY}={r:g}", f"{TRIAL_KEY}={t}"] for r in ratios for t in range(n)]
+        return expand_jobs(sets, self.info)
+
+    def _records(self, cell: Cell, pool: list[dict]) -> list[dict]:
+        """Baseline record + every finished removal trial of the cell (trial < trials) in the sweep dir."""
+        out = []
+        base = cell.baseline
+        if base.key is None:
+            mark_done(base)
+        out += [r for r in pool if base.key is not None and r.get("config_key") == base.key][-1:]
+        seen = set()
+        for r in pool:
+            c = r.get("config") or {}
+            off = int(((c.get("pruning") or {}).get("seed_offset")) or 0)
+            ratio = float(r.get("pruning_ratio", 0.0) or 0.0)
+            if ratio <= 0.0 or off >= self.cfg.trials or (ratio, off) in seen:
+                continue
+            if _signature(c) == cell.signature:
+                seen.add((ratio, off))
+                out.append(r)
+        return out
+
+    def _judge(self, cell: Cell, pool: list[dict]) -> dict[float, bool]:
+        recs = self._records(cell, pool)
+        complete = {}
+        for r in recs:
+            complete.setdefault(round(float(r.get("pruning_ratio", 0.0) or 0.0), 6), []).append(r)
+        full = [r for q, rs in complete.items() if q == 0.0 or len(rs) >= self.cfg.trials for r in rs]
+        cell.result = max_ratio(full)
+        cell.evaluated = sorted(cell.result.points)
+        return dict(cell.result.keeps)
+
+    # -- rounds --------------------------------------------------------------------------------
+    def pool(self) -> list[dict]:
+        recs = []
+        for path in sorted(self.info.sweep_dir.rglob("results.jsonl")):
+            recs += finished_records(path.parent)
+        return recs
+
+    def step(self) -> list[Job]:
+        """One round: propose points for every open cell, launch the pending jobs. Returns them."""
+        pool = self.pool()
+        wanted: dict[str, list[Job]] = {}
+        for cell in self.cells:
+            if cell.error or cell.converged:
+                continue
+            keeps = self._judge(cell, pool)
+            jobs = []
+            if cell.result.baseline is None:  # start: the baseline and the first probes together
+                jobs.append(cell.baseline)
+                keeps = {}
+            points = next_points(self.cfg.ladder, keeps, self.cfg.points_per_round)
+            if not points and not jobs:
+                cell.converged = True
+                continue
+            cell.rounds += 1
+            wanted[cell.name] = jobs + self._jobs(cell, points)
+        pending = []
+        for job in (j for jobs in wanted.values() for j in jobs):
+            if job.key is None and job.error is None:
+                mark_done(job)
+            if not job.done and job.error is None and job.out_dir not in {p.out_dir for p in pending}:
+                pending.append(job)
+        if pending:
+            self.log(f"[search] round: {len(pending)} job(s) for {len(wanted)} open cell(s)")
+            self.launch(pending)
+            self.launched += pending
+            for job in (j for jobs in wanted.values() for j in jobs if not j.done and j.key is not None):
+                job.done = job_record(job) is not None
+        for cell in self.cells:  # a job that did not finish stops its cell (no endless relaunching)
+            bad = [j for j in wanted.get(cell.name, []) if not j.done]
+            if bad:
+                why = bad[0].error or f"job did not finish: {bad[0].out_dir}"
+                cell.error = f"{why} (see its run.log; rerun to continue)"
+        return pending
+
+    def run(self) -> list[Cell]:
+        for _ in range(self.cfg.max_rounds):
+            self.step()
+            if all(c.converged or c.error for c in self.cells):
+                break
+        else:
+            for c in self.cells:
+                if not c.converged and not c.error:
+                    c.error = f"not converged after {self.cfg.max_rounds} rounds"
+        for c in self.cells:
+            if c.error:
+                print(f"[search] {c.name}: {c.error}", file=sys.stderr)
+        return self.cells
+
+    def write_summary(self, path: Optional[Path] = None) -> Path:
+        path = path or self.info.sweep_dir / "search.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"ladder": list(self.cfg.ladder), "trials": self.cfg.trials,
+                                    "cells": [c.summary() for c in self.cells]}, indent=1) + "\n")
+        return path

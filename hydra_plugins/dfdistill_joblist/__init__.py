@@ -1,0 +1,1 @@
+"""dfdistill's Hydra sweeper plugin (`hydra/sweeper=joblist`); see joblist_sweeper.py."""

@@ -1,0 +1,208 @@
+"""Sweep planning (Hydra's expansion and job dirs), launchers' GPU assignment, the max-ratio search."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from dfdistill.reporting.max_ratio import max_ratio
+from dfdistill.sweeps import overrides as ov
+from dfdistill.sweeps.gpus import GpuSlot
+from dfdistill.sweeps.launch import launch_local
+from dfdistill.sweeps.plan import Job, plan
+from dfdistill.sweeps.search import PAPER_LADDER, FINE_LADDER, MaxRatioSearch, SearchConfig, next_points
+
+PAPER_VALUES = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.83, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995]
+
+
+# ------------------------------------------------------------------------------------------------ #
+# planning = Hydra's own expansion and dir names
+# ------------------------------------------------------------------------------------------------ #
+def test_expansion_and_dirnames_equal_hydras() -> None:
+    """Same job order as BasicSweeper (command line replaces an axis in place), same override_dirname."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    lines = ["method=dc,dm", "ipc=1,10", "+exp=bilp_tab4", "pruning.epochs=[1],[5]", "ipc=1,10,50", "seed=0"]
+    parsed = OverridesParser.create().parse_overrides(lines)
+    assert ov.expand(lines) == BasicSweeper.split_arguments(parsed, None)[0]
+    assert len(ov.expand(lines)) == 2 * 3 * 2
+    for job in ov.expand(lines):
+        want = get_overrides_dirname(OverridesParser.create().parse_overrides(job), ["seed"], ",", "=")
+        assert ov.dirname(job, ["seed"]) == want
+
+
+def test_rerun_of_a_finished_sweep_finds_every_job_done(tmp_path: Path) -> None:
+    base = ["dataset=digits", "method=dc,dm", "ipc=1", "pruning=none", "logger=none"]
+    sweep, jobs = plan("bilp_tab4", "smoke", base, tmp_path)
+    assert sweep == tmp_path.resolve() and len(jobs) == 2 and not any(j.done for j in jobs)
+    for j in jobs:
+        j.out_dir.mkdir(parents=True)
+        (j.out_dir / "results.jsonl").write_text(json.dumps({"config_key": j.key}) + "\n")
+    _, again = plan("bilp_tab4", "smoke", base, tmp_path)
+    assert all(j.done for j in again)
+    _, other = plan("bilp_tab4", "smoke", base[:-1] + ["seed=1", "logger=none"], tmp_path)
+    assert not any(j.done for j in other)  # another config in another dir: not finished
+
+
+# ------------------------------------------------------------------------------------------------ #
+# launchers: one GPU per running job
+# ------------------------------------------------------------------------------------------------ #
+def test_local_launcher_never_shares_a_device_between_running_jobs() -> None:
+    held: dict[str, int] = {}
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def runner(job: Job, env: dict) -> int:
+        dev = env["CUDA_VISIBLE_DEVICES"]
+        with lock:
+            assert held.get(dev, 0) == 0, f"device {dev} given to two running jobs"
+            held[dev] = 1
+            seen.append(dev)
+        time.sleep(0.02)
+        with lock:
+            held[dev] = 0
+        return 0
+
+    jobs = [Job([f"seed={i}"], Path(f"/tmp/j{i}")) for i in range(7)]
+    rcs = launch_local(jobs, n_parallel=4, devices=["3", "5"], runner=runner)
+    assert rcs == [0] * 7 and sorted(set(seen)) == ["3", "5"] and len(seen) == 7
+
+
+def test_local_launcher_without_devices_sets_no_cuda_env(monkeypatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    envs = []
+    launch_local([Job([], Path("/tmp/x"))], devices=[], runner=lambda j, env: envs.append(env) or 0)
+    assert "CUDA_VISIBLE_DEVICES" not in envs[0]
+
+
+def test_gpu_slots_are_exclusive_across_holders(tmp_path: Path) -> None:
+    a, b, c = (GpuSlot(["0", "1"], tmp_path) for _ in range(3))
+    assert a.try_acquire() == 0 and b.try_acquire() == 1
+    assert c.try_acquire() is None  # both devices held: a third job waits
+    a.release()
+    assert c.try_acquire() == 0
+    assert GpuSlot([], tmp_path).acquire() is None  # CPU-only: nothing to hold
+
+
+# ------------------------------------------------------------------------------------------------ #
+# max-ratio search
+# ------------------------------------------------------------------------------------------------ #
+def _simulate(ladder, threshold: float, k: int = 1) -> tuple[float, int]:
+    keeps: dict[float, bool] = {}
+    rounds = 0
+    while pts := next_points(ladder, keeps, k):
+        rounds += 1
+        keeps.update({p: p <= threshold + 1e-9 for p in pts})
+    return max([p for p, ok in keeps.items() if ok], default=0.0), rounds
+
+
+@pytest.mark.parametrize("ladder", [PAPER_LADDER, FINE_LADDER], ids=["paper", "fine"])
+def test_bracket_reaches_every_value_the_paper_reports(ladder) -> None:
+    import math
+
+    for value in PAPER_VALUES:
+        got, rounds = _simulate(ladder, value)
+        assert got == value
+        assert rounds <= math.ceil(math.log2(len(ladder) + 1))  # bisection
+        got3, rounds3 = _simulate(ladder, value, k=3)
+        assert got3 == value and rounds3 <= rounds
+
+
+def test_bracket_takes_the_largest_keeping_ratio_above_a_failure() -> None:
+    keeps = {0.5: True, 0.8: False, 0.95: True}  # loss pruning: a dip, then a gain at high ratios
+    assert all(p > 0.95 for p in next_points(PAPER_LADDER, keeps, 2))
+    assert next_points(PAPER_LADDER, {0.97: True, 0.99: False}) == []
+
+
+def _fake_runs(acc_of_ratio, launched: list):
+    def launch(jobs: list[Job]) -> list[int]:
+        for j in jobs:
+            launched.append(j)
+            cfg = OmegaConf.to_container(j.resolved, resolve=True)
+            ratio = float(cfg["pruning"].get("ratio", 0.0)) if cfg["pruning"]["name"] != "none" else 0.0
+            acc = acc_of_ratio(ratio, int(cfg["pruning"].get("seed_offset", 0) or 0))
+            rec = {"config_key": j.key, "config": cfg, "pruning": cfg["pruning"]["name"], "pruning_ratio": ratio,
+                   "acc_mean": acc, "acc_std": 0.01, "accs": [acc], "method": cfg["method"]["name"]}
+            j.out_dir.mkdir(parents=True, exist_ok=True)
+            (j.out_dir / "results.jsonl").write_text(json.dumps(rec) + "\n")
+        return [0] * len(jobs)
+
+    return launch
+
+
+CELL = ["dataset=digits", "method=dc", "ipc=1", "logger=none"]
+
+
+def test_search_finds_the_max_ratio_with_five_removal_trials_and_resumes(tmp_path: Path) -> None:
+    """Accuracy is a known function of the ratio: keeps 0.50 up to 83 %, then drops (trial noise < std)."""
+    launched: list[Job] = []
+    acc = lambda r, t: 0.50 + 0.002 * (t - 2) if r <= 0.83 else 0.40  # noqa: E731
+    s = MaxRatioSearch("bilp_tab1", "smoke", CELL, _fake_runs(acc, launched), SearchConfig(trials=5), tmp_path)
+    [cell] = s.run()
+    assert cell.error is None and cell.converged and cell.result.ratio == 0.83
+    assert cell.selection == "random" and cell.result.baseline.mean == pytest.approx(0.496)
+    trials = {}
+    for j in launched:
+        c = j.resolved.pruning
+        if c.name != "none":
+            trials.setdefault(float(c.ratio), set()).add(int(c.seed_offset))
+    assert all(t == {0, 1, 2, 3, 4} for t in trials.values())
+    assert len(trials) <= 5 and 0.83 in trials and 0.85 in trials  # bisection over 16 rungs
+    assert sum(1 for j in launched if j.resolved.pruning.name == "none") == 1
+    summary = json.loads(s.write_summary().read_text())
+    assert summary["cells"][0]["max_ratio"] == 0.83 and summary["trials"] == 5
+
+    def no_launch(jobs):
+        raise AssertionError(f"a finished search relaunched {len(jobs)} job(s)")
+
+    [again] = MaxRatioSearch("bilp_tab1", "smoke", CELL, no_launch, SearchConfig(trials=5), tmp_path).run()
+    assert again.result.ratio == 0.83 and again.converged
+
+
+def test_search_reuses_finished_runs_off_the_ladder(tmp_path: Path) -> None:
+    """Runs of the exp's fixed grid (any ratio, same cell) count: 0.6 finished beforehand is not rerun."""
+    launched: list[Job] = []
+    acc = lambda r, t: 0.5 if r <= 0.6 else 0.3  # noqa: E731
+    grid = MaxRatioSearch("bilp_tab2", "smoke", CELL, _fake_runs(acc, []), SearchConfig(trials=2, ladder=(0.6,)), tmp_path)
+    grid.run()
+    s = MaxRatioSearch("bilp_tab2", "smoke", CELL, _fake_runs(acc, launched), SearchConfig(trials=2), tmp_path)
+    [cell] = s.run()
+    assert cell.selection == "loss" and cell.result.ratio == 0.6
+    assert not any(float(j.resolved.pruning.get("ratio", 0)) == 0.6 for j in launched if j.resolved.pruning.name != "none")
+
+
+def test_loss_removal_trials_draw_other_scoring_networks(compose_cfg) -> None:
+    """pruning.seed_offset changes which rows loss pruning keeps (BiLP Table 2's removal trials)."""
+    import torch
+
+    from dfdistill.artifacts import ArtifactCache
+    from dfdistill.config.resolve import resolve_config
+    from dfdistill.data.datasets import load_dataset
+    from dfdistill.pipeline import make_model_factory
+    from dfdistill.pruning import apply_static_pruning
+
+    kept = []
+    for off in (0, 0, 1):
+        cfg = resolve_config(compose_cfg(["profile=smoke", "pruning=loss", "pruning.ratio=0.5", f"pruning.seed_offset={off}"]))
+        cache = ArtifactCache(cfg.cache_dir)
+        train, _ = load_dataset(cfg.dataset, device=torch.device("cpu"), cache_dir=cache.root)
+        factory = make_model_factory(cfg.backbone, train, torch.device("cpu"))
+        sub, _ = apply_static_pruning(cfg, train, factory, cache, torch.device("cpu"))
+        kept.append(set(sub.source_index.tolist()))
+    assert kept[0] == kept[1] and kept[0] != kept[2]
+
+
+def test_max_ratio_rule_on_records() -> None:
+    rec = lambda r, a, sd=0.01: {"pruning_ratio": r, "acc_mean": a, "acc_std": sd}  # noqa: E731
+    cell = max_ratio([rec(0.0, 0.50, 0.02), rec(0.5, 0.49), rec(0.5, 0.495), rec(0.9, 0.47), rec(0.9, 0.47),
+                      rec(0.99, 0.485), rec(0.99, 0.485)])
+    assert cell.keeps == {0.5: True, 0.9: False, 0.99: True} and cell.ratio == 0.99
+    assert cell.points[0.5].trials == 2 and cell.points[0.5].mean == pytest.approx(0.4925)
+    assert max_ratio([rec(0.5, 0.5)]).ratio is None  # no unpruned baseline: no cell
