@@ -1,10 +1,13 @@
 # dfdistill: one command per paper table. `make help` lists the targets.
 #   make table-bilp-4 PROFILE=cpu DATASET=cifar10_jpeg        # sweep (only missing jobs) + table
-#   make table-bilp-4 PROFILE=smoke DATASET=digits EXTRA="method=dc,dm ipc=1"
+#   make table-bilp-4 PROFILE=full PLAN=1                      # every job, its settings, the cost; runs nothing
+#   make table-bilp-1 PROFILE=smoke DATASET=digits EXTRA="method=dc,dm ipc=1"
 # Variables: PROFILE (full|cpu|smoke), DATASET (replaces the dataset axis), EXTRA (more Hydra
-# overrides; a sweep value like ipc=1,10 replaces that axis), SWEEP_DIR (default
-# results/sweeps/<exp>/<profile>), OUT (table folder, default SWEEP_DIR), LAUNCHER (local |
-# inprocess | joblib | submitit_slurm | ...), JOBS (parallel local jobs), LOGGER (none | wandb).
+# overrides; a sweep value like ipc=1,10 replaces that axis), PLAN=1 (plan only), SWEEP_DIR (root;
+# default results/sweeps/<exp>/<profile>), OUT (table folder, default the sweep dir), LAUNCHER
+# (local | inprocess | joblib | submitit_local | submitit_slurm), JOBS (parallel local jobs, one GPU
+# each), LOGGER (none | wandb). What each table runs beyond its exp's grid (extra rows, ragged IPC
+# columns, the max-ratio search, reuse of other tables' runs) is in dfdistill/sweeps/jobsets.py.
 
 PYTHON   ?= python
 PROFILE  ?= cpu
@@ -16,13 +19,12 @@ LOGGER   ?= none
 OUT      ?=
 SWEEP_DIR ?=
 PAPER_DATASET ?=
+PLAN     ?=
 
-# Tiny-ImageNet needs the 4-block ConvNet (64px input).
-BACKBONE_FOR = $(if $(filter tinyimagenet,$(DATASET)),backbone=convnet_d4,)
 RUN_TABLE = $(PYTHON) scripts/run_table.py --profile $(PROFILE) --launcher $(LAUNCHER) --jobs $(JOBS) \
-	$(if $(SWEEP_DIR),--sweep-dir $(SWEEP_DIR)/$(1),) $(if $(OUT),--out $(OUT),) \
+	$(if $(SWEEP_DIR),--sweep-dir $(SWEEP_DIR)/$(1),) $(if $(OUT),--out $(OUT),) $(if $(PLAN),--plan,) \
 	$(if $(PAPER_DATASET),--paper-dataset $(PAPER_DATASET),) $(2) $(1) logger=$(LOGGER) \
-	$(if $(DATASET),dataset=$(DATASET),) $(BACKBONE_FOR) $(EXTRA)
+	$(if $(DATASET),dataset=$(DATASET),) $(EXTRA)
 
 .PHONY: help test test-slow quickstart tables clean-sweeps bench bench-methods \
 	table-bilp-1 table-bilp-2 table-bilp-3 table-bilp-4 table-bilp-5 table-bilp-6 table-bilp-7 \
@@ -30,7 +32,7 @@ RUN_TABLE = $(PYTHON) scripts/run_table.py --profile $(PROFILE) --launcher $(LAU
 
 help: ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-24s %s\n", $$1, $$2}'
-	@echo "  vars: PROFILE=full|cpu|smoke DATASET=... EXTRA='k=v ...' LAUNCHER=local|joblib|submitit_slurm JOBS=N SWEEP_DIR=... OUT=..."
+	@echo "  vars: PROFILE=full|cpu|smoke DATASET=... EXTRA='k=v ...' PLAN=1 LAUNCHER=local|joblib|submitit_slurm JOBS=N SWEEP_DIR=... OUT=..."
 
 test: ## fast unit tests (excludes @slow)
 	$(PYTHON) -m pytest -q
@@ -41,23 +43,23 @@ test-slow: ## the slow pipeline / sweep tests
 quickstart: ## the default job: DM, IPC 10, digits (PROFILE=smoke for seconds)
 	$(PYTHON) run.py +exp=quickstart profile=$(PROFILE) logger=$(LOGGER) $(if $(DATASET),dataset=$(DATASET),) $(EXTRA)
 
-table-bilp-1: ## BiLP Table 1: max pruning ratio, random selection
+table-bilp-1: ## BiLP Table 1: max pruning ratio, random selection (search, 5 removal trials)
 	$(call RUN_TABLE,bilp_tab1)
-table-bilp-2: ## BiLP Table 2: max pruning ratio, empirical-loss selection
+table-bilp-2: ## BiLP Table 2: max pruning ratio, empirical-loss selection (search, 5 removal trials)
 	$(call RUN_TABLE,bilp_tab2)
-table-bilp-3: ## BiLP Table 3: best accuracy with loss pruning
+table-bilp-3: ## BiLP Table 3: best accuracy with loss pruning (reuses Table 2's runs)
 	$(call RUN_TABLE,bilp_tab3)
-table-bilp-4: ## BiLP Table 4: baselines vs BiLP+method
+table-bilp-4: ## BiLP Table 4: baselines, BiLP+DC/IDC, BiLP+IDC (x3), full dataset
 	$(call RUN_TABLE,bilp_tab4)
 table-bilp-5: ## BiLP Table 5: pruning-criteria ablation (IDC)
-	$(call RUN_TABLE,bilp_tab5,--add "pruning=bilp pruning.adaptive.tail=small,large")
+	$(call RUN_TABLE,bilp_tab5)
 table-bilp-6: ## BiLP Table 6: s/iter of ITE variants + speed-up vs unpruned (IDC)
-	$(call RUN_TABLE,bilp_tab6,--add "pruning=none")
-table-bilp-7: ## BiLP Table 7: ImageNet-1K, full data vs BiLP
+	$(call RUN_TABLE,bilp_tab6)
+table-bilp-7: ## BiLP Table 7: ImageNet-1K, full data vs BiLP, random real, training time
 	$(call RUN_TABLE,bilp_tab7)
-fig-bilp-2: ## BiLP Fig. 2: accuracy vs pruning ratio, random vs loss (+ plot)
+fig-bilp-2: ## BiLP Fig. 2: max ratio random -> loss (reuses Tables 1-2's runs)
 	$(call RUN_TABLE,bilp_fig2)
-fig-bilp-3: ## BiLP Fig. 3: stratified distillation by loss stratum
+fig-bilp-3: ## BiLP Fig. 3: stratified distillation, trials x epochs grid
 	$(call RUN_TABLE,bilp_fig3)
 fig-bilp-4: ## BiLP Fig. 4: loss scores per dataset for the diversity plot (stage=scores)
 	$(call RUN_TABLE,bilp_fig4,--no-table)
@@ -65,7 +67,7 @@ table-dfcolearn-1: ## DF-CoLearn Table 1: accuracy vs baselines
 	$(call RUN_TABLE,dfcolearn_tab1)
 table-dfcolearn-2: ## DF-CoLearn Table 2: component ablation
 	$(call RUN_TABLE,dfcolearn_tab2)
-table-edd-tinyimagenet: ## EDD: Tiny-ImageNet IPC 50 claim
+table-edd-tinyimagenet: ## EDD: Tiny-ImageNet IPC 50 claim (IDC base)
 	$(call RUN_TABLE,edd_tinyimagenet)
 
 tables: table-bilp-1 table-bilp-2 table-bilp-3 table-bilp-4 table-bilp-5 table-bilp-6 table-bilp-7 fig-bilp-2 fig-bilp-3 table-dfcolearn-1 table-dfcolearn-2 table-edd-tinyimagenet ## every table (long: use PROFILE=full on a GPU)

@@ -20,17 +20,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def compose(overrides: list[str], out_dir: Path):
-    from hydra import compose as hcompose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    """The run config for `overrides` (default profile=full), through the one compose helper."""
     from omegaconf import open_dict
 
-    from dfdistill.config.store import register_configs
+    from dfdistill.config.compose import compose_run_config
 
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = hcompose("config", overrides=["logger=none", "profile=full", *overrides])
-    GlobalHydra.instance().clear()
+    cfg = compose_run_config(["logger=none", "profile=full", *overrides])
     with open_dict(cfg):
         cfg.output_dir = str(out_dir)
         cfg.progress = False

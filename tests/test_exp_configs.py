@@ -1,4 +1,5 @@
-"""Every conf/exp/*.yaml composes, validates, and every value of every sweep axis composes too."""
+"""Every conf/exp/*.yaml composes and validates with every value of every sweep axis; table exps pin
+no evaluation protocol; Tiny-ImageNet runs the 4-block ConvNet; the tables' extra job sets exist."""
 
 from __future__ import annotations
 
@@ -9,30 +10,23 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from dfdistill.config.compose import compose_run_config
 from dfdistill.config.resolve import resolve_config
+from dfdistill.sweeps import jobsets
+from dfdistill.sweeps.plan import plan
 from dfdistill.tables import SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 EXPS = sorted(p.stem for p in (CONF / "exp").glob("*.yaml"))
-ARRIVING = {"method": ["mtt", "tesla", "idc", "dfcolearn", "edd"], "pruning": ["random", "loss", "ite", "bilp"]}
+TABLE_EXPS = [e for e in EXPS if e in SPECS]
+ARRIVING = {"method": ["idm", "rfad"]}  # options other tracks are adding (issue 15 item 2)
 
 
 def _compose(overrides: list[str], hydra_cfg: bool = False):
     return compose_run_config(overrides, return_hydra_config=hydra_cfg)
-
-
-def _needed_options(exp: str, params: dict) -> list[tuple[str, str]]:
-    """(group, option) pairs the exp needs: its `override /group: option` lines and its group axes."""
-    text = (CONF / "exp" / f"{exp}.yaml").read_text()
-    need = re.findall(r"override /(\w+): (\w+)", text)
-    for key, value in params.items():
-        if (CONF / key).is_dir():
-            need += [(key, v.strip()) for v in str(value).split(",")]
-    return need
 
 
 def _axis_values(key: str, value: str) -> list[str]:
@@ -40,32 +34,38 @@ def _axis_values(key: str, value: str) -> list[str]:
     return list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
 
 
+def _missing(group: str, option: str) -> bool:
+    return (CONF / group).is_dir() and not (CONF / group / f"{option}.yaml").exists()
+
+
 @pytest.mark.parametrize("exp", EXPS)
 def test_exp_composes(exp: str, tmp_path: Path) -> None:
     text = (CONF / "exp" / f"{exp}.yaml").read_text()
     assert text.startswith("# @package _global_"), f"{exp}.yaml must start with '# @package _global_'"
-    missing = [f"{g}={o}" for g, o in re.findall(r"override /(\w+): (\w+)", text)
-               if not (CONF / g / f"{o}.yaml").exists()]
-    if missing and all(m.split("=")[1] in ARRIVING.get(m.split("=")[0], []) for m in missing):
-        pytest.skip(f"{exp} needs {missing}, not in conf/ yet (arriving from the method/pruning issues)")
+    bad = [f"{g}={o}" for g, o in re.findall(r"override /(\w+): (\w+)", text) if _missing(g, o)]
+    assert not bad, f"{exp} selects options that do not exist: {bad}"
     base = [f"+exp={exp}", "profile=full", "logger=none"]  # the exp as written (profiles only scale)
     hcfg = _compose(base, hydra_cfg=True)
     params = {str(k): str(v) for k, v in (hcfg.hydra.sweeper.params or {}).items()}
-    missing = [f"{g}={o}" for g, o in _needed_options(exp, params) if not (CONF / g / f"{o}.yaml").exists()]
-    if missing:
-        bad = [m for m in missing if m.split("=")[1] not in ARRIVING.get(m.split("=")[0], [])]
-        assert not bad, f"{exp} refers to options that do not exist: {bad}"
-        pytest.skip(f"{exp} needs {sorted(set(missing))}, not in conf/ yet (arriving from the method/pruning issues)")
-    if exp in SPECS:  # our table exps: deterministic sweep dir + table callback
+    if exp in SPECS:  # our table exps: deterministic sweep dir + table callback + one GPU per job
         assert "${now" not in str(hcfg.hydra.sweep.dir) and exp in str(hcfg.hydra.sweep.dir)
         assert hcfg.hydra.callbacks.table._target_ == "dfdistill.callbacks.TableCallback"
-    # the base config and every single axis value compose AND validate (schemas catch unknown keys)
-    # group axes: every option; value axes (ratios, seeds): the extremes (same keys, cheaper)
-    variants: list[list[str]] = [[]]
+        assert hcfg.hydra.callbacks.gpu._target_ == "dfdistill.sweeps.gpus.GpuSlotCallback"
+    # the base config and every value of every axis compose AND validate (schemas catch unknown
+    # keys). Axes are zipped (variant i takes value i of each axis, cycling), so every option is
+    # covered with as few compositions as the longest axis; value axes (ratios, seeds): extremes.
+    axes: list[list[str]] = []
     for k, val in params.items():
         vals = _axis_values(k, val)
         vals = vals if (CONF / k).is_dir() else list(dict.fromkeys([vals[0], vals[-1]]))
-        variants += [[f"{k}={v}"] for v in vals]
+        for v in vals:
+            if _missing(k, v):
+                assert v in ARRIVING.get(k, []), f"{exp}: axis {k} has an option that does not exist: {v}"
+        vals = [v for v in vals if not _missing(k, v)]
+        if vals:
+            axes.append([f"{k}={v}" for v in vals])
+    n = max([len(a) for a in axes], default=0)
+    variants: list[list[str]] = [[]] + [[a[i % len(a)] for a in axes] for i in range(n)]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
@@ -76,6 +76,69 @@ def test_exp_composes(exp: str, tmp_path: Path) -> None:
                 resolve_config(cfg)
     finally:
         GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("exp", TABLE_EXPS)
+def test_table_exps_pin_no_evaluation_protocol(exp: str) -> None:
+    """Each method's own protocol applies (IDC's for IDC): no `override /eval`, no protocol value."""
+    node = OmegaConf.load(CONF / "exp" / f"{exp}.yaml")
+    assert not [d for d in node.get("defaults", []) if "/eval" in str(d)]
+    assert set(node.get("eval", {}) or {}) <= {"compare_random"}, f"{exp} pins eval values {dict(node.eval)}"
+
+
+@pytest.mark.parametrize("exp", ["bilp_tab1", "bilp_tab2", "bilp_tab3", "bilp_fig2"])
+def test_tinyimagenet_is_on_the_axis_with_the_4_block_convnet(exp: str, tmp_path: Path) -> None:
+    params = _compose([f"+exp={exp}"], hydra_cfg=True).hydra.sweeper.params
+    assert "tinyimagenet" in _axis_values("dataset", str(params.dataset))
+    for ds, depth in (("tinyimagenet", 4), ("cifar10", 3)):
+        cfg = _compose([f"+exp={exp}", f"dataset={ds}", "logger=none", "dataset.root=/x"])
+        with open_dict(cfg):
+            cfg.output_dir = str(tmp_path)
+        assert resolve_config(cfg).backbone.depth == depth
+
+
+def test_convnet_depth_follows_the_input_size() -> None:
+    from dfdistill.models import convnet_depth
+
+    assert [convnet_depth(s) for s in (16, 28, 32, 64, 128)] == [3, 3, 3, 4, 5]
+
+
+def _set_jobs(exp: str, overrides: list[str]):
+    _, jobs = plan(exp, "smoke", overrides, Path("/tmp/unused"), adds=jobsets.extra_sets(exp, overrides), check=False)
+    return [dict(o.lstrip("+").split("=", 1) for o in j.overrides) for j in jobs]
+
+
+def test_table4_produces_bilp_idc_x3_full_dataset_and_ipc50_rows() -> None:
+    jobs = _set_jobs("bilp_tab4", [])
+    rows = {(j["method"], j.get("pruning"), j.get("method.factor"), j["ipc"]) for j in jobs}
+    assert ("idc", "bilp", "3", "1") in rows and ("idc", "bilp", "3", "50") in rows  # BiLP+IDC (x3)
+    assert ("dc", "bilp", None, "10") in rows and ("idc", "bilp", None, "10") in rows
+    whole = [j for j in jobs if j["method"] == "whole"]
+    assert len(whole) == 3 and {j["dataset"] for j in whole} == {"cifar10", "cifar100", "svhn"}
+    assert not any(j["dataset"] == "cifar100" and j["ipc"] == "50" for j in jobs)  # not in the paper
+    # the command line narrows the extra sets: a DC/DM IPC 1 slice keeps BiLP+DC only
+    slice_ = _set_jobs("bilp_tab4", ["method=dc,dm", "ipc=1", "dataset=cifar10_jpeg"])
+    assert {(j["method"], j.get("pruning")) for j in slice_} == {("dc", "none"), ("dm", "none"), ("dc", "bilp")}
+    assert {j["dataset"] for j in slice_} == {"cifar10_jpeg"}
+
+
+def test_narrowing_extra_job_sets() -> None:
+    assert jobsets.narrow(["method=dc,idc", "pruning=bilp"], ["method=dc,dm"]) == ["method=dc", "pruning=bilp"]
+    assert jobsets.narrow(["dataset=cifar10", "ipc=50"], ["ipc=1,10"]) is None
+    assert jobsets.narrow(["dataset=cifar10,svhn", "ipc=50"], ["dataset=digits"]) == ["dataset=digits", "ipc=50"]
+
+
+def test_table7_asks_for_random_real_and_dm_at_ipc_10_50(tmp_path: Path) -> None:
+    jobs = _set_jobs("bilp_tab7", [])
+    assert {(j["method"], j["ipc"]) for j in jobs} == {("dc", "1"), ("dm", "1"), ("mtt", "1"), ("dm", "10"), ("dm", "50")}
+    assert _compose(["+exp=bilp_tab7"]).eval.compare_random is True
+
+
+def test_fig3_grid_is_the_papers_trials_by_epochs() -> None:
+    params = _compose(["+exp=bilp_fig3"], hydra_cfg=True).hydra.sweeper.params
+    assert _axis_values("t", str(params["pruning.trials"])) == ["1", "5", "10", "50"]
+    assert _axis_values("e", str(params["pruning.epochs"])) == ["[1]", "[1-5]", "[1-10]", "[1-100]"]
+    assert _axis_values("s", str(params["pruning.stratum"])) == [str(k) for k in range(1, 11)]
 
 
 def test_make_help_lists_every_table_target() -> None:
@@ -90,6 +153,14 @@ def test_make_help_lists_every_table_target() -> None:
         target = f"table-{paper}-{rest[3:]}" if rest.startswith("tab") else (
             f"fig-{paper}-{rest[3:]}" if rest.startswith("fig") else f"table-{paper}-{rest}")
         assert target in out, f"make help does not list {target} (for conf/exp/{exp}.yaml)"
+
+
+def test_make_plan_flag_reaches_run_table() -> None:
+    import subprocess
+
+    out = subprocess.run(["make", "-n", "table-bilp-4", "PLAN=1", "PROFILE=full"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert "scripts/run_table.py" in out and "--plan" in out and "--profile full" in out
 
 
 def test_quickstart_is_the_default_job() -> None:

@@ -7,6 +7,7 @@ from dfdistill.artifacts import ArtifactCache
 from dfdistill.data.real import RealData
 from dfdistill.models import build_model
 from dfdistill.scoring import ScoringConfig, cached_scores, hardness, per_sample_loss_and_grad_norm
+from dfdistill.scoring.empirical import compute_scores
 
 
 def _real(n_per=6, C=3):
@@ -58,3 +59,20 @@ def test_chunk_is_a_speed_knob_not_a_cache_key(tmp_path):
     cached_scores(real, _factory, ScoringConfig(**scfg, chunk=3), 0, cache, "toy", {})
     cached_scores(real, _factory, ScoringConfig(**scfg), 0, cache, "toy", {})
     assert len(list((tmp_path / "scores").glob("*.pt"))) == 1
+
+
+def test_epoch_range_reads_every_epoch_of_it():
+    """BiLP Fig. 3's "mean loss of the first E epochs" as 'a-b' (short sweep dir names)."""
+    import pytest
+
+    from dfdistill.errors import ConfigError
+
+    assert ScoringConfig(epochs=["1-5"]).readout_epochs() == [1, 2, 3, 4, 5]
+    assert ScoringConfig(epochs=["1-3", 7, -1], train_epochs=9).readout_epochs() == [1, 2, 3, 7, 9]
+    for bad in ("5-1", "0-3", "1-x"):
+        with pytest.raises(ConfigError):
+            ScoringConfig(epochs=[bad])
+    real = _real()  # scores = mean over the range's read-outs: equal to listing the epochs
+    a = compute_scores(real, _factory, ScoringConfig(trials=1, epochs=["1-2"], batch_size=4), seed=0)
+    b = compute_scores(real, _factory, ScoringConfig(trials=1, epochs=[1, 2], batch_size=4), seed=0)
+    assert torch.equal(a, b)

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from dfdistill.config.schema import DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig
 
@@ -55,3 +56,7 @@ def register_configs() -> None:
         cs.store(group="method", name=f"base_{entry.name}", node=entry.meta["config"])
     for name in MODELS:
         cs.store(group="backbone", name=f"base_{name}", node=backbone_schema(name))
+    # ${convnet_depth:${dataset.image_size}}: the ConvNet depth the papers use at that input size
+    from dfdistill.models import convnet_depth
+
+    OmegaConf.register_new_resolver("convnet_depth", convnet_depth, replace=True)

@@ -62,4 +62,12 @@ def count_parameters(model: nn.Module) -> int:
 # Imported last: the submodules register themselves with the decorator defined above.
 from dfdistill.models import convnet, resnet, small  # noqa: E402,F401
 
-__all__ = ["MODELS", "build_model", "count_parameters", "register"]
+def convnet_depth(image_size: int) -> int:
+    """Blocks of the papers' ConvNet at this input size: 3 at 32 px (and below: 28 px MNIST pads to
+    32), 4 at 64 px (Tiny-ImageNet, ImageNet-1K 64), 5 at 128 px, so the last map is 4x4 (2048
+    features at width 128). Exp files use it as `backbone.depth: ${convnet_depth:${dataset.image_size}}`."""
+    size = int(image_size)
+    return max(3, size.bit_length() - 3) if size > 0 else 3
+
+
+__all__ = ["MODELS", "build_model", "convnet_depth", "count_parameters", "register"]

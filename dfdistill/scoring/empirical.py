@@ -28,7 +28,8 @@ class ScoringConfig:
 
     criterion: str = "loss"  # a registered scorer (dfdistill.scoring.criteria): loss | grad_norm | hardness
     trials: int = 1  # T fresh networks (BiLP Fig. 3: 1..50, "little influence")
-    # read-out epochs (1-based); -1 (or 'converged') = after the last of `train_epochs`
+    # read-out epochs (1-based); -1 (or 'converged') = after the last of `train_epochs`;
+    # 'a-b' = every epoch a..b (BiLP Fig. 3: "the mean loss value for the first 1, 5, 10, and 100 epochs")
     epochs: list[Any] = field(default_factory=lambda: [1, 2])
     train_epochs: int = 2  # epochs each trial trains ('converged' reads after the last one)
     lr: float = 0.01
@@ -43,15 +44,27 @@ class ScoringConfig:
         if self.trials < 1 or self.train_epochs < 1:
             raise ConfigError("scoring trials and train_epochs must be >= 1")
         for e in self.epochs:
-            if not (e in ("converged", -1) or (isinstance(e, int) and e >= 1)):
-                raise ConfigError(f"scoring epochs entries must be ints >= 1 or -1/'converged', got {e!r}")
+            if not (e in ("converged", -1) or (isinstance(e, int) and e >= 1) or epoch_range(e)):
+                raise ConfigError(f"pruning.epochs entries must be ints >= 1, -1/'converged' or a range 'a-b' "
+                                  f"(1 <= a <= b), got {e!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"scoring alpha must be in [0, 1], got {self.alpha}")
 
     def readout_epochs(self) -> list[int]:
         """1-based epochs to read scores at (training runs to the largest of them)."""
-        eps = sorted({self.train_epochs if e in ("converged", -1) else int(e) for e in self.epochs})
-        return eps or [self.train_epochs]
+        eps: set[int] = set()
+        for e in self.epochs:
+            span = epoch_range(e)
+            eps |= set(range(span[0], span[1] + 1)) if span else {self.train_epochs if e in ("converged", -1) else int(e)}
+        return sorted(eps) or [self.train_epochs]
+
+
+def epoch_range(e: Any) -> Optional[tuple[int, int]]:
+    """(a, b) for an 'a-b' epochs entry (compact, so sweep dir names stay short), else None."""
+    parts = str(e).split("-") if isinstance(e, str) else []
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts) and 1 <= int(parts[0]) <= int(parts[1]):
+        return int(parts[0]), int(parts[1])
+    return None
 
 
 def compute_scores(real: RealData, factory: Callable[[int], nn.Module], scfg: ScoringConfig, seed: int) -> Tensor:

@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from dfdistill.sweeps import cost, preview
+from dfdistill.sweeps import cost, jobsets, preview
 from dfdistill.sweeps.launch import launch_hydra, launch_inprocess, launch_local
-from dfdistill.sweeps.plan import Job, plan
-from dfdistill.sweeps.search import SearchConfig, MaxRatioSearch, parse_ladder
+from dfdistill.sweeps.plan import Job, adopt, plan, sweep_info
+from dfdistill.sweeps.search import MaxRatioSearch, SearchConfig, parse_ladder
 
 Launch = Callable[[list[Job]], list[int]]
 
@@ -41,7 +41,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--paper-dataset", default=None, help="paper column to compare with (default: same/closest dataset)")
     ap.add_argument("--dry-run", action="store_true", help="list the jobs and their state, launch nothing")
     ap.add_argument("--plan", action="store_true", help="jobs, settings that differ from the defaults, estimated cost")
-    ap.add_argument("--search", action="store_true", help="max-ratio search per cell (BiLP Tables 1-2, Fig. 2)")
+    ap.add_argument("--search", action="store_true", help="max-ratio search per cell (default for BiLP Tables 1-2, Fig. 2)")
+    ap.add_argument("--grid", action="store_true", help="run the exp's fixed grid even where the table is a search")
+    ap.add_argument("--no-extra", action="store_true", help="leave out the table's registered extra job sets (jobsets.py)")
+    ap.add_argument("--reuse", action="append", type=Path, default=[],
+                    help="another sweep dir whose finished runs with the same config count (copied, not rerun)")
     ap.add_argument("--ladder", default="paper", help="search ratios: paper (the values BiLP reports) | fine | 0.1,0.5,...")
     ap.add_argument("--trials", type=int, default=5, help="removal trials per searched ratio (pruning.seed_offset)")
     ap.add_argument("--points-per-round", type=int, default=1, help="ratios per cell per search round (1 = bisection)")
@@ -64,6 +68,17 @@ def make_launch(a: argparse.Namespace, sweep_dir_of: Callable[[], Path], hydra_o
     return lambda jobs: launch_hydra(jobs, sweep_dir_of(), a.launcher, hydra_overrides)
 
 
+def reuse_dirs(a: argparse.Namespace) -> list[Path]:
+    """--reuse dirs + the sweep dirs of the tables this one shares runs with (jobsets.REUSE)."""
+    dirs = list(a.reuse)
+    for other in jobsets.REUSE.get(a.exp, []):
+        if a.sweep_dir is not None:
+            dirs.append(Path(a.sweep_dir).parent / other)
+        else:
+            dirs.append(sweep_info([f"+exp={other}", f"profile={a.profile}"]).sweep_dir)
+    return [d.resolve() for d in dirs]
+
+
 def build(a: argparse.Namespace, sweep_dir: Path) -> Optional[dict]:
     if a.no_table:
         return None
@@ -79,7 +94,7 @@ def run_search(a: argparse.Namespace, overrides: list[str], hydra_overrides: lis
     cfg = SearchConfig(ladder=parse_ladder(a.ladder), trials=a.trials, points_per_round=a.points_per_round)
     holder: dict = {}
     launch = launch or make_launch(a, lambda: holder["s"].info.sweep_dir, hydra_overrides)
-    s = MaxRatioSearch(a.exp, a.profile, overrides, launch, cfg, a.sweep_dir, adds)
+    s = MaxRatioSearch(a.exp, a.profile, overrides, launch, cfg, a.sweep_dir, adds, reuse=reuse_dirs(a))
     holder["s"] = s
     if a.plan or a.dry_run:
         return plan_search(s, a)
@@ -130,10 +145,14 @@ def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
 def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> dict:
     a = parser().parse_intermixed_args(argv)
     overrides, hydra_overrides = split_hydra(a.overrides)
-    adds = [s.split() for s in a.add]
-    if a.search:
+    adds = ([] if a.no_extra else jobsets.extra_sets(a.exp, overrides)) + [s.split() for s in a.add]
+    for extra in adds:
+        print(f"[run_table] job set: {' '.join(extra)}", flush=True)
+    if a.search or (a.exp in jobsets.SEARCH_EXPS and not a.grid):
         return run_search(a, overrides, hydra_overrides, adds, launch)
     sweep_dir, jobs = plan(a.exp, a.profile, overrides, a.sweep_dir, adds)
+    if not (a.plan or a.dry_run):
+        adopt([j for j in jobs if j.key], reuse_dirs(a))
     pending = [j for j in jobs if not j.done and j.error is None]
     broken = [j for j in jobs if j.error is not None]
     print(f"[run_table] {a.exp} / {a.profile}: {len(jobs)} jobs, {sum(j.done for j in jobs)} finished, "

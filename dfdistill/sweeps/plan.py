@@ -142,3 +142,39 @@ def mark_done(job: Job) -> None:
         job.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         return
     job.done = job_record(job) is not None
+
+
+def index_records(dirs: list[Path]) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """config_key -> (run dir, record) of every finished run under `dirs`."""
+    out: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for d in dirs:
+        for path in sorted(Path(d).rglob(RESULTS_FILE)) if Path(d).exists() else []:
+            for rec in finished_records(path.parent):
+                if rec.get("config_key"):
+                    out[rec["config_key"]] = (path.parent, rec)
+    return out
+
+
+def adopt(jobs: list[Job], dirs: list[Path], index: Optional[dict] = None) -> list[Job]:
+    """Pending jobs whose exact config (same config_key) already finished under `dirs` (another
+    table's sweep) get that result copied into their own dir instead of running again."""
+    if not dirs:
+        return []
+    index = index_records(dirs) if index is None else index
+    taken = []
+    for job in jobs:
+        if job.done or job.key not in index:
+            continue
+        src, rec = index[job.key]
+        if Path(src).resolve() == Path(job.out_dir).resolve():
+            continue
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        (job.out_dir / RESULTS_FILE).write_text(json.dumps(rec) + "\n")
+        if (src / "synthetic.png").exists():
+            (job.out_dir / "synthetic.png").write_bytes((src / "synthetic.png").read_bytes())
+        job.done = True
+        taken.append(job)
+    if taken:
+        print(f"[run_table] reused {len(taken)} finished run(s) with the same config from {', '.join(map(str, dirs))}",
+              flush=True)
+    return taken

@@ -30,8 +30,8 @@ from omegaconf import OmegaConf
 
 from dfdistill.reporting.max_ratio import MaxRatio, max_ratio
 from dfdistill.sweeps import overrides as ov
-from dfdistill.sweeps.plan import (Job, SweepInfo, expand_jobs, finished_records, job_record, job_set_lines, mark_done,
-                                   sweep_info)
+from dfdistill.sweeps.plan import (Job, SweepInfo, adopt, expand_jobs, finished_records, job_record, job_set_lines,
+                                   mark_done, sweep_info)
 
 PAPER_LADDER = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.83, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995)
 FINE_LADDER = tuple(round(0.01 * i, 2) for i in range(1, 100)) + (0.995, 0.999)
@@ -119,8 +119,10 @@ class MaxRatioSearch:
 
     def __init__(self, exp: str, profile: str, overrides: list[str], launch: Launch,
                  cfg: Optional[SearchConfig] = None, sweep_dir: Optional[Path] = None,
-                 adds: Optional[list[list[str]]] = None, log: Callable[[str], None] = print) -> None:
+                 adds: Optional[list[list[str]]] = None, log: Callable[[str], None] = print,
+                 reuse: Optional[list[Path]] = None) -> None:
         self.cfg = cfg or SearchConfig()
+        self.reuse = list(reuse or [])
         self.launch = launch
         self.log = log
         fixed = [o for o in [f"+exp={exp}", f"profile={profile}", *overrides]
@@ -185,9 +187,11 @@ class MaxRatioSearch:
 
     # -- rounds --------------------------------------------------------------------------------
     def pool(self) -> list[dict]:
+        """Every finished record in the sweep dir and the reuse dirs."""
         recs = []
-        for path in sorted(self.info.sweep_dir.rglob("results.jsonl")):
-            recs += finished_records(path.parent)
+        for d in [self.info.sweep_dir, *self.reuse]:
+            for path in sorted(d.rglob("results.jsonl")) if d.exists() else []:
+                recs += finished_records(path.parent)
         return recs
 
     def step(self) -> list[Job]:
@@ -214,6 +218,8 @@ class MaxRatioSearch:
                 mark_done(job)
             if not job.done and job.error is None and job.out_dir not in {p.out_dir for p in pending}:
                 pending.append(job)
+        adopt(pending, self.reuse)
+        pending = [j for j in pending if not j.done]
         if pending:
             self.log(f"[search] round: {len(pending)} job(s) for {len(wanted)} open cell(s)")
             self.launch(pending)
