@@ -101,11 +101,11 @@ def run_search(a: argparse.Namespace, overrides: list[str], hydra_overrides: lis
     cells = s.run()
     path = s.write_summary()
     for c in cells:
-        r = c.result
-        if r is not None and r.ratio is not None and r.baseline is not None:
-            at = r.at_max
-            print(f"[search] {c.name}: max ratio {100 * r.ratio:g}% (unpruned {100 * r.baseline.mean:.1f} ± "
-                  f"{100 * r.baseline.std:.1f}; at max {100 * at.mean:.1f} ± {100 * at.std:.1f}; {c.rounds} rounds)")
+        sm = c.summary()
+        if sm["max_ratio"] is not None:
+            (um, us, _), (am, as_, _) = sm["unpruned_pct"], sm["at_max_pct"]
+            print(f"[search] {c.name}: max ratio {100 * sm['max_ratio']:g}% (unpruned {um:.1f} ± {us:.1f}; "
+                  f"at max {am:.1f} ± {as_:.1f}; {c.rounds} rounds)")
     print(f"[run_table] search summary: {path}; launched {len(s.launched)} job(s)", flush=True)
     out = {"cells": cells, "launched": s.launched, "sweep_dir": s.info.sweep_dir, "rcs": [],
            "jobs": [], "summary": path}

@@ -1,7 +1,7 @@
 """Max-ratio search (BiLP Tables 1-2, Fig. 2): per cell, the largest pruning ratio that keeps the
 unpruned accuracy, found in rounds (launch a batch, read the results, narrow the bracket).
 
-The cell rule is `dfdistill.reporting.max_ratio.max_ratio` (the table uses the same function).
+The cell rule is `dfdistill.reporting.cells.max_ratio` (the table uses the same function).
 Each pruning ratio is run with `trials` removal trials (`pruning.seed_offset` = 0..trials-1: for
 random selection a different random drop; for loss selection different scoring networks, hence a
 different loss estimate and drop, while the distillation seed stays fixed); the unpruned baseline
@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 from omegaconf import OmegaConf
 
-from dfdistill.reporting.max_ratio import MaxRatio, max_ratio
+from dfdistill.reporting.cells import MAX_RATIO_RULE, MaxRatio, keeps, max_ratio
 from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import (Job, SweepInfo, adopt, expand_jobs, finished_records, job_record, job_set_lines,
                                    mark_done, sweep_info)
@@ -64,11 +64,11 @@ def parse_ladder(text: str) -> tuple[float, ...]:
     return tuple(sorted({float(x) for x in text.split(",") if x.strip()}))
 
 
-def next_points(ladder: tuple[float, ...], keeps: dict[float, bool], k: int = 1) -> list[float]:
-    """The ratios to run next (empty = converged). `keeps`: judged ratio -> keeps the accuracy."""
-    grid = sorted(set(ladder) | set(keeps))
-    lo = max([i for i, r in enumerate(grid) if keeps.get(r) is True], default=-1)
-    hi = min([i for i, r in enumerate(grid) if i > lo and keeps.get(r) is False], default=len(grid))
+def next_points(ladder: tuple[float, ...], judged: dict[float, bool], k: int = 1) -> list[float]:
+    """The ratios to run next (empty = converged). `judged`: ratio -> keeps the unpruned accuracy."""
+    grid = sorted(set(ladder) | set(judged))
+    lo = max([i for i, r in enumerate(grid) if judged.get(r) is True], default=-1)
+    hi = min([i for i, r in enumerate(grid) if i > lo and judged.get(r) is False], default=len(grid))
     inner = list(range(lo + 1, hi))
     if not inner:
         return []
@@ -98,20 +98,26 @@ class Cell:
     baseline: Optional[Job] = None
     signature: Optional[str] = None
     result: Optional[MaxRatio] = None
+    keeps: dict[float, bool] = field(default_factory=dict)  # judged ratio -> keeps the unpruned accuracy
     rounds: int = 0
-    evaluated: list[float] = field(default_factory=list)
     error: Optional[str] = None
     converged: bool = False
 
+    @property
+    def has_baseline(self) -> bool:
+        return self.result is not None and self.result.ratio is not None
+
     def summary(self) -> dict[str, Any]:
+        """The cell's result (accuracies in %, as the tables print them) and its search trace."""
         r = self.result
-        at = r.at_max if r else None
-        return {"cell": self.name, "selection": self.selection, "max_ratio": None if r is None else r.ratio,
-                "baseline_mean": r.baseline.mean if r and r.baseline else None,
-                "baseline_std": r.baseline.std if r and r.baseline else None,
-                "at_max_mean": at.mean if at else None, "at_max_std": at.std if at else None,
-                "keeps": {str(q): k for q, k in (r.keeps.items() if r else [])},
-                "rounds": self.rounds, "converged": self.converged, "error": self.error, "rule": r.rule if r else None}
+        base = r.unpruned if self.has_baseline else None
+        at = r.per_ratio.get(r.ratio, base) if self.has_baseline else None
+        return {"cell": self.name, "selection": self.selection, "max_ratio": r.ratio if r else None,
+                "unpruned_pct": None if base is None else [base.mean, base.std, base.n],
+                "at_max_pct": None if at is None else [at.mean, at.std, at.n],
+                "tried": {f"{q:g}": {"keeps": k, "mean_pct": r.per_ratio[q].mean, "trials": r.per_ratio[q].n}
+                          for q, k in sorted(self.keeps.items())},
+                "rounds": self.rounds, "converged": self.converged, "error": self.error, "rule": MAX_RATIO_RULE}
 
 
 class MaxRatioSearch:
@@ -181,9 +187,9 @@ class MaxRatioSearch:
         for r in recs:
             complete.setdefault(round(float(r.get("pruning_ratio", 0.0) or 0.0), 6), []).append(r)
         full = [r for q, rs in complete.items() if q == 0.0 or len(rs) >= self.cfg.trials for r in rs]
-        cell.result = max_ratio(full)
-        cell.evaluated = sorted(cell.result.points)
-        return dict(cell.result.keeps)
+        cell.result = m = max_ratio(full)
+        cell.keeps = {q: keeps(s, m.unpruned) for q, s in m.per_ratio.items() if q > 0} if cell.has_baseline else {}
+        return dict(cell.keeps)
 
     # -- rounds --------------------------------------------------------------------------------
     def pool(self) -> list[dict]:
@@ -201,12 +207,12 @@ class MaxRatioSearch:
         for cell in self.cells:
             if cell.error or cell.converged:
                 continue
-            keeps = self._judge(cell, pool)
+            judged = self._judge(cell, pool)
             jobs = []
-            if cell.result.baseline is None:  # start: the baseline and the first probes together
+            if not cell.has_baseline:  # start: the baseline and the first probes together
                 jobs.append(cell.baseline)
-                keeps = {}
-            points = next_points(self.cfg.ladder, keeps, self.cfg.points_per_round)
+                judged = {}
+            points = next_points(self.cfg.ladder, judged, self.cfg.points_per_round)
             if not points and not jobs:
                 cell.converged = True
                 continue
