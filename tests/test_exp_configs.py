@@ -7,8 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
@@ -66,16 +64,11 @@ def test_exp_composes(exp: str, tmp_path: Path) -> None:
             axes.append([f"{k}={v}" for v in vals])
     n = max([len(a) for a in axes], default=0)
     variants: list[list[str]] = [[]] + [[a[i % len(a)] for a in axes] for i in range(n)]
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-            for extra in variants:
-                cfg = compose("config", overrides=base + extra)
-                with open_dict(cfg):
-                    cfg.output_dir = str(tmp_path)
-                resolve_config(cfg)
-    finally:
-        GlobalHydra.instance().clear()
+    for extra in variants:
+        cfg = _compose(base + extra)
+        with open_dict(cfg):
+            cfg.output_dir = str(tmp_path)
+        resolve_config(cfg)
 
 
 @pytest.mark.parametrize("exp", TABLE_EXPS)
