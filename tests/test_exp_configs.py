@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 EXPS = sorted(p.stem for p in (CONF / "exp").glob("*.yaml"))
 TABLE_EXPS = [e for e in EXPS if e in SPECS]
-ARRIVING = {"method": ["idm", "rfad"]}  # options other tracks are adding (issue 15 item 2)
+ARRIVING: dict[str, list[str]] = {}  # options another track is adding (none now)
 
 
 def _compose(overrides: list[str], hydra_cfg: bool = False):
@@ -163,3 +163,11 @@ def test_quickstart_is_the_default_job() -> None:
         assert plain[key] == quick[key]
     for group in ("dataset", "method", "pruning"):
         assert plain[group].name == quick[group].name
+
+
+def test_edd_tinyimagenet_claim_runs_on_the_idc_base(tmp_path: Path) -> None:
+    cfg = _compose(["+exp=edd_tinyimagenet", "logger=none", "dataset.root=/x"])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path)
+    r = resolve_config(cfg)
+    assert (r.method.name, r.method.base, r.ipc, r.dataset.name, r.backbone.depth) == ("edd", "idc", 50, "tinyimagenet", 4)
