@@ -4,7 +4,9 @@ Nothing is distilled: the "set" is the whole (statically pruned, if `pruning=` i
 training split, so the evaluation protocol trains its fresh networks on all of it, exactly as it
 trains them on a distilled set (DC-BENCH's `whole` path: the same evaluation loop on the full
 dataset). With `pruning=loss|random pruning.ratio=r` it measures the kept subset instead. IPC is
-not used. The checkpoint stores no images: the set is the split itself, rebuilt on resume.
+not used. The checkpoint stores no images (the set is the split itself, rebuilt on resume);
+synthetic.pt holds the whole split like any saved set (about 600 MB at CIFAR-10), so `stage=eval`
+can evaluate it on other backbones.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Whole(Distiller):
 
     def init_state(self) -> None:
         real = self.ctx.real
-        self.images = real.images
+        self.images = real.images.materialize()  # the whole (kept) split in model space
         self.labels = real.labels
 
     def state_dict(self) -> dict[str, Any]:
