@@ -171,3 +171,33 @@ def test_edd_tinyimagenet_claim_runs_on_the_idc_base(tmp_path: Path) -> None:
         cfg.output_dir = str(tmp_path)
     r = resolve_config(cfg)
     assert (r.method.name, r.method.base, r.ipc, r.dataset.name, r.backbone.depth) == ("edd", "idc", 50, "tinyimagenet", 4)
+
+
+def test_fig3_epoch_ranges_survive_the_cpu_profile(tmp_path: Path) -> None:
+    """Typed ranges run as typed (Fig. 3's grid); an untyped range is scaled like any read-out list."""
+    from dfdistill.config.resolve import apply_profile
+    from dfdistill.pruning.config import PruningConfig
+
+    cfg = _compose(["+exp=bilp_fig3", "profile=cpu", "logger=none", "pruning.epochs=[1-5]", "pruning.trials=5",
+                    "pruning.stratum=3"])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path)
+    r = resolve_config(cfg)
+    assert list(r.pruning.epochs) == ["1-5"] and r.pruning.trials == 5
+    assert PruningConfig(**{k: v for k, v in OmegaConf.to_container(r.pruning).items()}).readout_epochs() == [1, 2, 3, 4, 5]
+    plain = OmegaConf.create({"profile": {"scoring_epochs": 2}, "method": {}, "eval": {}, "backbone": {}, "dataset": {},
+                              "pruning": {"epochs": ["1-5"], "train_epochs": 5, "trials": 1}})
+    apply_profile(plain)
+    assert list(plain.pruning.epochs) == [1, 2] and plain.pruning.train_epochs == 2
+
+
+@pytest.mark.parametrize("exp,extra", [("bilp_tab4", ["method=idc"]), ("bilp_tab5", []), ("bilp_tab6", []),
+                                       ("bilp_tab4", ["method=idc", "pruning=bilp", "method.factor=3"])])
+def test_idc_rows_evaluate_with_idcs_protocol(exp: str, extra: list[str], tmp_path: Path) -> None:
+    """Issue 11 §2: IDC cells in the tables run IDC's evaluation protocol, not DC's."""
+    cfg = _compose([f"+exp={exp}", "logger=none", *extra])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path)
+    r = resolve_config(cfg)
+    assert r.method.name == "idc" and r.eval.name == "idc"
+    assert (r.eval.batch_size, r.eval.schedule, r.eval.aug) == (64, "multistep", "idc")

@@ -214,8 +214,12 @@ def scale_scoring(cfg: DictConfig, p: DictConfig, put, cap) -> None:
         return
     k = int(k)
     cap("pruning.train_epochs", k)
-    reads = [int(e) for e in cfg.pruning.epochs if e not in ("converged", -1) and int(e) <= k]
-    if len(reads) < len(cfg.pruning.epochs):
+    from dfdistill.scoring.empirical import epoch_range
+
+    flat = [x for e in cfg.pruning.epochs for x in (range(epoch_range(e)[0], epoch_range(e)[1] + 1)
+                                                    if epoch_range(e) else [e])]  # 'a-b' = every epoch a..b
+    reads = [int(e) for e in flat if e not in ("converged", -1) and int(e) <= k]
+    if len(reads) < len(flat):
         reads = sorted(set(reads) | set(range(1, k + 1)))
     put("pruning.epochs", reads)
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dfdistill.errors import ConfigError
 from dfdistill.methods.base import Distiller, MethodConfig
+from dfdistill.registry import register_method
 
 
 @dataclass
@@ -24,14 +26,12 @@ class WholeConfig(MethodConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.iterations != 0:
-            from dfdistill.errors import ConfigError
+            raise ConfigError("method=whole trains on the real split and has no iterations; "
+                              f"drop method.iterations={self.iterations}")
 
-            raise ConfigError(f"method=whole trains on the real split and has no iterations; got method.iterations={self.iterations}")
 
-
+@register_method("whole", config=WholeConfig, label="Full dataset")
 class Whole(Distiller):
-    config_cls = WholeConfig
-
     def init_state(self) -> None:
         real = self.ctx.real
         self.images = real.images.materialize()  # the whole (kept) split in model space
