@@ -110,7 +110,7 @@ def method_label(name: str) -> str:
     """Table label of a method option (a YAML variant such as dfcolearn_random gets its base's)."""
     if name in METHODS:
         return METHODS.get(name).meta["label"]
-    from dfdistill.config.compose import method_schemas_by_option
+    from dfdistill.config.options import method_schemas_by_option
 
     schema = method_schemas_by_option().get(name)
     return METHODS.get(schema).meta["label"] if schema in METHODS else name

@@ -13,16 +13,15 @@ profile change, the typed keys), so results.jsonl and `print_config=true` show w
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dfdistill.config.options import CONF_DIR, load_option, method_schemas_by_option  # noqa: F401 (re-exported)
 from dfdistill.config.schema import DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig, RunConfig, typed
 from dfdistill.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("dataset", "backbone", "method", "pruning", "eval", "profile", "logger")
 
 # Keys that do not change what is computed (excluded from every identity hash).
@@ -56,23 +55,6 @@ def is_typed(key: str, keys: set[str]) -> bool:
 # ---------------------------------------------------------------------------------------------- #
 # group options (for protocol and recipe swaps)
 # ---------------------------------------------------------------------------------------------- #
-def load_option(group: str, option: str, depth: int = 0) -> DictConfig:
-    """conf/<group>/<option>.yaml with its defaults chain merged (schema entries `base_*` skipped)."""
-    path = CONF_DIR / group / f"{option}.yaml"
-    if not path.exists():
-        valid = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-        raise ConfigError(f"{group}={option} does not exist; choose from {valid}")
-    node = OmegaConf.load(path)
-    parents = [d for d in (node.pop("defaults", None) or []) if isinstance(d, str) and d != "_self_"
-               and not d.startswith("base_")]
-    merged = OmegaConf.create()
-    for parent in parents:
-        if depth > 10:
-            raise ConfigError(f"{group}/{option}.yaml: defaults chain too deep")
-        merged = OmegaConf.merge(merged, load_option(group, parent, depth + 1))
-    return OmegaConf.merge(merged, node)
-
-
 def swap_group(cfg: DictConfig, group: str, option: str, keys: set[str]) -> bool:
     """Replace cfg[group] by `option` (keeping the values typed under it); False if already it."""
     if cfg[group].get("name") == option:
@@ -93,8 +75,6 @@ def paper_dataset(cfg: DictConfig) -> str:
 
 
 def method_schema(cfg: DictConfig) -> str:
-    from dfdistill.config.compose import method_schemas_by_option
-
     return method_schemas_by_option().get(cfg.method.name, cfg.method.name)
 
 

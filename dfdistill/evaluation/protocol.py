@@ -8,17 +8,15 @@ coreset baselines, pruned variants and the whole dataset alike. The reported acc
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from dfdistill.data.real import RealData
-from dfdistill.methods.matching import weighted_ce
+from dfdistill.losses import cutmix_or_plain_loss
 
 
 @dataclass
@@ -97,31 +95,6 @@ def lr_at_epoch(ev: ResolvedEval, epoch: int) -> float:
         return ev.lr * (0.1 if epoch > ev.epochs // 2 + 1 else 1.0)
     steps = sum(epoch >= int(m * ev.epochs) for m in ev.milestones)
     return ev.lr * (ev.lr_decay**steps)
-
-
-def _cutmix(x: Tensor, y: Tensor, beta: float, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor, float]:
-    """CutMix (IDC eval): paste a box from a permuted partner; loss mixed by box area."""
-    lam = float(np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen))).beta(beta, beta))
-    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
-    H, W = x.shape[-2:]
-    cut = math.sqrt(1.0 - lam)
-    ch, cw = int(H * cut), int(W * cut)
-    cy, cx = [int(v) for v in torch.randint(0, H, (1,), generator=gen).tolist() + torch.randint(0, W, (1,), generator=gen).tolist()]
-    y1, y2, x1, x2 = max(cy - ch // 2, 0), min(cy + ch // 2, H), max(cx - cw // 2, 0), min(cx + cw // 2, W)
-    x = x.clone()
-    x[:, :, y1:y2, x1:x2] = x[perm, :, y1:y2, x1:x2]
-    lam = 1 - ((y2 - y1) * (x2 - x1) / (H * W))
-    return x, y, y[perm], lam
-
-
-def cutmix_or_plain_loss(model: nn.Module, x: Tensor, y: Tensor, prob: float, beta: float,
-                         gen: torch.Generator) -> Tensor:
-    """CE on the batch, or with probability `prob` CE on its CutMix (loss mixed by box area)."""
-    if prob > 0 and float(torch.rand((), generator=gen)) < prob:
-        x, ya, yb, lam = _cutmix(x, y, beta, gen)
-        out = model(x)
-        return lam * weighted_ce(out, ya, None) + (1 - lam) * weighted_ce(out, yb, None)
-    return weighted_ce(model(x), y, None)
 
 
 def train_network(model: nn.Module, images: Tensor, labels: Tensor, ev: ResolvedEval, augment,

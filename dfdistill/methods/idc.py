@@ -26,7 +26,7 @@ from torch import Tensor
 from dfdistill.data.augment import build_augment
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError
-from dfdistill.evaluation.protocol import cutmix_or_plain_loss
+from dfdistill.losses import cutmix_or_plain_loss
 from dfdistill.methods.base import Distiller, MethodConfig, class_major_labels, draw_seed
 from dfdistill.methods.matching import (
     batched_gradient_distance, class_gradients, detached_params, freeze_batchnorm_stats, gm_objective, has_batchnorm,

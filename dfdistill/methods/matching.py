@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from dfdistill.losses import weighted_ce
+
 GradDict = dict[str, Tensor]
 MetaLoss = Callable[[GradDict, Tensor], Tensor]  # L_meta(G, s): G = class mean of g(x), s = synthetic batch
 
@@ -64,19 +66,6 @@ def batched_gradient_distance(g_real: Mapping[str, Tensor], g_syn: Mapping[str, 
 
 def detached_params(model: nn.Module) -> GradDict:
     return {k: v.detach() for k, v in model.named_parameters()}
-
-
-def weighted_ce(logits: Tensor, y: Tensor, w: Optional[Tensor]) -> Tensor:
-    """Mean CE, or the w-weighted mean sum(w*l)/sum(w) (eq. 5 of DF-CoLearn) when w is given.
-
-    `y` may be hard labels (int) or soft targets (float, same shape as logits)."""
-    if y.dtype.is_floating_point:
-        per = -(y * F.log_softmax(logits, -1)).sum(-1)
-    else:
-        per = F.cross_entropy(logits, y, reduction="none")
-    if w is None:
-        return per.mean()
-    return (per * w).sum() / w.sum().clamp_min(1e-12)
 
 
 def class_gradients(
@@ -141,15 +130,6 @@ def freeze_batchnorm_stats(model: nn.Module, real_x: Tensor) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
-
-
-def mean_embedding_loss(emb_real: Tensor, emb_syn: Tensor, C: int) -> Tensor:
-    """DM's loss: sum over classes of ||mean real embedding - mean syn embedding||^2.
-
-    emb_real (C*Br, D) and emb_syn (C*Bs, D) are class-major, equal counts per class."""
-    mr = emb_real.view(C, -1, emb_real.shape[-1]).mean(1)
-    ms = emb_syn.view(C, -1, emb_syn.shape[-1]).mean(1)
-    return ((mr - ms) ** 2).sum()
 
 
 # ---------------------------------------------------------------------------------------------- #

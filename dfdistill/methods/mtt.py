@@ -27,7 +27,7 @@ from torch import Tensor
 from dfdistill.errors import ConfigError
 from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed
 from dfdistill.methods.experts import ExpertBank, ExpertSettings, functional_net, pick, start_epoch_bound
-from dfdistill.methods.matching import weighted_ce
+from dfdistill.losses import weighted_ce
 from dfdistill.registry import register_method
 
 # One student step's data: (row indices into the synthetic set, augmentation seed or None).

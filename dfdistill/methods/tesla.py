@@ -36,7 +36,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dfdistill.methods.matching import weighted_ce
+from dfdistill.losses import weighted_ce
 from dfdistill.methods.mtt import MTTConfig, Plan, StudentFn, TrajectoryMatching, normalized_distance, student_batch
 from dfdistill.registry import register_method
 

@@ -66,7 +66,7 @@ def check_backbone_fits(factory: ModelFactory, images: torch.Tensor, num_classes
 
 def backbone_config(name: str, role: str = "eval.cross_arch entry") -> DictConfig:
     """conf/backbone/<name>.yaml as a config node (for backbones named in a list, e.g. cross-arch)."""
-    from dfdistill.config.resolve import load_option  # the YAML with its defaults chain (schema entry dropped)
+    from dfdistill.config.options import load_option  # the YAML with its defaults chain (schema entry dropped)
 
     path = BACKBONE_DIR / f"{name}.yaml"
     if not path.exists():
