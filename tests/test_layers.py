@@ -1,8 +1,9 @@
 """No import runs back up the pipeline's layers (every import counts, also those inside functions).
 
 The layers, lowest first, are the order data flows through the package: foundations, config schemas,
-data and models, training and scoring, evaluation, methods, pruning, run control, and the
-entry points/reporting on top. A module may import its own layer or lower ones only.
+data and models, training and scoring, evaluation, methods, pruning, run control (checkpoints, run
+dirs, saved sets, resolution), and the entry points/reporting on top. A new top-level module must be
+placed here (the test names it otherwise). A module may import its own layer or lower ones only.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("evaluation",),
     ("methods",),
     ("pruning",),
-    ("checkpoint", "loop", "config.resolve", "config.store", "config.compose", "config"),
-    ("pipeline", "reporting", "tables", "callbacks", "bench", "sweeps"),
+    ("checkpoint", "loop", "rundir", "synthetic", "preflight", "config.resolve", "config.store", "config.compose",
+     "config"),
+    ("pipeline", "reporting", "tables", "callbacks", "bench", "sweeps", "cli"),
 ]
 
 
