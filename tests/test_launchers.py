@@ -97,3 +97,20 @@ def test_slurm_example_config_has_only_valid_launcher_keys() -> None:
     merged = OmegaConf.merge(hcfg.hydra.launcher, example.hydra.launcher)  # unknown keys raise here
     assert merged.gpus_per_node == 1 and merged.tasks_per_node == 1
     assert "submitit_slurm" in str(example.defaults)
+
+
+def test_cost_keeps_one_stratum_runs_apart() -> None:
+    """A Fig. 3 run (one loss stratum, 10% of the data) is no measurement for a loss-pruning job."""
+    from omegaconf import OmegaConf
+
+    from dfdistill.sweeps.cost import estimate, from_record
+
+    rec = {"method": "dc", "dataset": "cifar10_jpeg", "ipc": 1, "pruning": "loss", "profile": "cpu", "iterations": 100,
+           "wall_seconds": 20.0, "config": {"pruning": {"stratum": 3}, "backbone": {"width": 32}}}
+    m = from_record(rec, "x")
+    job = OmegaConf.create({"method": {"name": "dc", "iterations": 100}, "dataset": {"name": "cifar10"}, "ipc": 1,
+                            "pruning": {"name": "loss", "stratum": None}, "profile": {"name": "cpu"},
+                            "backbone": {"width": 32}})
+    assert estimate(job, [m]).seconds is None
+    job.pruning.stratum = 5
+    assert estimate(job, [m]).seconds == 20.0

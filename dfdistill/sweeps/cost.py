@@ -66,7 +66,10 @@ def from_record(rec: dict[str, Any], source: str) -> Optional[Measurement]:
     cfg = rec.get("config") or {}
     if "method" not in rec or "ipc" not in rec:
         return None
-    return Measurement(str(rec["method"]), _ds(rec.get("dataset")), int(rec["ipc"]), str(rec.get("pruning", "none")),
+    pruning = str(rec.get("pruning", "none"))
+    if (cfg.get("pruning") or {}).get("stratum") is not None:  # one loss stratum (Fig. 3): another workload
+        pruning += "-stratum"
+    return Measurement(str(rec["method"]), _ds(rec.get("dataset")), int(rec["ipc"]), pruning,
                        rec.get("profile"), (cfg.get("backbone") or {}).get("width"),
                        str(rec.get("device_name") or rec.get("device") or "?"), _num(rec.get("sec_per_iter")),
                        _num(rec.get("wall_seconds")), source, rec.get("iterations"))
@@ -152,6 +155,7 @@ def estimate(cfg: Any, measured: list[Measurement]) -> Estimate:
     """Cost of one job from its resolved config."""
     method, ds, ipc = str(cfg.method.name), _ds(cfg.dataset.name), int(cfg.ipc)
     pruning, profile = str(cfg.pruning.get("name", "none")), str(cfg.profile.name)
+    pruning += "-stratum" if cfg.pruning.get("stratum") is not None else ""
     width = cfg.backbone.get("width")
     iters = int(cfg.method.get("iterations", 0) or 0)
     same = [m for m in measured if (m.method, m.dataset, m.ipc) == (method, ds, ipc)]
