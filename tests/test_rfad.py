@@ -196,6 +196,30 @@ def test_rfad_nn_learns_and_tests_the_best_validation_network():
     assert va > 0.9 and centred_accuracy(best, init, x, labels) == pytest.approx(va)
 
 
+def test_rfad_nn_augments_each_batch_only_when_eval_aug_is_set():
+    from types import SimpleNamespace
+
+    from dfdistill.data.real import RealData
+    from dfdistill.evaluation.finite_nn import evaluate_finite_nn
+
+    seeds = []
+
+    def aug(x, seed):
+        seeds.append(seed)
+        return x
+
+    x, labels = torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 0, 1, 0, 1])
+    test = RealData(x, labels, 2, ["a", "b"], (0.0,), (1.0,))
+    factory = lambda s: build_model("convnet_gaussian", 1, 2, 8, width=4, depth=2)
+    for name, expected in (("none", 0), ("dsa", 4)):
+        seeds.clear()
+        ev = SimpleNamespace(num_eval=1, epochs=4, lr=0.01, momentum=0.9, weight_decay=0.0, batch_size=513,
+                             test_batch_size=512, aug=name)
+        evaluate_finite_nn(x, labels, test, factory, (x, labels), ev, label_scale=1.0, centering=True,
+                           valid_every=100, patience=100, seed=0, augment=aug, progress=False)
+        assert len(seeds) == expected and len(set(seeds)) == expected  # a fresh draw per step
+
+
 def test_pipeline_evaluates_set_and_random_baseline_with_rfad_nn(compose_cfg, monkeypatch):
     import dfdistill.methods.rfad as rfad_mod
 

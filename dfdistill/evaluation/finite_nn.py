@@ -18,8 +18,10 @@ set by MSE regression, and the best network on a validation subset is tested:
 
 Deviation: RFAD's minibatch branch (|S| > 513, e.g. CIFAR-100 IPC10) leaves the targets unscaled but
 still divides by s^2 (a bug noted in the facts); here the targets are scaled in both branches.
-No augmentation (RFAD's default). The architecture is the configured backbone: RFAD's is
-`backbone=convnet_gaussian` (width 1024, no normalisation, Gaussian init).
+No augmentation by default (RFAD's protocol; `eval.aug` other than none augments each batch, as
+RFAD's optional data_aug). The lr is constant: `eval.schedule`, its decay and `eval.cutmix_prob` do not
+apply. The architecture is the configured backbone: RFAD's is `backbone=convnet_gaussian` (width
+1024, no normalisation, Gaussian init).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def centred_accuracy(model: nn.Module, init: nn.Module | None, x: Tensor, y: Ten
 def train_finite_nn(model: nn.Module, images: Tensor, targets: Tensor, valid_x: Tensor, valid_y: Tensor, *,
                     steps: int, lr: float, momentum: float, weight_decay: float, batch_size: int,
                     label_scale: float, centering: bool, valid_every: int, patience: int,
-                    seed: int) -> tuple[nn.Module, nn.Module | None, float]:
+                    seed: int, augment=None) -> tuple[nn.Module, nn.Module | None, float]:
     """RFAD's train_network: returns (best model, frozen init model or None, best validation accuracy)."""
     gen = torch.Generator().manual_seed(seed)
     images, targets = images.detach(), targets.detach() * label_scale
@@ -84,6 +86,8 @@ def train_finite_nn(model: nn.Module, images: Tensor, targets: Tensor, valid_x: 
             x, y = images[ix], targets[ix]
         else:
             x, y = images, targets
+        if augment is not None:  # RFAD's optional data_aug (off in its protocol: eval.aug=none)
+            x = augment(x, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
         if i % valid_every == 0:
             acc = centred_accuracy(model, init, valid_x, valid_y)
             if acc > best_acc:
@@ -108,7 +112,8 @@ def train_finite_nn(model: nn.Module, images: Tensor, targets: Tensor, valid_x: 
 
 def evaluate_finite_nn(images: Tensor, labels: Tensor, test: RealData, model_factory: Callable[[int], nn.Module],
                        valid: tuple[Tensor, Tensor], ev, *, label_scale: float, centering: bool, valid_every: int,
-                       patience: int, seed: int, progress: bool = True, desc: str = "eval") -> list[float]:
+                       patience: int, seed: int, augment=None, progress: bool = True,
+                       desc: str = "eval") -> list[float]:
     """`ev.num_eval` fresh networks trained by RFAD-NN; their test accuracies (best-validation nets)."""
     targets = as_targets(labels, test.num_classes)
     accs = []
@@ -117,6 +122,7 @@ def evaluate_finite_nn(images: Tensor, labels: Tensor, test: RealData, model_fac
         best, init, _ = train_finite_nn(
             model_factory(model_seed), images, targets, valid[0], valid[1], steps=ev.epochs, lr=ev.lr,
             momentum=ev.momentum, weight_decay=ev.weight_decay, batch_size=ev.batch_size, label_scale=label_scale,
-            centering=centering, valid_every=valid_every, patience=patience, seed=model_seed)
+            centering=centering, valid_every=valid_every, patience=patience, seed=model_seed,
+            augment=augment if ev.aug != "none" else None)
         accs.append(centred_accuracy(best, init, test.images, test.labels, ev.test_batch_size))
     return accs

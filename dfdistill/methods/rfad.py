@@ -289,7 +289,8 @@ class RFAD(Distiller):
         valid = (self.ctx.real.batch(rows), self.ctx.real.labels[rows])
         return evaluate_finite_nn(images, labels, test, model_factory, valid, ev, label_scale=self.cfg.nn_label_scale,
                                   centering=self.cfg.nn_centering, valid_every=self.cfg.nn_valid_every,
-                                  patience=self.cfg.nn_patience, seed=seed, progress=progress, desc=desc)
+                                  patience=self.cfg.nn_patience, seed=seed, augment=augment, progress=progress,
+                                  desc=desc)
 
     # -- checkpoint ------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
