@@ -83,13 +83,16 @@ def _explicit_loss(nets, x_s, y_s, x_t, y_t, jit, k, platt, K):
     return float(0.5 * np.mean((onehot - pred) ** 2))
 
 
-@pytest.mark.parametrize("platt", [True, False])
-def test_step_loss_matches_explicit_reference(compose_cfg, tmp_path, platt):
-    d = _rfad(compose_cfg, tmp_path, f"method.platt={str(platt).lower()}", "method.batch_real=5")
+@pytest.mark.parametrize(("platt", "transform"), [(True, True), (False, False)])
+def test_step_loss_matches_explicit_reference(compose_cfg, tmp_path, platt, transform):
+    d = _rfad(compose_cfg, tmp_path, f"method.platt={str(platt).lower()}", "method.batch_real=5",
+              f"method.learn_transform={str(transform).lower()}")
+    assert (d.transform is None) != transform
     with torch.no_grad():
         d.log_temp.fill_(0.3)
         d.targets.add_(0.05 * torch.randn_like(d.targets))
-        d.transform.add_(1e-3 * torch.randn_like(d.transform))
+        if transform:
+            d.transform.add_(1e-3 * torch.randn_like(d.transform))
     nets = d.feature_nets([11, 12])
     state = d.gen.get_state()
     phi_t, y_t = d.real_features(nets)
@@ -99,7 +102,7 @@ def test_step_loss_matches_explicit_reference(compose_cfg, tmp_path, platt):
     real = d.ctx.real
     rows = torch.cat([torch.randperm(len(real), generator=gen)[:5] for _ in range(2)])  # 2 uniform batches
     assert torch.equal(y_t, real.labels[rows])
-    x_s = (d.images.detach().flatten(1) @ d.transform.detach()).view_as(d.images)
+    x_s = (d.images.detach().flatten(1) @ d.transform.detach()).view_as(d.images) if transform else d.images.detach()
     with torch.no_grad():
         ref = _explicit_loss(nets, x_s, d.targets.detach().double().numpy(), real.images[rows],
                              real.labels[rows].numpy(), d.cfg.jit, 0.3, platt, 10)

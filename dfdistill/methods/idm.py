@@ -181,6 +181,8 @@ class IDM(ImageDistiller):
         """IDM's loss for class c under `net` (eval mode, frozen parameters)."""
         real, ipc = self.ctx.real, self.ctx.ipc
         rows = real.class_sample_indices(c, self.cfg.batch_real, self.gen)
+        if rows.numel() == 0:
+            raise DataError(f"class {c} has no real samples left; lower pruning.ratio")
         xr = real.batch(rows)
         xs = self.decoded(self.images[c * ipc : (c + 1) * ipc])
         xr_a, xs_a = (t[0] for t in self.siamese_pair(xr[None], xs[None]))

@@ -186,8 +186,8 @@ class RFAD(Distiller):
         self.images = init_synthetic(real, ipc, cfg.init, self.gen).requires_grad_(True)
         self.labels = class_major_labels(C, ipc, dev)
         self.targets = centred_one_hot(self.labels, C).requires_grad_(cfg.learn_labels)
-        d = self.images[0].numel()
-        self.transform = torch.eye(d, device=dev).requires_grad_(cfg.learn_transform)
+        d = self.images[0].numel()  # the map is d x d (3072^2 at CIFAR size); absent when not learned
+        self.transform = torch.eye(d, device=dev).requires_grad_(True) if cfg.learn_transform else None
         self.log_temp = torch.zeros((), dtype=torch.float64, device=dev).requires_grad_(cfg.platt)
         groups = [{"params": [self.images] + ([self.targets] if cfg.learn_labels else [])}]
         if cfg.learn_transform:
@@ -199,9 +199,9 @@ class RFAD(Distiller):
         self.stopped = False
         self._valid: Optional[tuple[list[nn.Module], Tensor, Tensor]] = None  # rebuilt on demand, not saved
 
-    def transformed(self, images: Tensor, transform: Tensor) -> Tensor:
+    def transformed(self, images: Tensor, transform: Optional[Tensor]) -> Tensor:
         """RFAD's pixel-space linear map (identity at init) applied before featurisation."""
-        return (images.flatten(1) @ transform).view_as(images) if self.cfg.learn_transform else images
+        return images if transform is None else (images.flatten(1) @ transform).view_as(images)
 
     def feature_nets(self, seeds: list[int]) -> list[nn.Module]:
         real = self.ctx.real
@@ -295,14 +295,16 @@ class RFAD(Distiller):
     # -- checkpoint ------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
         best = None if self.best is None else {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in self.best.items()}
-        return {"targets": self.targets.detach().cpu(), "transform": self.transform.detach().cpu(),
+        return {"targets": self.targets.detach().cpu(),
+                "transform": None if self.transform is None else self.transform.detach().cpu(),
                 "log_temp": self.log_temp.detach().cpu(), "opt": self.opt.state_dict(), "best": best,
                 "stopped": self.stopped}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             for name in ("targets", "transform", "log_temp"):
-                getattr(self, name).copy_(state[name])
+                if getattr(self, name) is not None:
+                    getattr(self, name).copy_(state[name])
         self.opt.load_state_dict(state["opt"])
         dev = self.ctx.device
         self.best = None if state["best"] is None else {
