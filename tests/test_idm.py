@@ -230,3 +230,19 @@ def test_interrupted_run_resumes_to_the_same_synthetic_set(compose_cfg, tmp_path
     a, b, info = interrupted_then_resumed(compose_cfg, tmp_path, monkeypatch, IDM, args, crash_at=2)
     assert info["resumed_from"] == 2
     assert torch.equal(a["images"], b["images"]) and torch.equal(a["labels"], b["labels"])
+
+
+def test_recipe_gives_each_cell_the_official_command(compose_cfg):
+    from dfdistill.config.resolve import resolve_config
+
+    def cell(dataset, ipc):
+        return resolve_config(compose_cfg([f"dataset={dataset}", "dataset.root=/x", "method=idm", f"ipc={ipc}",
+                                           "profile=full"]))
+
+    c100 = cell("cifar100", 10)
+    assert (c100.method.model_train_steps, c100.method.ce_weight, c100.method.batch_real) == (50, 0.1, 256)
+    c10 = cell("cifar10", 1)
+    assert (c10.method.batch_real, c10.method.net_generate_interval) == (5000, 5)
+    assert c10.eval.name == "default" and c10.eval.epochs == 1000 and c10.eval.aug == "dsa"
+    tiny = cell("tinyimagenet", 50)
+    assert tiny.backbone.name == "convnet" and tiny.method.acc_reset_every == 1000  # IDM_tiny.py: depth 3
