@@ -9,6 +9,7 @@ file is found without a list to update (backbones keep their own `dfdistill.mode
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, Optional, TypeVar
@@ -49,13 +50,13 @@ class Registry(Generic[T]):
         self._entries.pop(name, None)
 
     def discover(self) -> None:
-        """Import every module of the package once (each registers itself on import)."""
-        if self._discovered:
-            return
-        self._discovered = True
-        pkg = importlib.import_module(self.package)
-        for info in pkgutil.iter_modules(pkg.__path__, prefix=f"{self.package}."):
-            importlib.import_module(info.name)
+        """Import every module of the package once (each registers itself on import), then plugins."""
+        if not self._discovered:
+            self._discovered = True
+            pkg = importlib.import_module(self.package)
+            for info in pkgutil.iter_modules(pkg.__path__, prefix=f"{self.package}."):
+                importlib.import_module(info.name)
+        load_plugins()
 
     def get(self, name: str) -> Entry[T]:
         self.discover()
@@ -74,6 +75,17 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[Entry[T]]:
         self.discover()
         return iter([self._entries[k] for k in sorted(self._entries)])
+
+
+def load_plugins() -> None:
+    """Import the modules named in $DFDISTILL_PLUGINS (comma-separated): parts that live outside the
+    package register themselves on import (docs/extending.md). Importing twice is a no-op."""
+    for name in filter(None, (m.strip() for m in os.environ.get("DFDISTILL_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"DFDISTILL_PLUGINS names {name!r}, which cannot be imported ({exc}); "
+                              "fix the name or PYTHONPATH") from None
 
 
 METHODS: Registry[type] = Registry("method", "dfdistill.methods")
