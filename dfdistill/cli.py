@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import errno
 import functools
+import logging
 import os
 import re
 import sys
@@ -275,6 +276,7 @@ def job(cfg) -> float:
         cfg.cli_overrides = list(HydraConfig.get().overrides.task)
     try:
         if cfg.print_config:  # stdout is the config alone (no log lines), so it can be piped or parsed
+            log.setLevel(logging.WARNING)
             print(OmegaConf.to_yaml(resolve_config(cfg)), end="")
             return float("nan")
         record = run(cfg)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dfdistill.artifacts import ArtifactCache
+from dfdistill.artifacts import ArtifactCache, atomic_write_text
 from dfdistill.config.resolve import distill_key, method_class, method_config, resolve_config, result_key
 from dfdistill.data.real import RealData
 from dfdistill.errors import Interrupted
@@ -35,6 +35,9 @@ from dfdistill.reporting.results import RESULTS_FILE, mean_std, read_results, sa
 from dfdistill.rundir import run_lock
 from dfdistill.runtime import StageTimer, code_version, peak_memory_mb, resolve_device, seed_everything
 from dfdistill.synthetic import SYNTHETIC_FILE, SyntheticSet, fit_to_data, load_synthetic, save_synthetic
+
+
+RESOLVED_FILE = "resolved.yaml"  # the effective config (recipes, profile, typed values) beside .hydra/
 
 
 @dataclass
@@ -71,6 +74,7 @@ def run(cfg: DictConfig) -> dict:
     check_config(cfg)
     out_dir = Path(cfg.output_dir).expanduser().resolve()
     with run_lock(out_dir):
+        atomic_write_text(out_dir / RESOLVED_FILE, OmegaConf.to_yaml(cfg))  # what runs, with its provenance
         if cfg.stage == "eval":
             return run_eval(cfg, out_dir)
         key = distill_key(cfg)

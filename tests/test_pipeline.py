@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from dfdistill.artifacts import load_tensor_file
 from dfdistill.errors import ConfigError, DataError, DivergenceError
@@ -32,6 +33,8 @@ def test_smoke_run_writes_results_grid_and_synthetic(compose_cfg, tmp_path):
     syn = torch.load(out / "synthetic.pt")
     assert syn["images"].shape == (20, 1, 16, 16) and syn["labels"].tolist() == sorted(syn["labels"].tolist())
     assert (out / "synthetic.png").stat().st_size > 0
+    resolved = OmegaConf.load(out / "resolved.yaml")  # the effective config, with its provenance
+    assert OmegaConf.to_container(resolved) == line["config"] and "provenance" in resolved
     assert "random_mean" in line
 
 
@@ -88,12 +91,13 @@ def _cli(args, **kw):
 
 
 def test_cli_bad_input_is_one_line_nonzero(tmp_path):
-    for args, needle in [(["ipc=-1"], "ipc must be"), (["method=nope"], "nope"),
-                         (["dataset=image_folder", f"dataset.root={tmp_path}/missing"], "missing")]:
-        p = _cli([*args, f"hydra.run.dir={tmp_path}/o"])
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode != 0 and needle in out, out
-        assert "Traceback" not in out
+    """The real process: exit code 2 and one `error:` line (tests/test_bad_inputs.py has every other
+    bad input, in-process: ipc=-1, method=nope, ...)."""
+    p = _cli(["dataset=image_folder", f"dataset.root={tmp_path}/missing", f"hydra.run.dir={tmp_path}/o"])
+    out, _ = p.communicate(timeout=120)
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert p.returncode == 2 and len(errors) == 1 and "missing" in errors[0], out
+    assert "Traceback" not in out and "missing" in (tmp_path / "o" / "run.log").read_text()
 
 
 def test_killed_run_resumes_from_checkpoint(tmp_path):
@@ -128,8 +132,6 @@ def test_model_factory_does_not_keep_the_real_data_alive():
     """Contract 6: the factory holds shape numbers only, so the unpruned split can be freed."""
     import gc
     import weakref
-
-    from omegaconf import OmegaConf
 
     from dfdistill.data.real import RealData
     from dfdistill.models.factory import make_model_factory
@@ -173,8 +175,12 @@ def test_distill_then_all_continues_the_same_distillation(compose_cfg, tmp_path)
 
 
 def test_stage_eval_reproduces_and_extends_a_finished_run(compose_cfg, tmp_path):
+    from dfdistill.config.resolve import distill_key, resolve_config, result_key
+
     src = tmp_path / "src"
     rec = run(compose_cfg([*SMOKE, "method=dm", "ipc=1"], src))
+    resolved = resolve_config(compose_cfg([*SMOKE, "method=dm", "ipc=1"], src))
+    assert rec["config_key"] == result_key(distill_key(resolved), resolved)  # what sweep planners compare
     ev = run(compose_cfg([*SMOKE, "stage=eval", f"synthetic={src}"], tmp_path / "ev"))
     assert ev["accs"] == rec["accs"] and ev["random_accs"] == rec["random_accs"]
     assert ev["distill_key"] == rec["distill_key"] and ev["config_key"] == rec["config_key"]

@@ -131,13 +131,13 @@ def job_record(job: Job) -> Optional[dict[str, Any]]:
 
 
 def mark_done(job: Job) -> None:
-    """done = the job dir's results.jsonl holds this exact resolved config (same config_key)."""
-    from dfdistill.artifacts import config_key
-    from dfdistill.config.resolve import identity, resolve_config
+    """done = the job dir's results.jsonl holds this exact resolved config (same config_key: the
+    distillation and its evaluation, as dfdistill.pipeline.run records it)."""
+    from dfdistill.config.resolve import distill_key, resolve_config, result_key
 
     try:
         job.resolved = resolve_config(job_config(job))
-        job.key = config_key(identity(job.resolved))
+        job.key = result_key(distill_key(job.resolved), job.resolved)
     except Exception as exc:  # a missing method/pruning option: reported, never launched
         job.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         return
