@@ -115,18 +115,20 @@ def _dfcolearn(compose_cfg, tmp_path, extra=()):
     return make_distiller(setup, False)
 
 
-def test_mask_step_pairs_real_and_synthetic_under_the_same_draw(compose_cfg, tmp_path):
+def test_mask_step_pairs_real_and_synthetic_under_the_same_draw(compose_cfg, tmp_path, monkeypatch):
     """The eq. 7 step reuses the last matching step's augmented real batch, and augments the synthetic
-    set with exactly that step's per-class seeds (siamese), and nothing else."""
+    set with exactly that step's per-class siamese draw, and nothing else."""
+    from dfdistill.data.augment import ClassDraw
+
     d = _dfcolearn(compose_cfg, tmp_path)
     calls = []
-    aug = d.ctx.augment
+    apply = ClassDraw.apply
 
-    def recording(x, seed=None, siamese=False, groups=None):
-        calls.append((seed, siamese, x.shape[0], x.requires_grad))
-        return aug(x, seed=seed, siamese=siamese, groups=groups)
+    def recording(draw, x):
+        calls.append((draw.seed, len(draw), x.shape[1], x.requires_grad))
+        return apply(draw, x)
 
-    d.ctx.augment = recording
+    monkeypatch.setattr(ClassDraw, "apply", recording)
     captured = {}
     orig = d.mask_step
     d.mask_step = lambda last, xs, ys: (captured.setdefault("last", last), orig(last, xs, ys))[1]
@@ -134,13 +136,12 @@ def test_mask_step_pairs_real_and_synthetic_under_the_same_draw(compose_cfg, tmp
     last = captured["last"]
     C = d.num_classes
     assert last.seeds is not None and len(last.seeds) == C
-    # the mask step's own calls come after the inner-loop training; they are one siamese call per class
-    mask_calls = calls[-C:]
-    assert [c[0] for c in mask_calls] == last.seeds and all(c[1] for c in mask_calls)
-    assert all(c[2] == d.ctx.ipc and c[3] for c in mask_calls)  # the (differentiable) synthetic set
-    # the last matching step drew the same seeds for the real batch and the synthetic batch
-    match_calls = calls[-3 * C:-C]
-    assert [c[0] for c in match_calls[:C]] == last.seeds == [c[0] for c in match_calls[C:]]
+    seed = last.seeds.seed
+    # the mask step's own call comes after the inner-loop training: the (differentiable) synthetic set
+    assert calls[-1] == (seed, C, d.ctx.ipc, True)
+    # the last matching step applied the same draw to the real batch and the synthetic batch
+    assert calls[-3][:2] == (seed, C) and calls[-2] == (seed, C, d.ctx.ipc, True)
+    assert calls[-3][2] == last.xr.shape[1]
     assert not hasattr(d, "_last")
 
 

@@ -87,26 +87,28 @@ def test_idc_base_is_the_default_and_pairs_all_batches_under_one_draw(compose_cf
     torch.testing.assert_close(loss, dist(xp, xs) + d.cfg.reg * dist(xf, xu))
 
 
-def test_dsa_base_pairs_pool_full_batch_and_segments_with_the_same_seeds(compose_cfg, tmp_path):
+def test_dsa_base_pairs_pool_full_batch_and_segments_with_the_same_seeds(compose_cfg, tmp_path, monkeypatch):
+    from dfdistill.data.augment import ClassDraw
+
     d = _edd(compose_cfg, tmp_path, "dsa")
     assert type(d).__name__ == "EDDOnDSA"
     _to_segment_1(d)
-    seeds = []
-    aug = d.ctx.augment
+    draws = []
+    apply = ClassDraw.apply
 
-    def recording(x, seed=None, siamese=False, groups=None):
-        if siamese:
-            seeds.append((seed, x.shape[0]))
-        return aug(x, seed=seed, siamese=siamese, groups=groups)
+    def recording(draw, x):
+        draws.append((draw.seed, len(draw), x.shape[1]))
+        return apply(draw, x)
 
-    d.ctx.augment = recording
+    monkeypatch.setattr(ClassDraw, "apply", recording)
     net = d.ctx.model_factory(3)
     d.filter_real(1); d.filtered = 1
     d.match_step(net, d.labels.view(10, 2), 2)
     C = d.num_classes
-    pool, syn, full = seeds[:C], seeds[C:2 * C], seeds[2 * C:3 * C]
-    assert len(seeds) == 3 * C and all(s[1] == 2 for s in syn)  # the whole class set: segment and union slices
-    assert [s[0] for s in pool] == [s[0] for s in syn] == [s[0] for s in full]
+    assert len(draws) == 3 and all(n == C for _, n, _ in draws)  # pool, synthetic, full batch: one call each
+    pool, syn, full = draws
+    assert syn[2] == 2  # the whole class set: segment and union slices
+    assert pool[0] == syn[0] == full[0]
 
 
 class _RecordingSelector:

@@ -3,10 +3,11 @@
 Why: speed claims need an honest yardstick. These classes compute the *same maths* as
 `GradientMatching`/`DM` with the reference code's structure — a Python loop over classes, data
 gathered per class with an index list, one real forward/backward and one `autograd.grad` per
-class, per-class DSA seeds, a fresh network each outer iteration, no vectorisation, no options.
+class, per-class DSA transforms, a fresh network each outer iteration, no vectorisation, no options.
 They draw from the distiller's generator in exactly the fast path's order (network seed; per outer
-step all class index lists, then one DSA seed per class; per inner batch a permutation slice and a
-seed), so from the same state both produce the same synthetic-image gradient up to float rounding.
+step all class index lists, then the step's one siamese draw, applied here class by class; per inner
+batch a permutation slice and a seed), so from the same state both produce the same synthetic-image
+gradient up to float rounding.
 Adaptive selectors (ctx.adaptive) are not supported here: the baseline is the unpruned/statically
 pruned method.
 """
@@ -53,15 +54,15 @@ class BaselineGradientMatching(GradientMatching):
                 freeze_batchnorm_stats(net, bn_x)
             index_lists = _class_index_lists(self, self.cfg.batch_real)
             loss = torch.zeros((), device=self.ctx.device)
+            draw = self.pair_seeds(C)  # the fast path's one draw per step, applied class by class
             for c in range(C):
                 img_real = real.images[index_lists[c]]
                 lab_real = torch.full((img_real.shape[0],), c, dtype=torch.long, device=self.ctx.device)
                 img_syn = self.images[c * ipc:(c + 1) * ipc]
                 lab_syn = self.labels[c * ipc:(c + 1) * ipc]
-                if self.cfg.dsa:
-                    seed = draw_seed(self.gen)
-                    img_real = self.ctx.augment(img_real, seed=seed, siamese=True)
-                    img_syn = self.ctx.augment(img_syn, seed=seed, siamese=True)
+                if draw is not None:
+                    img_real = draw[c:c + 1].apply(img_real[None])[0]
+                    img_syn = draw[c:c + 1].apply(img_syn[None])[0]
                 loss_real = F.cross_entropy(net(img_real), lab_real)
                 gw_real = [g.detach().clone() for g in torch.autograd.grad(loss_real, net_params)]
                 loss_syn = F.cross_entropy(net(img_syn), lab_syn)
@@ -111,13 +112,13 @@ class BaselineDM(DM):
             p.requires_grad = False
         index_lists = _class_index_lists(self, self.cfg.batch_real)
         loss = torch.zeros((), device=self.ctx.device)
+        draw = self.pair_seeds(C)
         for c in range(C):
             img_real = real.images[index_lists[c]]
             img_syn = self.images[c * ipc:(c + 1) * ipc]
-            if self.cfg.dsa:
-                seed = draw_seed(self.gen)
-                img_real = self.ctx.augment(img_real, seed=seed, siamese=True)
-                img_syn = self.ctx.augment(img_syn, seed=seed, siamese=True)
+            if draw is not None:
+                img_real = draw[c:c + 1].apply(img_real[None])[0]
+                img_syn = draw[c:c + 1].apply(img_syn[None])[0]
             output_real = net.embed(img_real).detach()
             output_syn = net.embed(img_syn)
             loss = loss + torch.sum((torch.mean(output_real, dim=0) - torch.mean(output_syn, dim=0)) ** 2)

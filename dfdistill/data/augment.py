@@ -6,7 +6,9 @@ augmentation into the synthetic images, and the real and synthetic batch of a cl
 *same* random transform (siamese augmentation). Sampling is therefore split from the transforms:
 `sample_params` draws one value per *draw slot* (1 for siamese, G for groups, N otherwise) and
 expands it to per-image tensors; the transforms are pure functions of (x, per-image params).
-Same seed + same number of slots -> same draws, regardless of batch size.
+Same seed + same number of slots -> same draws, regardless of batch size. `ClassDraw` (from
+`augment.class_draw(seed, C)`) is the per-class siamese draw of a distillation step: all classes'
+choices and parameters in one go, applied to the (C, n, ...) real and synthetic batches alike.
 """
 
 from __future__ import annotations
@@ -129,7 +131,11 @@ def sample_params(
         k = 1
     else:
         k = n
-    d = _Draws(k, n, index, dev, generator)
+    return _draw_params(ops, _Draws(k, n, index, dev, generator), h, w, params)
+
+
+def _draw_params(ops: Sequence[str], d: _Draws, h: int, w: int, params: DSAParams) -> Params:
+    """The draws of `sample_params`, in its fixed order, from the slots of `d` (images h x w)."""
     p: Params = {}
     for op in ops:
         if op == "flip":
@@ -279,7 +285,93 @@ def _check_input(x: Tensor) -> None:
         raise ValueError(f"augmentation expects NCHW images, got shape {tuple(x.shape)}")
 
 
-class DSA:
+class ClassDraw:
+    """One siamese draw for the C classes of a step: per class, the families it applies and one
+    parameter set, shared by every image of that class in every tensor it is applied to.
+
+    Why: the reference augments each class's real and synthetic batch under that class's seed, one
+    call per class (C calls, each drawing its own parameters). Here the C family choices are one
+    tensor op on the CPU generator and each parameter is one (C,) draw on the device, made once per
+    step; `apply` transforms a whole (c, n, ...) batch with at most one pass per family combination.
+    The maths per class is the reference's (one family, one parameter set for all its images); the
+    random stream differs. `draw[lo:hi]` is the same draw restricted to classes lo..hi-1, so class
+    chunks see exactly the transforms of the one-pass batch. Parameters are drawn at the first
+    `apply` (their ranges depend on the image size) and reused for every later tensor."""
+
+    def __init__(self, aug: "_ClassAugment", seed: int, num_classes: int) -> None:
+        self.aug, self.seed, self.num_classes = aug, int(seed), int(num_classes)
+        self.lo, self.hi = 0, self.num_classes
+        cpu_gen = torch.Generator().manual_seed(self.seed)
+        self._dev_seed = int(torch.randint(0, 2**62, (1,), generator=cpu_gen).item())
+        self.combos, self.choice = aug.choose_families(self.num_classes, cpu_gen)  # choice: (C,) combo per class
+        self._params: dict[tuple, Params] = {}  # (h, w, device) -> per-class (C,) parameter tensors
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __getitem__(self, key: slice) -> "ClassDraw":
+        if not isinstance(key, slice):
+            raise TypeError("a ClassDraw is sliced by a class range, e.g. draw[lo:hi]")
+        lo, hi, step = key.indices(len(self))
+        if step != 1:
+            raise IndexError("a ClassDraw supports contiguous class ranges only")
+        sub = object.__new__(ClassDraw)
+        sub.__dict__.update(self.__dict__)  # shares combos, choice and the parameter cache
+        sub.lo, sub.hi = self.lo + lo, self.lo + hi
+        return sub
+
+    def params(self, h: int, w: int, device: torch.device) -> Params:
+        key = (h, w, str(device))
+        if key not in self._params:
+            ops = [op for combo in self.combos for f in combo for op in FAMILY_OPS[f]]
+            ops = list(dict.fromkeys(ops))  # every op any class uses, drawn for all C classes
+            gen = torch.Generator(device=device).manual_seed(self._dev_seed)
+            self._params[key] = _draw_params(ops, _Draws(self.num_classes, self.num_classes, None, device, gen),
+                                             h, w, self.aug.params)
+        return self._params[key]
+
+    def apply(self, x: Tensor) -> Tensor:
+        """x (c, n, ...) with c = len(self): class i under the draw of class lo + i."""
+        if x.shape[0] != len(self):
+            raise ValueError(f"a draw for {len(self)} classes got a batch of {x.shape[0]} classes")
+        c, n = x.shape[0], x.shape[1]
+        if c == 0 or n == 0:
+            return x
+        flat = x.reshape(c * n, *x.shape[2:])
+        _check_input(flat)
+        p_all = self.params(flat.shape[2], flat.shape[3], flat.device)
+        choice = self.choice[self.lo : self.hi]
+        out = flat
+        for j in torch.unique(choice).tolist():
+            ops = [op for f in self.combos[j] for op in FAMILY_OPS[f]]
+            if not ops:
+                continue
+            classes = torch.nonzero(choice == j).squeeze(1)
+            per_image = (classes + self.lo).repeat_interleave(n).to(flat.device)  # class of each selected row
+            p = {k: v.index_select(0, per_image) for k, v in p_all.items()}
+            if classes.numel() == c:
+                out = apply_ops(out, ops, p, self.aug.params)
+                continue
+            rows = ((classes * n).unsqueeze(1) + torch.arange(n)).reshape(-1).to(flat.device)
+            out = out.index_copy(0, rows, apply_ops(flat.index_select(0, rows), ops, p, self.aug.params))
+        return out.view_as(x)
+
+
+class _ClassAugment:
+    """What DSA and IDC share for per-class siamese draws (`class_draw`)."""
+
+    params: DSAParams
+
+    def choose_families(self, k: int, gen: torch.Generator) -> tuple[list[tuple[str, ...]], Tensor]:
+        """(family combinations, (k,) index of each class's combination), drawn from `gen`."""
+        raise NotImplementedError
+
+    def class_draw(self, seed: int, num_classes: int) -> ClassDraw:
+        """One siamese draw for `num_classes` classes (see ClassDraw)."""
+        return ClassDraw(self, seed, num_classes)
+
+
+class DSA(_ClassAugment):
     """DC/DSA augmentation. Mode 'S': one family per call; mode 'M': every family in order."""
 
     def __init__(
@@ -304,11 +396,16 @@ class DSA:
         p = sample_params(ops, x, self.params, siamese=siamese, groups=groups, generator=dev_gen)
         return apply_ops(x, ops, p, self.params)
 
+    def choose_families(self, k: int, gen: torch.Generator) -> tuple[list[tuple[str, ...]], Tensor]:
+        if self.mode == "M" or not self.families:
+            return [tuple(self.families)], torch.zeros(k, dtype=torch.long)
+        return [(f,) for f in self.families], torch.randint(0, len(self.families), (k,), generator=gen)
+
     def __repr__(self) -> str:
         return f"DSA(strategy={self.strategy!r}, mode={self.mode!r}, params={self.params})"
 
 
-class IDCAugment:
+class IDCAugment(_ClassAugment):
     """IDC's DiffAug: flip -> color -> one of {crop, scale, rotate} -> cutout.
 
     flip/color/cutout always run when listed; one geometric op present in the strategy is drawn
@@ -336,6 +433,14 @@ class IDCAugment:
         ops = [op for f in families for op in FAMILY_OPS[f]]
         p = sample_params(ops, x, self.params, siamese=siamese, groups=groups, generator=dev_gen)
         return apply_ops(x, ops, p, self.params)
+
+    def choose_families(self, k: int, gen: torch.Generator) -> tuple[list[tuple[str, ...]], Tensor]:
+        head = [f for f in ("flip", "color") if f in self.families]
+        tail = ["cutout"] if "cutout" in self.families else []
+        if not self._geometric:
+            return [tuple(head + tail)], torch.zeros(k, dtype=torch.long)
+        return ([tuple(head + [g] + tail) for g in self._geometric],
+                torch.randint(0, len(self._geometric), (k,), generator=gen))
 
     def __repr__(self) -> str:
         return f"IDCAugment(strategy={self.strategy!r}, params={self.params})"
@@ -460,8 +565,13 @@ class DCAugment:
         return f"DCAugment(strategy={self.strategy!r}, params={self.params})"
 
 
-class NoAugment:
+class NoAugment(_ClassAugment):
     """Identity with the Augment call signature (for methods/evals run without augmentation)."""
+
+    params = DSAParams()
+
+    def choose_families(self, k: int, gen: torch.Generator) -> tuple[list[tuple[str, ...]], Tensor]:
+        return [()], torch.zeros(k, dtype=torch.long)
 
     def __call__(
         self, x: Tensor, seed: Optional[int] = None, siamese: bool = False, groups: Optional[Tensor] = None

@@ -18,6 +18,7 @@ from omegaconf import MISSING
 from torch import Tensor, nn
 
 from dfdistill.artifacts import ArtifactCache
+from dfdistill.data.augment import ClassDraw
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError, DataError
 
@@ -230,17 +231,17 @@ class ImageDistiller(Distiller):
         """(C, ipc, ...) view of the learnable images (class-major storage)."""
         return self.images.view(self.num_classes, self.ctx.ipc, *self.images.shape[1:])
 
-    def pair_seeds(self, n: int) -> Optional[list[int]]:
-        """One siamese seed per class (None without dsa), from the distiller's generator."""
-        return [draw_seed(self.gen) for _ in range(n)] if self.cfg.dsa else None
+    def pair_seeds(self, n: int) -> Optional[ClassDraw]:
+        """The step's siamese draw for n classes (None without dsa): one seed from the distiller's
+        generator, per class one family and one parameter set (data.augment.ClassDraw). Slice it
+        (`draw[lo:hi]`) for a class range; apply it to every batch of those classes."""
+        return self.ctx.augment.class_draw(draw_seed(self.gen), n) if self.cfg.dsa else None
 
-    def siamese_augment(self, x: Tensor, seeds: Optional[list[int]]) -> Tensor:
-        """x (C, n, ...): class c under seed c's one shared DSA parameter; identity without seeds."""
-        if seeds is None:
-            return x
-        return torch.stack([self.ctx.augment(x[c], seed=s, siamese=True) for c, s in enumerate(seeds)])
+    def siamese_augment(self, x: Tensor, seeds: Optional[ClassDraw]) -> Tensor:
+        """x (C, n, ...): class c under the draw's class-c transform, in one call; identity without a draw."""
+        return x if seeds is None else seeds.apply(x)
 
     def siamese_pair(self, xr: Tensor, xs: Tensor) -> tuple[Tensor, Tensor]:
-        """Per class: one seed, one shared DSA parameter for that class's real and synthetic batch."""
+        """Per class one shared transform for that class's real and synthetic batch (one draw per call)."""
         seeds = self.pair_seeds(xr.shape[0])
         return self.siamese_augment(xr, seeds), self.siamese_augment(xs, seeds)

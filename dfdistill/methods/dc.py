@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from dfdistill.data.augment import ClassDraw
 from dfdistill.errors import ConfigError
 from dfdistill.training import train_epochs
 from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed, per_class_batch
@@ -69,7 +70,7 @@ class MatchStep:
     yr: Tensor  # (C, B)
     idx: Tensor  # (C, B) rows into ctx.real
     w: Optional[Tensor]  # (C, B) padding x in-loop selector weights, before the method's sample_weights
-    seeds: Optional[list[int]]  # per-class siamese seeds shared by xr and the synthetic batch (None: no dsa)
+    seeds: Optional[ClassDraw]  # the step's per-class siamese draw shared by xr and the synthetic batch (None: no dsa)
 
 
 @register_method("dsa", config=DCConfig, label="DSA", in_loop_pruning=True)
