@@ -26,6 +26,9 @@ def test_config_bases():
         EDDConfig(name="edd", _target_="x", base="idc", dis_metric="ours")
     with pytest.raises(ConfigError, match="method.base"):
         EDDConfig(name="edd", _target_="x", base="dm")
+    for bad in ({"segments": 0}, {"discard": 1.5}, {"reg": -1.0}, {"filter_epochs": 0}, {"net_data": "half"}):
+        with pytest.raises(ConfigError):
+            EDDConfig(name="edd", _target_="x", **bad)
 
 
 SMOKE = ["profile=smoke", "dataset=digits", "ipc=2", "method.filter_epochs=2", "method.iterations=4", "profile.iterations=4"]

@@ -62,13 +62,13 @@ class EDDConfig(IDCConfig, DCConfig):
         if self.base not in BASES:
             raise ConfigError(f"method.base must be one of {BASES}, got {self.base!r}")
         (IDCConfig if self.base == "idc" else DCConfig).__post_init__(self)
-
-    def uses_dc_loops(self) -> bool:
-        return self.base == "dsa"
         if self.segments < 1 or not 0.0 <= self.discard <= 1.0 or self.reg < 0 or self.filter_epochs < 1:
             raise ConfigError("method.segments >= 1, discard in [0,1], reg >= 0, filter_epochs >= 1 required")
         if self.net_data not in NET_DATA:
             raise ConfigError(f"method.net_data must be one of {NET_DATA}, got {self.net_data!r}")
+
+    def uses_dc_loops(self) -> bool:
+        return self.base == "dsa"
 
 
 def segment_bounds(ipc: int, k_segments: int) -> list[tuple[int, int]]:
