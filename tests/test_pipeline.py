@@ -100,6 +100,7 @@ def test_cli_bad_input_is_one_line_nonzero(tmp_path):
     assert "Traceback" not in out and "missing" in (tmp_path / "o" / "run.log").read_text()
 
 
+@pytest.mark.slow  # two real processes (~14 CPU-s); the default suite keeps the in-process Ctrl-C resume test
 def test_killed_run_resumes_from_checkpoint(tmp_path):
     out = tmp_path / "killed"
     args = ["profile=smoke", "method=dm", "ipc=1", "profile.iterations=400", "checkpoint_every=5",
