@@ -69,13 +69,13 @@ def test_wrong_type_fails_at_compose(tmp_path):
     GlobalHydra.instance().clear()
 
 
-@pytest.mark.parametrize("exp", sorted(p.stem for p in (CONF / "exp").glob("mtt_*.yaml")))
-def test_mtt_exp_configs_resolve_under_small_profiles(compose_cfg, exp):
+@pytest.mark.parametrize("cell", ["dataset=cifar10 ipc=1", "dataset=cifar100 ipc=1", "dataset=tinyimagenet ipc=50"])
+def test_mtt_recipe_cells_resolve_under_small_profiles(compose_cfg, cell):
     """Shortened experts (profile.expert_train_epochs) shrink the matched span with them instead of failing."""
     for profile in ("smoke", "cpu"):
-        cfg = resolve_config(compose_cfg([f"+exp={exp}", f"profile={profile}"]))
+        cfg = resolve_config(compose_cfg(["method=mtt", *cell.split(), f"profile={profile}"]))
         assert cfg.method.expert_epochs <= cfg.method.expert_train_epochs
-    full = resolve_config(compose_cfg([f"+exp={exp}", "profile=full"]))
+    full = resolve_config(compose_cfg(["method=mtt", *cell.split(), "profile=full"]))
     assert full.method.expert_train_epochs == 50 and full.method.expert_epochs >= 2
 
 

@@ -98,7 +98,7 @@ def apply_recipes(cfg: DictConfig, keys: set[str], groups: set[str]) -> dict[str
 
     Per group the provenance says which rows applied (`rows`), whether one of them is specific to
     this dataset/IPC (`cell`), which typed keys it left alone (`kept_typed`), and why not (`reason`)."""
-    from dfdistill.recipes import has_cell_rows, rows_for
+    from dfdistill.recipes import has_cell_rows, is_generic, rows_for
 
     out: dict[str, Any] = {}
     ds, ipc = paper_dataset(cfg), int(cfg.ipc)
@@ -107,7 +107,7 @@ def apply_recipes(cfg: DictConfig, keys: set[str], groups: set[str]) -> dict[str
             out[group] = {"recipe": "none", "reason": f"{group}.recipe=none"}
             continue
         rows, note = rows_for(group, applies, ds, ipc)
-        cell = any(r.specificity() > 0 for r in rows)
+        cell = any(r.specificity() > 0 and not is_generic(r.file) for r in rows)  # dataset-wide rules aside
         if not cell and has_cell_rows(group, applies):
             note = (f"no paper row for {group}={cfg[group].name} dataset={ds} ipc={ipc}; "
                     f"running the {group}'s defaults{' and its method-wide rows' if rows else ''}")

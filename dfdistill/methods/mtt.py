@@ -12,8 +12,8 @@ expert trains (buffer.py's --train_epochs); `syn_lr_init` is the initial learnab
 --lr_teacher, a name buffer.py uses for the experts' lr, here `expert_lr`). The profile key
 `expert_train_epochs` caps `method.expert_train_epochs` (dfdistill/config/resolve.py).
 
-Per-dataset/IPC hyperparameters (MTT authors via DC-BENCH; see conf/method/mtt.yaml and
-conf/exp/mtt_*.yaml).
+Per-dataset/IPC hyperparameters (MTT authors via DC-BENCH) are recipe rows:
+dfdistill/recipes/mtt.yaml.
 """
 
 from __future__ import annotations

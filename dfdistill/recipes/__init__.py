@@ -105,8 +105,12 @@ def rows_for(group: str, applies: str, dataset: str, ipc: int) -> tuple[list[Rec
                 note = (f"{f.name}: no row for ipc={ipc}; took the nearest (ipc={near.ipc}) "
                         "(the reference code exits for this IPC)")
         picked += hit
-    generic = {f.name for f in load_recipes() if "*" in f.applies_to}  # rules for every method go first
-    return sorted(picked, key=lambda r: (r.specificity(), r.file not in generic, r.file, r.index)), note
+    return sorted(picked, key=lambda r: (r.specificity(), not is_generic(r.file), r.file, r.index)), note
+
+
+def is_generic(file: str) -> bool:
+    """A file of rules for every method (datasets.yaml): its rows go first and make no cell row."""
+    return any(f.name == file and "*" in f.applies_to for f in load_recipes())
 
 
 def has_cell_rows(group: str, applies: str) -> bool:
