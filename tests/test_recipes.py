@@ -60,6 +60,10 @@ GOLDEN = [
     (["method=dm", "dataset=cifar10", "ipc=100"], {"method.lr_img": 10.0}),
     (["method=random", "dataset=cifar10", "ipc=10"], {"eval.aug": "none", "eval.epochs": 300}),
     (["method=dc", "dataset=tinyimagenet", "ipc=1"], {"backbone.name": "convnet_d4", "method.outer_loop": 1}),
+    (["method=edd", "dataset=mnist", "ipc=10"],  # EDD on IDC takes IDC's per-dataset rows
+     {"method.dis_metric": "idc_l1", "method.lr_img": 1e-4, "method.n_data": 500, "eval.name": "idc"}),
+    (["method=edd_dsa", "dataset=cifar10", "ipc=10"], {"method.outer_loop": 10, "method.inner_loop": 50,
+                                                      "eval.name": "default"}),
     (["method=dm", "dataset=cifar10", "ipc=1", "pruning=bilp"],
      {"pruning.trials": 5, "pruning.epochs": [-1], "pruning.train_epochs": 100}),
 ]

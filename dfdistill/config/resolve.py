@@ -102,7 +102,12 @@ def apply_recipes(cfg: DictConfig, keys: set[str], groups: set[str]) -> dict[str
 
     out: dict[str, Any] = {}
     ds, ipc = paper_dataset(cfg), int(cfg.ipc)
-    for group, applies in (("method", method_schema(cfg)), ("pruning", str(cfg.pruning.get("name", "none")))):
+    from dfdistill.registry import METHODS
+
+    option = str(cfg.method.name)  # a registered option is served by its own name; a YAML variant also by its schema's
+    names = (option,) if option in METHODS else (option, method_schema(cfg))
+    targets = (("method", names), ("pruning", (str(cfg.pruning.get("name", "none")),)))
+    for group, applies in targets:
         if cfg[group].get("recipe", "paper") == "none":
             out[group] = {"recipe": "none", "reason": f"{group}.recipe=none"}
             continue

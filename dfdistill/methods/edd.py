@@ -209,6 +209,7 @@ class EDDOnDSA(ExclusiveSegments, GradientMatching):
         return loss.detach(), MatchStep(net, params, xp.detach(), yp, ip, wp, seeds)
 
 
+@register_method("edd_dsa", config=EDDConfig, label="EDD (DSA base)", in_loop_pruning=True)
 @register_method("edd", config=EDDConfig, label="EDD", in_loop_pruning=True)
 class EDD(Distiller):
     """`EDD(cfg, ctx)` builds the variant for `cfg.base` (EDDOnIDC or EDDOnDSA)."""

@@ -7,7 +7,7 @@ own row without one config file per cell, and every value must say where it come
 A recipe file looks like::
 
     group: method             # the config group whose `recipe` key switches it (method | pruning)
-    applies_to: [mtt]         # schema names (method) or options (pruning) it serves; "*" = all
+    applies_to: [mtt]         # method options or schema names (method), options (pruning); "*" = all
     nearest_ipc: false        # true: an IPC without a row takes the row of the nearest IPC
     rows:
       - {dataset: cifar10, ipc: 1, source: "...", set: {method.syn_steps: 50, dataset.zca: true}}
@@ -87,13 +87,18 @@ def load_recipes() -> tuple[RecipeFile, ...]:
     return tuple(parse_file(p) for p in sorted(RECIPE_DIR.glob("*.yaml")))
 
 
-def rows_for(group: str, applies: str, dataset: str, ipc: int) -> tuple[list[RecipeRow], Optional[str]]:
+def serves(f: RecipeFile, group: str, applies: tuple[str, ...]) -> bool:
+    """Whether file `f` serves a run whose `group` option/schema names are `applies`."""
+    return f.group == group and ("*" in f.applies_to or any(a in f.applies_to for a in applies))
+
+
+def rows_for(group: str, applies: tuple[str, ...], dataset: str, ipc: int) -> tuple[list[RecipeRow], Optional[str]]:
     """The rows that set (group, option/schema) for (dataset, ipc), least specific first, and a note
     when an IPC without its own row borrowed the nearest one."""
     picked: list[RecipeRow] = []
     note = None
     for f in load_recipes():
-        if f.group != group or (applies not in f.applies_to and "*" not in f.applies_to):
+        if not serves(f, group, applies):
             continue
         same_ds = [r for r in f.rows if r.dataset in ("*", dataset)]
         hit = [r for r in same_ds if r.matches_ipc(ipc)]
@@ -113,7 +118,7 @@ def is_generic(file: str) -> bool:
     return any(f.name == file and "*" in f.applies_to for f in load_recipes())
 
 
-def has_cell_rows(group: str, applies: str) -> bool:
-    """Whether any file serving (group, applies) has rows specific to a dataset or an IPC."""
-    return any(r.specificity() > 0 for f in load_recipes() if f.group == group and applies in f.applies_to
+def has_cell_rows(group: str, applies: tuple[str, ...]) -> bool:
+    """Whether any method-specific file serving (group, applies) has rows specific to a dataset or an IPC."""
+    return any(r.specificity() > 0 for f in load_recipes() if serves(f, group, applies) and "*" not in f.applies_to
                for r in f.rows)
