@@ -199,7 +199,7 @@ def test_lazy_schedule_counts_iterations_not_calls():
         sel.begin_iteration(rnd)
         for c in range(2):  # two "classes" (labels only name the position), rows 0-9 and 10-19
             seen = []
-            sel.band.update = lambda v, seen=seen: (seen.append(1), orig(v))
+            sel.band.update = lambda *a, seen=seen: (seen.append(1), orig(*a))
             idx = torch.arange(10 * c, 10 * c + 10).view(1, 10)
             sel.weights(xr[None, :10], yr[None, :10] + c, idx, None, gm_objective(net, params, xs[None], ys[None], "ours"))
             recomputed.append((rnd, c, bool(seen)))
@@ -259,7 +259,7 @@ def test_lazy_schedule_is_the_same_for_every_method(compose_cfg, tmp_path, metho
     sel = setup.ctx.adaptive
     computed = []
     orig = sel.band.update
-    sel.band.update = lambda v: (computed.append(1), orig(v))
+    sel.band.update = lambda *a: (computed.append(1), orig(*a))
     per_iter = []
     for it in range(4):
         n0, c0 = len(computed), sel.calls

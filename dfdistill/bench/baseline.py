@@ -23,15 +23,15 @@ from torch import Tensor
 from dfdistill.methods.base import draw_seed
 from dfdistill.methods.dc import GradientMatching
 from dfdistill.methods.dm import DM
-from dfdistill.methods.matching import freeze_batchnorm_stats, gradient_distance, has_batchnorm
+from dfdistill.methods.matching import gradient_distance
+from dfdistill.methods.sampling import per_class_rows
 
 
 def _class_index_lists(distiller, n: int) -> list[Tensor]:
-    """Per class min(n, n_c) row positions, drawn in per_class_batch's order (no padding needed:
-    the fast path's zero-weighted padding rows contribute nothing)."""
-    real = distiller.ctx.real
-    B = min(n, max(real.class_counts()))
-    return [real.class_sample_indices(c, B, distiller.gen) for c in range(real.num_classes)]
+    """Per class min(n, n_c) row positions: the fast path's one draw for all classes (the sampling is
+    shared, the per-class gathers are the reference's), without its zero-weighted padding rows."""
+    rows, w = per_class_rows(distiller.ctx.real, n, distiller.sample_gen)
+    return [rows[c] if w is None else rows[c][w[c] > 0] for c in range(rows.shape[0])]
 
 
 class BaselineGradientMatching(GradientMatching):
@@ -49,9 +49,7 @@ class BaselineGradientMatching(GradientMatching):
         names = [n for n, _ in net.named_parameters()]
         total = 0.0
         for ol in range(outer):
-            if has_batchnorm(net):
-                bn_x, _, _ = real.sample_per_class(self.cfg.bn_images_per_class, generator=self.gen)
-                freeze_batchnorm_stats(net, bn_x)
+            self.freeze_bn(net)  # DC's statistics pass (shared: same rows as the fast path)
             index_lists = _class_index_lists(self, self.cfg.batch_real)
             loss = torch.zeros((), device=self.ctx.device)
             draw = self.pair_seeds(C)  # the fast path's one draw per step, applied class by class

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from dfdistill.data.real import RealData
 from dfdistill.losses import cutmix_or_plain_loss
+from dfdistill.memory import rows_per_pass
 
 
 @dataclass
@@ -132,8 +133,11 @@ def train_network(model: nn.Module, images: Tensor, labels: Tensor, ev: Resolved
 
 @torch.no_grad()
 def test_accuracy(model: nn.Module, test: RealData, batch_size: int = 512) -> float:
+    """Top-1 accuracy on the test split, in passes of at most `batch_size` rows (fewer when the memory
+    budget says so); one host read at the end."""
     model.eval()
     correct = 0
+    batch_size = min(batch_size, rows_per_pass(model, test.images.shape[1:], "forward"))
     for start in range(0, len(test), batch_size):
         x = test.images[start : start + batch_size]
         y = test.labels[start : start + batch_size]

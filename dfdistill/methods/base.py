@@ -21,6 +21,9 @@ from dfdistill.artifacts import ArtifactCache
 from dfdistill.data.augment import ClassDraw
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError, DataError
+from dfdistill.memory import classes_per_pass
+from dfdistill.methods.chunks import ClassBatch
+from dfdistill.methods.sampling import device_generator, per_class_rows
 
 
 @dataclass
@@ -78,6 +81,9 @@ class DistillContext:
     describe: dict = field(default_factory=dict)
 
 
+SAMPLE_SEED_OFFSET = 0x5EED_5A4D
+
+
 def draw_seed(gen: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
 
@@ -110,31 +116,12 @@ def per_class_batch(real: RealData, n: int, gen: torch.Generator,
 
     Classes with fewer rows are padded by repeating rows with weight 0, so the batch stays
     rectangular (vmappable) and padded rows contribute nothing. weights is None when no padding.
-    `active` restricts the draw to those rows (EDD's filtered pool); indices stay rows of `real`."""
-    C = real.num_classes
-    pools = None if active is None else [class_rows(real, c, active) for c in range(C)]
-    counts = real.class_counts() if pools is None else [int(p.numel()) for p in pools]
-    B = min(n, max(counts))
-    rows, weights, padded = [], [], False
-    for c in range(C):
-        if pools is None:
-            ix = real.class_sample_indices(c, B, gen)
-        else:
-            ix = pools[c][torch.randperm(counts[c], generator=gen)[:B].to(pools[c].device)]
-        k = ix.numel()
-        if k == 0:
-            raise DataError(f"class {c} has no real samples left; lower pruning.ratio")
-        w = torch.ones(B, device=real.device)
-        if k < B:
-            padded = True
-            ix = torch.cat([ix, ix[torch.arange(B - k, device=ix.device) % k]])
-            w[k:] = 0
-        rows.append(ix)
-        weights.append(w)
-    idx = torch.stack(rows)
-    x = real.images[idx.reshape(-1)].view(C, B, *real.images.shape[1:])
-    y = real.labels[idx]
-    return x, y, (torch.stack(weights) if padded else None), idx
+    `active` restricts the draw to those rows (EDD's filtered pool); indices stay rows of `real`.
+    The rows are drawn for all classes in one device op (`sampling.per_class_rows`; `gen` lives on
+    real.device). Materialises the whole batch: the distillers use `ImageDistiller.real_classes`,
+    which builds it one class chunk at a time."""
+    idx, w = per_class_rows(real, n, gen, active)
+    return real.batch(idx), real.labels[idx], w, idx
 
 
 class Distiller(ABC):
@@ -150,6 +137,9 @@ class Distiller(ABC):
         self.cfg = cfg
         self.ctx = ctx
         self.gen = torch.Generator().manual_seed(ctx.seed)
+        # per-class row draws run on the device (methods/sampling.py): one generator there, made once,
+        # seeded apart from `gen` so the two streams are not the same sequence; checkpointed with it
+        self.sample_gen = device_generator(ctx.device, ctx.seed + SAMPLE_SEED_OFFSET)
         self.images: Optional[Tensor] = None
         self.labels: Optional[Tensor] = None
 
@@ -195,13 +185,15 @@ class Distiller(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         return {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "gen": self.gen.get_state(),
-                **self.extra_state()}
+                "sample_gen": self.sample_gen.get_state(), **self.extra_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             self.images.copy_(state["images"].to(self.images.device))
         self.labels = state["labels"].to(self.ctx.device)
         self.gen.set_state(state["gen"])
+        if "sample_gen" in state:
+            self.sample_gen.set_state(state["sample_gen"])
         self.load_extra_state(state)
 
     def extra_state(self) -> dict[str, Any]:
@@ -230,6 +222,33 @@ class ImageDistiller(Distiller):
     def syn_by_class(self) -> Tensor:
         """(C, ipc, ...) view of the learnable images (class-major storage)."""
         return self.images.view(self.num_classes, self.ctx.ipc, *self.images.shape[1:])
+
+    def class_chunk(self, net: nn.Module, rows_per_class: int, kind: str = "backward", grads_per_class: int = 0) -> int:
+        """Classes per real-side pass of `net` (memory.class_chunk, else the memory budget)."""
+        real = self.ctx.real
+        return classes_per_pass(net, (real.channels, real.image_size, real.image_size), rows_per_class,
+                                self.num_classes, kind=kind, grads_per_class=grads_per_class)
+
+    def real_classes(self, rows: Tensor, seeds: Optional[ClassDraw], chunk: int) -> ClassBatch:
+        """The (C, B, ...) real batch of `rows` (C, B), each class under its part of the siamese draw, built
+        `chunk` classes at a time (no autograd history)."""
+        real = self.ctx.real
+
+        def build(lo: int, hi: int) -> Tensor:
+            with torch.no_grad():
+                return self.siamese_augment(real.batch(rows[lo:hi]), None if seeds is None else seeds[lo:hi])
+
+        return ClassBatch(build, (*rows.shape, *real.images.shape[1:]), real.device, chunk)
+
+    def syn_classes(self, seeds: Optional[ClassDraw], chunk: int, slots: slice = slice(None)) -> ClassBatch:
+        """The (C, ipc', ...) synthetic batch (slots `slots` of every class) under the same per-class
+        draw, differentiable, built per chunk when read (never cached: each chunk's graph is used once)."""
+        syn = self.syn_by_class()[:, slots]
+
+        def build(lo: int, hi: int) -> Tensor:
+            return self.siamese_augment(self.syn_by_class()[lo:hi, slots], None if seeds is None else seeds[lo:hi])
+
+        return ClassBatch(build, syn.shape, syn.device, chunk, cache=False)
 
     def pair_seeds(self, n: int) -> Optional[ClassDraw]:
         """The step's siamese draw for n classes (None without dsa): one seed from the distiller's

@@ -10,6 +10,14 @@ identical maths.
 Subclasses hook in without copying the loop: `sample_weights` (per-sample factors on the real side,
 DF-CoLearn's mask), `after_iteration` (gets the last matching step's inputs explicitly, as a
 `MatchStep`), and `matching_loss` is the one vmapped-or-loop gradient distance they all call.
+
+Memory: the per-class gradients are independent given the network (BN nets match in eval mode after
+DC's statistics pass), and the loss is their sum, so `matching_backward` forms and backpropagates it
+a chunk of classes at a time (`memory:` settings; one chunk when all fits): only one chunk's real
+batch, graphs and per-class gradients are alive, and the image gradient is the one-pass gradient.
+The real batch itself is gathered and augmented per chunk (`real_classes`), unless a subclass needs
+it whole (`materialize_real`, DF-CoLearn's mask step). The statistics pass is chunked too, with the
+one-pass statistics (methods/batchnorm.py).
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ from torch import Tensor, nn
 from dfdistill.data.augment import ClassDraw
 from dfdistill.errors import ConfigError
 from dfdistill.training import train_epochs
-from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed, per_class_batch
+from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed
+from dfdistill.methods.chunks import Batch, ClassBatch, backward_in_chunks, materialize
 from dfdistill.methods.matching import (
     METRICS, GradDict, batched_gradient_distance, class_gradients, class_gradients_loop, detached_params,
-    freeze_batchnorm_stats, gm_objective, has_batchnorm, loop_distance,
+    freeze_batchnorm_rows, gm_objective, has_batchnorm, loop_distance,
 )
+from dfdistill.methods.sampling import per_class_rows, valid_rows
 from dfdistill.registry import register_method
 
 @dataclass
@@ -66,7 +76,7 @@ class MatchStep:
 
     net: nn.Module
     params: GradDict  # detached parameters the gradients were taken at
-    xr: Tensor  # (C, B, ...) real batch as it entered the loss (augmented when dsa)
+    xr: Batch  # (C, B, ...) real batch as it entered the loss (augmented when dsa); a Tensor if materialize_real
     yr: Tensor  # (C, B)
     idx: Tensor  # (C, B) rows into ctx.real
     w: Optional[Tensor]  # (C, B) padding x in-loop selector weights, before the method's sample_weights
@@ -78,6 +88,9 @@ class MatchStep:
 class GradientMatching(ImageDistiller):
     """DC/DSA; subclasses (DF-CoLearn, EDD's DSA base) change how real samples are weighted/drawn."""
 
+    # True where a subclass reads the whole real batch as one tensor (sample_weights / after_iteration)
+    materialize_real: bool = False
+
     def loops(self) -> tuple[int, int]:
         return self.cfg.outer_loop, self.cfg.inner_loop
 
@@ -85,22 +98,23 @@ class GradientMatching(ImageDistiller):
         on_cpu = self.ctx.device.type == "cpu"
         return self.cfg.fast and not has_batchnorm(net) and (not on_cpu or self.cfg.vmap_on_cpu)
 
-    def real_weights(self, net, params, xr: Tensor, yr: Tensor, idx: Tensor, w: Optional[Tensor],
-                     xs: Tensor, ys: Tensor) -> Optional[Tensor]:
+    def real_weights(self, net, params, xr: Batch, yr: Tensor, idx: Tensor, w: Optional[Tensor],
+                     xs: Batch, ys: Tensor) -> Optional[Tensor]:
         """Padding weights times the in-loop selector's (BiLP ITE) for the real batch (C, B).
         `idx` are row indices into ctx.real (what the selector's per-row state indexes)."""
         if self.ctx.adaptive is not None:
             return self.ctx.adaptive.weights(xr, yr, idx, w, gm_objective(net, params, xs, ys, self.cfg.dis_metric))
         return w
 
-    def sample_weights(self, net, params, xr: Tensor, yr: Tensor, idx: Tensor, w: Optional[Tensor]) -> Optional[Tensor]:
+    def sample_weights(self, net, params, xr: Batch, yr: Tensor, idx: Tensor, w: Optional[Tensor]) -> Optional[Tensor]:
         """The method's own per-sample factors on top of `w` (DF-CoLearn: m * Phi). Default: none."""
         return w
 
     def matching_loss(self, net, params: GradDict, xr: Tensor, yr: Tensor, w: Optional[Tensor],
                       xs: Tensor, ys: Tensor) -> Tensor:
-        """Class-summed distance of the (w-weighted) real and the synthetic CE gradients: one vmapped
-        call (`use_vmap`) or the per-class loop (BatchNorm nets, `fast=false`); the same maths."""
+        """Class-summed distance of the (w-weighted) real and the synthetic CE gradients of the classes
+        in the batch: one vmapped call (`use_vmap`) or the per-class loop (BatchNorm nets,
+        `fast=false`); the same maths."""
         metric = self.cfg.dis_metric
         if self.use_vmap(net):
             g_real = {k: v.detach() for k, v in class_gradients(net, params, xr, yr, w).items()}
@@ -113,25 +127,50 @@ class GradientMatching(ImageDistiller):
         g_syn = class_gradients_loop(net, [xs[c] for c in range(C)], [ys[c] for c in range(C)], create_graph=True)
         return loop_distance(g_real, g_syn, names, metric)
 
+    def matching_backward(self, net, params: GradDict, xr: Batch, yr: Tensor, w: Optional[Tensor],
+                          xs: Batch, ys: Tensor, chunk: int, scale: float = 1.0) -> Tensor:
+        """`scale * matching_loss` over all classes, formed and backpropagated `chunk` classes at a
+        time (gradients accumulate in the images); returns the detached loss."""
+        graph = [t for t in (xs, w) if isinstance(t, Tensor)]  # whole tensors with history: cut per chunk
+
+        def loss_of(lo: int, hi: int, *cut: Tensor) -> Tensor:
+            cut_it = iter(cut)
+            xs_c = next(cut_it) if isinstance(xs, Tensor) else xs[lo:hi]
+            w_c = None if w is None else next(cut_it)
+            return scale * self.matching_loss(net, params, xr[lo:hi], yr[lo:hi], w_c, xs_c, ys[lo:hi])
+
+        return backward_in_chunks(loss_of, yr.shape[0], chunk, graph)
+
+    def class_chunk_for(self, net, rows_per_class: int) -> int:
+        """Classes per matching pass: each holds B real rows (forward + backward), ipc synthetic rows
+        (double backward, ~2x) and a real and a synthetic per-class gradient (+ its graph)."""
+        return self.class_chunk(net, rows_per_class + 2 * self.ctx.ipc, kind="backward", grads_per_class=3)
+
     def freeze_bn(self, net) -> None:
-        """DC's BN handling before each matching step (no-op for nets without BatchNorm)."""
+        """DC's BN handling before each matching step (no-op for nets without BatchNorm): statistics of
+        bn_images_per_class real images of every class, in chunks when they do not fit one pass."""
         if has_batchnorm(net):
-            bn_x, _, _ = self.ctx.real.sample_per_class(self.cfg.bn_images_per_class, generator=self.gen)
-            freeze_batchnorm_stats(net, bn_x)
+            rows = valid_rows(*per_class_rows(self.ctx.real, self.cfg.bn_images_per_class, self.sample_gen))
+            freeze_batchnorm_rows(net, self.ctx.real, rows)
 
     def match_step(self, net, ys: Tensor, it: int) -> tuple[Tensor, MatchStep]:
         """One image update on the class-summed matching loss of a fresh real batch (iteration `it`)."""
         self.freeze_bn(net)
-        xr, yr, w, idx = per_class_batch(self.ctx.real, self.cfg.batch_real, self.gen)
-        seeds = self.pair_seeds(xr.shape[0])
-        xr, xs = self.siamese_augment(xr, seeds), self.siamese_augment(self.syn_by_class(), seeds)
+        idx, w = per_class_rows(self.ctx.real, self.cfg.batch_real, self.sample_gen)
+        seeds = self.pair_seeds(idx.shape[0])
+        chunk = self.class_chunk_for(net, idx.shape[1])
+        xr: Batch = self.real_classes(idx, seeds, chunk)
+        xs = self.syn_classes(seeds, chunk)
+        if self.materialize_real:
+            xr = materialize(xr)
+        yr = self.ctx.real.labels[idx]
         params = detached_params(net)
         w = self.real_weights(net, params, xr, yr, idx, w, xs, ys)
-        loss = self.matching_loss(net, params, xr, yr, self.sample_weights(net, params, xr, yr, idx, w), xs, ys)
+        ws = self.sample_weights(net, params, xr, yr, idx, w)
         self.opt_img.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = self.matching_backward(net, params, xr, yr, ws, xs, ys, chunk)
         self.opt_img.step()
-        return loss.detach(), MatchStep(net, params, xr.detach(), yr, idx, w, seeds)
+        return loss, MatchStep(net, params, xr, yr, idx, w, seeds)
 
     def train_net_on_synthetic(self, net, opt, epochs: int, images: Tensor, labels: Tensor) -> None:
         """Inner loop: `epochs` epochs on the given (detached) synthetic images (non-siamese DSA when on)."""

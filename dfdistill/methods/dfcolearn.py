@@ -143,6 +143,7 @@ def infonce_mi(emb_s: Tensor, emb_r: Tensor, temp: float) -> Tensor:
 
 @register_method("dfcolearn", config=DFCoLearnConfig, label="DF-CoLearn", in_loop_pruning=True)
 class DFCoLearn(GradientMatching):
+    materialize_real = True  # batch_phi and the eq. 7 mask step read the whole real batch as one tensor
 
     def prepare(self) -> None:
         real = self.ctx.real

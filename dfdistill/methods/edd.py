@@ -34,10 +34,13 @@ import torch
 from torch import Tensor
 
 from dfdistill.errors import ConfigError
-from dfdistill.methods.base import Distiller, class_rows, draw_seed, per_class_batch
+from dfdistill.memory import rows_per_pass
+from dfdistill.methods.base import Distiller, class_rows, draw_seed
 from dfdistill.methods.dc import DCConfig, GradientMatching, MatchStep
 from dfdistill.methods.idc import IDC, IDCConfig
+from dfdistill.methods.chunks import backward_in_chunks
 from dfdistill.methods.matching import detached_params
+from dfdistill.methods.sampling import per_class_rows
 from dfdistill.training import train_epochs
 from dfdistill.registry import register_method
 
@@ -113,7 +116,8 @@ class ExclusiveSegments:
     @torch.no_grad()
     def _predict(self, net, x: Tensor) -> Tensor:
         net.eval()
-        return torch.cat([net(x[s : s + 1024]).argmax(1) for s in range(0, x.shape[0], 1024)])
+        per = min(1024, rows_per_pass(net, x.shape[1:], "forward"))  # the memory budget's rows per pass
+        return torch.cat([net(x[s : s + per]).argmax(1) for s in range(0, x.shape[0], per)])
 
     def filter_real(self, k: int) -> None:
         """Train on segments < k, drop `discard` of the correctly classified active rows per class."""
@@ -189,24 +193,36 @@ class EDDOnDSA(ExclusiveSegments, GradientMatching):
         return self.segment_train_set(self.bounds[self.segment_of(it)][1])
 
     def match_step(self, net, ys: Tensor, it: int) -> tuple[Tensor, MatchStep]:
+        """Pool vs segment k, plus reg x (unfiltered batch vs segments <= k), formed and backpropagated a
+        class chunk at a time; per class one siamese draw for all four batches."""
         k = self.segment_of(it)
         a, b = self.bounds[k]
         real, C = self.ctx.real, self.num_classes
         self.freeze_bn(net)
-        xp, yp, wp, ip = per_class_batch(real, self.cfg.batch_real, self.gen, active=self.active)
-        seeds = self.pair_seeds(C)  # one draw per class for the pool, the full batch and all its segments
-        xp, xs = self.siamese_augment(xp, seeds), self.siamese_augment(self.syn_by_class(), seeds)
+        ip, wp = per_class_rows(real, self.cfg.batch_real, self.sample_gen, active=self.active)
+        seeds = self.pair_seeds(C)
+        with_reg = self.cfg.reg > 0 and k > 0
+        i_f, wf = per_class_rows(real, self.cfg.batch_real, self.sample_gen) if with_reg else (None, None)
+        chunk = self.class_chunk_for(net, ip.shape[1] * (2 if with_reg else 1))
+        xp, xs = self.real_classes(ip, seeds, chunk), self.syn_classes(seeds, chunk)
+        xf = self.real_classes(i_f, seeds, chunk) if with_reg else None
+        yp, yf = real.labels[ip], (real.labels[i_f] if with_reg else None)
         params = detached_params(net)
-        wp = self.real_weights(net, params, xp, yp, ip, wp, xs[:, a:b], ys[:, a:b])
-        loss = self.matching_loss(net, params, xp, yp, wp, xs[:, a:b], ys[:, a:b])
-        if self.cfg.reg > 0 and k > 0:
-            xf, yf, wf, _ = per_class_batch(real, self.cfg.batch_real, self.gen)
-            loss = loss + self.cfg.reg * self.matching_loss(net, params, self.siamese_augment(xf, seeds), yf, wf,
-                                                            xs[:, :b], ys[:, :b])
+        wp = self.real_weights(net, params, xp, yp, ip, wp, self.syn_classes(seeds, chunk, slice(a, b)), ys[:, a:b])
+        part = lambda t, lo, hi: None if t is None else t[lo:hi]
+
+        def loss_of(lo: int, hi: int) -> Tensor:
+            xp_c, xs_c = xp[lo:hi], xs[lo:hi]  # xs_c: every slot of these classes, augmented once
+            loss = self.matching_loss(net, params, xp_c, yp[lo:hi], part(wp, lo, hi), xs_c[:, a:b], ys[lo:hi, a:b])
+            if with_reg:
+                loss = loss + self.cfg.reg * self.matching_loss(net, params, xf[lo:hi], yf[lo:hi], part(wf, lo, hi),
+                                                                xs_c[:, :b], ys[lo:hi, :b])
+            return loss
+
         self.opt_img.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = backward_in_chunks(loss_of, C, chunk)
         self.opt_img.step()
-        return loss.detach(), MatchStep(net, params, xp.detach(), yp, ip, wp, seeds)
+        return loss, MatchStep(net, params, xp, yp, ip, wp, seeds)
 
 
 @register_method("edd_dsa", config=EDDConfig, label="EDD (DSA base)", in_loop_pruning=True)

@@ -29,7 +29,7 @@ from dfdistill.errors import ConfigError
 from dfdistill.losses import cutmix_or_plain_loss
 from dfdistill.methods.base import Distiller, MethodConfig, class_major_labels, draw_seed
 from dfdistill.methods.matching import (
-    batched_gradient_distance, class_gradients, detached_params, freeze_batchnorm_stats, gm_objective, has_batchnorm,
+    batched_gradient_distance, class_gradients, detached_params, freeze_batchnorm_rows, gm_objective, has_batchnorm,
 )
 from dfdistill.registry import register_method
 
@@ -175,8 +175,10 @@ class IDC(Distiller):
             self.images.clamp_(0, 1)
         total = torch.zeros((), device=self.ctx.device)
         for inner in range(self.cfg.match_steps):
-            if has_batchnorm(net):
-                freeze_batchnorm_stats(net, self.ctx.real.sample_per_class(16, generator=self.gen)[0])
+            if has_batchnorm(net):  # sample_per_class's draws; the statistics pass runs in budget-sized chunks
+                real = self.ctx.real
+                rows = torch.cat([real.class_sample_indices(c, 16, self.gen) for c in range(self.num_classes)])
+                freeze_batchnorm_rows(net, real, rows)
             for c in range(self.num_classes):
                 loss = self.class_loss(net, c, it)
                 self.opt_img.zero_grad(set_to_none=True)

@@ -51,6 +51,7 @@ from torch import Tensor, nn
 
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError, DataError
+from dfdistill.memory import rows_per_pass
 from dfdistill.methods.base import (
     ImageDistiller, MethodConfig, check_positive, class_major_labels, draw_seed, init_synthetic,
 )
@@ -191,8 +192,9 @@ class IDM(ImageDistiller):
         if self.ctx.adaptive is not None:  # BiLP ITE on this class's batch; the meta loss is DM's term
             yr = torch.full((1, xr_a.shape[0]), c, device=xr_a.device, dtype=torch.long)
             w = self.ctx.adaptive.weights(xr_a.detach()[None], yr, rows[None], None, dm_objective(net, xs_a[None]))
-        with torch.no_grad():
-            emb_r = net.embed(xr_a)
+        with torch.no_grad():  # eval mode: rows are independent, so budget-sized passes change nothing
+            per = rows_per_pass(net, xr_a.shape[1:], "forward")
+            emb_r = torch.cat([net.embed(xr_a[a : a + per]) for a in range(0, xr_a.shape[0], per)])
         emb_s = net.embed(xs_a)
         loss = ((weighted_class_means(emb_r, 1, w) - emb_s.mean(0, keepdim=True)) ** 2).sum()
         if self.cfg.ce_weight > 0 and acc_percent > 0:

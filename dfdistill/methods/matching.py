@@ -12,14 +12,17 @@ One implementation serves DC, DSA, IDC, DF-CoLearn, EDD and the ITE pruner:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from dfdistill.data.real import RealData
 from dfdistill.losses import weighted_ce
+from dfdistill.memory import rows_per_pass
+from dfdistill.methods.batchnorm import Chunks, batch_statistics, set_statistics
 
 GradDict = dict[str, Tensor]
 MetaLoss = Callable[[GradDict, Tensor], Tensor]  # L_meta(G, s): G = class mean of g(x), s = synthetic batch
@@ -122,14 +125,33 @@ def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def freeze_batchnorm_stats(model: nn.Module, real_x: Tensor) -> None:
-    """DC's BN handling: one train-mode pass on a few real images per class, then BN to eval mode."""
+def freeze_batchnorm_stats(model: nn.Module, real_x: Union[Tensor, Chunks]) -> None:
+    """DC's BN handling: one train-mode pass on a few real images per class, then BN to eval mode.
+
+    `real_x` may also be a callable giving the batch in chunks: when there are several, the
+    one-pass statistics are found layer by layer (methods/batchnorm.py) and put into the running
+    buffers as the train-mode pass would (momentum update)."""
     model.train()
-    with torch.no_grad():
-        model(real_x)
+    if callable(real_x):
+        parts = iter(real_x())
+        first, second = next(parts), next(parts, None)
+        stats = batch_statistics(model, real_x) if second is not None else None
+        if stats is not None:
+            set_statistics(stats, momentum_update=True)
+        else:
+            real_x = first if second is None else torch.cat(list(real_x()))
+    if not callable(real_x):
+        with torch.no_grad():
+            model(real_x)
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
+
+
+def freeze_batchnorm_rows(model: nn.Module, real: RealData, rows: Tensor) -> None:
+    """`freeze_batchnorm_stats` on real rows `rows`, gathered in passes the memory budget allows."""
+    per = rows_per_pass(model, real.images.shape[1:], "forward")
+    freeze_batchnorm_stats(model, lambda: (real.batch(rows[a : a + per]) for a in range(0, rows.numel(), per)))
 
 
 # ---------------------------------------------------------------------------------------------- #

@@ -147,26 +147,33 @@ def batch_ite_norms(objective: MetaObjective, xr: Tensor, yr: Tensor, w: Optiona
 # running statistics + quantile band
 # ---------------------------------------------------------------------------------------------- #
 class RunningNormalBand:
-    """BN-style running mean/variance (eq. 8) and the keep-band of N(mu, var)."""
+    """BN-style running mean/variance (eq. 8) and the keep-band of N(mu, var).
+
+    mean/var are 0-d tensors on the values' device, so updating and applying the band never waits
+    for the device (floats only in state_dict)."""
 
     def __init__(self, beta: float, eta: float, tail: str = "both"):
         self.beta, self.eta, self.tail = beta, eta, tail
-        self.mean: Optional[float] = None
-        self.var: Optional[float] = None
+        self.mean: Optional[Tensor] = None
+        self.var: Optional[Tensor] = None
 
-    def update(self, values: Tensor) -> None:
-        mb, vb = float(values.mean()), float(values.var(unbiased=False)) if values.numel() > 1 else 0.0
+    def update(self, values: Tensor, mask: Optional[Tensor] = None) -> None:
+        """Fold the batch's mean/variance (over the entries where `mask`, all when None) into the band."""
+        m = torch.ones_like(values) if mask is None else mask.to(values.dtype)
+        n = m.sum().clamp_min(1)
+        mb = (values * m).sum() / n
+        vb = (((values - mb) ** 2) * m).sum() / n
         if self.mean is None:
             self.mean, self.var = mb, vb
         else:
             self.mean = (1 - self.eta) * self.mean + self.eta * mb
             self.var = (1 - self.eta) * self.var + self.eta * vb
 
-    def bounds(self) -> tuple[float, float]:
-        sd = max(self.var, 0.0) ** 0.5
-        q = lambda p: self.mean + sd * float(torch.special.ndtri(torch.tensor(p, dtype=torch.float64)))
+    def bounds(self) -> tuple[Tensor | float, Tensor | float]:
         if self.beta == 0:
             return float("-inf"), float("inf")
+        sd = self.var.clamp_min(0.0).sqrt()
+        q = lambda p: self.mean + sd * float(torch.special.ndtri(torch.tensor(p, dtype=torch.float64)))
         if self.tail == "both":
             return q(self.beta / 2), q(1 - self.beta / 2)
         if self.tail == "small":
@@ -178,10 +185,12 @@ class RunningNormalBand:
         return (values > lo) & (values < hi)
 
     def state_dict(self) -> dict:
-        return {"mean": self.mean, "var": self.var}
+        f = lambda t: None if t is None else float(t)
+        return {"mean": f(self.mean), "var": f(self.var)}
 
     def load_state_dict(self, st: dict) -> None:
-        self.mean, self.var = st["mean"], st["var"]
+        t = lambda v: None if v is None else torch.tensor(float(v))
+        self.mean, self.var = t(st["mean"]), t(st["var"])
 
 
 # ---------------------------------------------------------------------------------------------- #
@@ -195,11 +204,22 @@ class ITESelector:
         self.real = real  # the rows `rows` index (ctx.real); stats=full reads whole classes from it
         self.chunk = cfg.chunk or auto_chunk(real.device)
         self.band = RunningNormalBand(cfg.beta, cfg.eta, cfg.tail)
-        self.row_keep = torch.ones(len(real), dtype=torch.bool, device=real.device)
+        # per-row decisions over ctx.real, plus one scratch slot that padded batch positions write to
+        self._row_keep = torch.ones(len(real) + 1, dtype=torch.bool, device=real.device)
         self.refresh: Optional[bool] = None  # set by begin_iteration
         self.calls = 0
         self.seconds = 0.0  # wall time inside weights(), this process (not checkpointed)
-        self.kept_fraction: list[float] = []
+        self._kept: list[Tensor] = []  # per call, as device tensors (read as floats once, at the end)
+
+    @property
+    def row_keep(self) -> Tensor:
+        """(N,) the last decision for every row of ctx.real (rows never judged: kept)."""
+        return self._row_keep[:-1]
+
+    @property
+    def kept_fraction(self) -> list[float]:
+        """Kept share of the valid rows, per call."""
+        return [float(k) for k in self._kept]
 
     @classmethod
     def from_config(cls, cfg, train: RealData) -> "ITESelector":
@@ -235,18 +255,19 @@ class ITESelector:
         elif self.cfg.stats == "full":
             with torch.enable_grad():
                 pop_rows, norms = self.population_norms(objective, yr, block=xr.shape[1])
-            self.band.mean, self.band.var = float(norms.mean()), float(norms.var(unbiased=False))
+            self.band.mean, self.band.var = norms.mean(), norms.var(unbiased=False)
             self.row_keep[pop_rows] = self.band.keep(norms)
             keep = self.row_keep[rows]
         else:
             with torch.enable_grad():
                 norms = batch_ite_norms(objective, xr, yr, w, self.cfg.mode, self.chunk)
-            self.band.update(norms[valid])
+            self.band.update(norms, valid)
             keep = self.band.keep(norms)
-            self.row_keep[rows[valid]] = keep[valid]
+            scratch = torch.full_like(rows, len(self.real))  # padded positions repeat rows: write them aside
+            self._row_keep[torch.where(valid, rows, scratch)] = keep
         keep = keep & valid
         keep = self._ensure_min(keep, valid)
-        self.kept_fraction.append(float(keep.sum()) / max(int(valid.sum()), 1))
+        self._kept.append(keep.sum() / valid.sum().clamp_min(1))
         out = keep.float()
         return out if w is None else out * w
 
@@ -255,8 +276,8 @@ class ITESelector:
         p's class), block-wise per class: each block plays the mini-batch B_r of eq. 6."""
         real = self.real
         rows_out, norms_out = [], []
-        for p in range(yr.shape[0]):
-            rows_c = real.class_indices[int(yr[p, 0])]
+        for p, c in enumerate(yr[:, 0].tolist()):  # one host read for all positions
+            rows_c = real.class_indices[c]
             one = MetaObjective(objective.features, lambda _q, p=p: objective.loss(p), objective.syn[p : p + 1])
             for a in range(0, rows_c.numel(), block):
                 rows = rows_c[a : a + block]
@@ -266,15 +287,14 @@ class ITESelector:
         return torch.cat(rows_out), torch.cat(norms_out)
 
     def _ensure_min(self, keep: Tensor, valid: Tensor) -> Tensor:
-        for c in range(keep.shape[0]):
-            if int(keep[c].sum()) < self.cfg.min_keep:
-                keep[c] = valid[c]
-        return keep
+        """Positions keeping fewer than min_keep rows keep all their valid rows (no per-class host sync)."""
+        short = keep.sum(1, keepdim=True) < self.cfg.min_keep
+        return torch.where(short, valid, keep)
 
     def state_dict(self) -> dict[str, Any]:
         return {"band": self.band.state_dict(), "row_keep": self.row_keep.cpu(), "calls": self.calls}
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
         self.band.load_state_dict(st["band"])
-        self.row_keep = st["row_keep"].to(self.row_keep.device)
+        self._row_keep[:-1] = st["row_keep"].to(self._row_keep.device)
         self.calls = int(st.get("calls", 0))

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from dfdistill.memory import rows_per_pass
+
 
 def default_chunk(device: torch.device) -> int:
     """Rows per vmapped per-sample-gradient call. Why not larger on a CPU: the per-sample weight
@@ -33,7 +35,8 @@ def per_sample_loss_and_grad_norm(model: nn.Module, x: Tensor, y: Tensor, params
         logits = functional_call(model, p, (xi.unsqueeze(0),))
         return F.cross_entropy(logits, yi.unsqueeze(0))
 
-    chunk = chunk or default_chunk(x.device)
+    if chunk is None:  # the device default, fewer when the memory budget cannot hold that many per-sample grads
+        chunk = min(default_chunk(x.device), rows_per_pass(model, x.shape[1:], "backward", per_row_grads=True))
     fn = vmap(grad_and_value(one), in_dims=(None, 0, 0))
     losses, norms = [], []
     for s in range(0, x.shape[0], chunk):
@@ -51,9 +54,11 @@ def hardness(loss: Tensor, grad_norm: Tensor, alpha: float) -> Tensor:
 
 @torch.no_grad()
 def per_sample_loss(model: nn.Module, x: Tensor, y: Tensor, batch: int = 1024) -> Tensor:
-    """(N,) CE of every sample, batched forward in eval mode (no grads)."""
+    """(N,) CE of every sample, batched forward in eval mode (no grads; at most `batch` rows per pass,
+    fewer when the memory budget says so)."""
     was = model.training
     model.eval()
+    batch = min(batch, rows_per_pass(model, x.shape[1:], "forward"))
     out = torch.cat([F.cross_entropy(model(x[s : s + batch]), y[s : s + batch], reduction="none")
                      for s in range(0, x.shape[0], batch)])
     model.train(was)
