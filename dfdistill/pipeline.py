@@ -33,7 +33,9 @@ from dfdistill.preflight import check_classes, check_config, check_per_class
 from dfdistill.reporting.logger import NullLogger, build_logger
 from dfdistill.reporting.results import RESULTS_FILE, mean_std, read_results, save_grid, write_results
 from dfdistill.rundir import run_lock
-from dfdistill.runtime import StageTimer, code_version, peak_memory_mb, resolve_device, seed_everything
+from dfdistill.runtime import (
+    StageTimer, code_version, configure_runtime, peak_memory_mb, resolve_device, seed_everything,
+)
 from dfdistill.synthetic import SYNTHETIC_FILE, SyntheticSet, fit_to_data, load_synthetic, save_synthetic
 
 
@@ -134,6 +136,7 @@ def session(cfg: DictConfig, out_dir: Path, key: str, record_key: str) -> Iterat
     """Device, seeds, cache and logger for one run; the logger is finished (failed or not) on exit,
     and a Ctrl-C outside the loop becomes one line that says what was kept."""
     device = resolve_device(cfg.device)
+    configure_runtime(cfg, device)  # memory: and gpu: blocks (process-wide, like torch's backend flags)
     seed_everything(cfg.seed)
     cache = ArtifactCache(cfg.cache_dir)
     run_name = f"{cfg.dataset.name}-{cfg.method.name}-ipc{cfg.ipc}-{cfg.pruning.name}-s{cfg.seed}"

@@ -3,11 +3,14 @@ per-sample scoring trials and expert trajectories (one epoch loop, not three).""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from dfdistill.runtime import autocast
 
 
 def train_epochs(
@@ -25,10 +28,13 @@ def train_epochs(
     progress: bool = False,
     desc: str = "train",
     optimizer: Optional[torch.optim.Optimizer] = None,
+    amp: bool = False,
 ) -> nn.Module:
     """SGD over shuffled minibatches of the in-memory tensors; `on_epoch_end(epoch, model)` after each.
 
-    `optimizer`: continue with this one (its lr/momentum win) instead of building SGD(lr, momentum, wd)."""
+    `optimizer`: continue with this one (its lr/momentum win) instead of building SGD(lr, momentum, wd).
+    `amp`: forward and loss under bf16 autocast when gpu.bf16 is on (callers whose training is a
+    first-order end in itself: expert trajectories)."""
     gen = gen or torch.Generator().manual_seed(0)
     opt = optimizer or torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     n = images.shape[0]
@@ -40,7 +46,8 @@ def train_epochs(
             x = images[ix]
             if augment is not None:
                 x = augment(x, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            loss = nn.functional.cross_entropy(model(x), labels[ix])
+            with autocast(x.device) if amp else nullcontext():
+                loss = nn.functional.cross_entropy(model(x), labels[ix])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -14,6 +14,8 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dfdistill.errors import ConfigError
+from dfdistill.memory import MemoryConfig
+from dfdistill.runtime import GPUConfig
 
 
 def typed(schema: type, node: Any, group: str) -> Any:
@@ -159,6 +161,8 @@ class RunConfig:
     progress: bool = True
     print_config: bool = False  # print the effective (resolved) config and exit
     cli_overrides: list[str] = field(default_factory=list)  # what the user typed (run.py fills it): it wins
+    memory: MemoryConfig = field(default_factory=MemoryConfig)  # real-side pass sizes (dfdistill/memory.py)
+    gpu: GPUConfig = field(default_factory=GPUConfig)  # speed switches (dfdistill/runtime.py)
     dataset: Any = MISSING
     backbone: Any = MISSING
     method: Any = MISSING

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dfdistill.runtime import reseeded_generator
+
 STANDARD_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 DIGITS_STRATEGY = "color_crop_cutout_scale_rotate"
 
@@ -272,7 +274,7 @@ def _generators(seed: Optional[int], device: torch.device) -> _Gens:
         return None, None
     cpu = torch.Generator().manual_seed(int(seed))
     dev_seed = int(torch.randint(0, 2**62, (1,), generator=cpu).item())
-    dev = torch.Generator(device=device).manual_seed(dev_seed)
+    dev = reseeded_generator(device, dev_seed)  # one generator per device, reseeded (not one per call)
     return cpu, dev
 
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from dfdistill.data.real import RealData
 from dfdistill.losses import cutmix_or_plain_loss
 from dfdistill.memory import rows_per_pass
+from dfdistill.runtime import autocast
 
 
 @dataclass
@@ -124,7 +125,8 @@ def train_network(model: nn.Module, images: Tensor, labels: Tensor, ev: Resolved
             x, y = images[idx], labels[idx]
             if augment is not None:
                 x = augment(x, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            loss = cutmix_or_plain_loss(model, x, y, ev.cutmix_prob, ev.cutmix_beta, gen)
+            with autocast(images.device):  # gpu.bf16 (a no-op context when off)
+                loss = cutmix_or_plain_loss(model, x, y, ev.cutmix_prob, ev.cutmix_beta, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

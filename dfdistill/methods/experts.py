@@ -105,7 +105,7 @@ def train_expert(ctx: DistillContext, settings: ExpertSettings, index: int) -> T
         model, ctx.real.images, ctx.real.labels, settings.train_epochs, lr=settings.lr_teacher, momentum=0.0,
         weight_decay=0.0, batch_size=settings.batch_train, augment=ctx.augment if settings.dsa else None,
         gen=torch.Generator().manual_seed(seed), on_epoch_end=lambda ep, m: snaps.append(flat_params(m).cpu()),
-        progress=ctx.progress, desc=f"expert {index}",
+        progress=ctx.progress, desc=f"expert {index}", amp=True,  # bf16 autocast when gpu.bf16 is on
     )
     return torch.stack(snaps)
 

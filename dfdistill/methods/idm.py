@@ -98,15 +98,15 @@ class QueueNet:
 
     net: nn.Module
     opt: torch.optim.Optimizer
-    correct: int = 0
+    correct: Any = 0  # int, or a device tensor while training (read once per iteration, not per step)
     seen: int = 0
 
     def accuracy_percent(self) -> float:
-        return 100.0 * self.correct / self.seen if self.seen else 0.0
+        return 100.0 * float(self.correct) / self.seen if self.seen else 0.0
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-                "opt": self.opt.state_dict(), "correct": self.correct, "seen": self.seen}
+                "opt": self.opt.state_dict(), "correct": int(self.correct), "seen": self.seen}
 
 
 def tile_init(real: RealData, ipc: int, factor: int, gen: torch.Generator) -> Tensor:
@@ -168,7 +168,7 @@ class IDM(ImageDistiller):
                 q.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 q.opt.step()
-                q.correct += int((out.detach().argmax(1) == y).sum())
+                q.correct = q.correct + (out.detach().argmax(1) == y).sum()  # stays on the device
                 q.seen += int(y.numel())
 
     # -- matching -----------------------------------------------------------------------------------

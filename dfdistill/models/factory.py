@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dfdistill.errors import ConfigError, DataError
+from dfdistill.runtime import prepare_model
 
 ModelFactory = Callable[[int], torch.nn.Module]
 BACKBONE_DIR = Path(__file__).resolve().parents[2] / "conf" / "backbone"
@@ -42,7 +43,7 @@ def make_model_factory(bcfg: DictConfig, shape: DataShape, device: torch.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = build_model(name, channels, num_classes, image_size, **opts)
-        return model.to(device)
+        return prepare_model(model.to(device))  # gpu.channels_last
 
     return factory
 
