@@ -122,7 +122,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--ipc", type=int, default=1)
     p.add_argument("--class-chunk", type=int, default=None, help="memory.class_chunk (default: from the budget)")
-    p.add_argument("--cpu-budget-mb", type=float, default=1024.0, help="memory.cpu_budget_mb")
+    p.add_argument("--cpu-budget-mb", type=float, default=512.0, help="memory.cpu_budget_mb (the default)")
     p.add_argument("--out", default=None, help="markdown file (default results/measured/memory_<device>.md)")
     p.add_argument("--header", default=None, help="a line above the table (e.g. the machine and its load)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -12,7 +12,7 @@ One implementation serves DC, DSA, IDC, DF-CoLearn, EDD and the ITE pruner:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -166,7 +166,8 @@ class MetaObjective:
 
     features: Callable[[Tensor, Tensor, int], GradDict]  # (x (B, ...), y (B,), chunk) -> g: dict of (B, ...)
     loss: Callable[[int], MetaLoss]  # class position p -> L_meta(G, s)
-    syn: Tensor  # (P, n_s, ...) each position's synthetic batch (what ITE is taken w.r.t.), detached
+    syn: Any  # (P, n_s, ...) each position's synthetic batch (what ITE is taken w.r.t.), detached: a Tensor
+    # or a methods.chunks.ClassBatch (read one position at a time, so it is built one chunk at a time)
 
 
 def per_sample_param_grads(net: nn.Module, params: Mapping[str, Tensor], x: Tensor, y: Tensor,
@@ -196,7 +197,8 @@ def dm_meta_loss(net: nn.Module) -> MetaLoss:
 
 
 def gm_objective(net: nn.Module, params: Mapping[str, Tensor], xs: Tensor, ys: Tensor, metric: str) -> MetaObjective:
-    """Gradient matching (DC/DSA/IDC/DF-CoLearn/EDD): g = per-sample CE gradient; xs (P, n, ...), ys (P, n)."""
+    """Gradient matching (DC/DSA/IDC/DF-CoLearn/EDD): g = per-sample CE gradient; xs (P, n, ...) (Tensor or
+    ClassBatch), ys (P, n)."""
     params = {k: v.detach() for k, v in params.items()}
     return MetaObjective(features=lambda x, y, chunk: per_sample_param_grads(net, params, x, y, chunk),
                          loss=lambda p: gm_meta_loss(net, params, ys[p], metric), syn=xs.detach())

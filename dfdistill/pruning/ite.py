@@ -235,8 +235,9 @@ class ITESelector:
         self.refresh = it % self.cfg.lazy_every == 0
 
     def weights(self, xr: Tensor, yr: Tensor, rows: Tensor, w: Optional[Tensor], objective: MetaObjective) -> Tensor:
-        """xr (P, B, ...) real batch as it enters the matching loss, yr (P, B) its labels, rows (P, B)
-        its indices into ctx.real, w (P, B) padding weights (0 = padding) or None."""
+        """xr (P, B, ...) real batch as it enters the matching loss (a Tensor, or a methods.chunks.ClassBatch
+        that builds it one class chunk at a time: it is read one position at a time), yr (P, B) its
+        labels, rows (P, B) its indices into ctx.real, w (P, B) padding weights (0 = padding) or None."""
         if self.refresh is None:
             raise RuntimeError("ITESelector.begin_iteration(it) must be called before each distillation iteration")
         if xr.device.type == "cuda":
