@@ -94,7 +94,7 @@ SUMMARY=$OUTDIR/gpu_summary.md
 step() {  # step NAME FILE TIMEOUT CMD...: run with a time limit, log to FILE, record status/seconds
   local name=$1 file=$2 limit=$3; shift 3
   local t0=$SECONDS
-  echo "== $name (limit ${limit}s): $*"
+  local what="$*"; echo "== $name (limit ${limit}s): ${what:0:160}"
   timeout "$limit" "$@" > "$OUTDIR/.$name.log" 2>&1
   local rc=$?
   local status=ok; [ $rc = 124 ] && status="timed out (${limit}s)"; [ $rc != 0 ] && [ $rc != 124 ] && status="failed (rc=$rc)"
