@@ -327,7 +327,7 @@ class ClassDraw:
         if key not in self._params:
             ops = [op for combo in self.combos for f in combo for op in FAMILY_OPS[f]]
             ops = list(dict.fromkeys(ops))  # every op any class uses, drawn for all C classes
-            gen = torch.Generator(device=device).manual_seed(self._dev_seed)
+            gen = reseeded_generator(device, self._dev_seed)  # used right away: one generator per device
             self._params[key] = _draw_params(ops, _Draws(self.num_classes, self.num_classes, None, device, gen),
                                              h, w, self.aug.params)
         return self._params[key]
