@@ -320,3 +320,18 @@ def test_added_job_set_drops_axes_of_the_group_it_replaces(tmp_path: Path) -> No
     assert len(pruned) == 2 * 2 * 2  # random,loss x 2 ratios x 2 seeds
     assert {o for j in pruned for o in j.overrides if o.startswith("pruning.ratio")} == {"pruning.ratio=0.5",
                                                                                          "pruning.ratio=0.9"}
+
+
+def test_collect_keeps_every_evaluation_of_a_run_dir(tmp_path):
+    """A run dir holds one results.jsonl line per evaluation (e.g. another backbone): all are collected,
+    and a recomputed evaluation (same config_key) counts once, with its latest line."""
+    from dfdistill.reporting.collect import collect
+    from dfdistill.reporting.results import write_results
+
+    run = tmp_path / "job"
+    write_results(run, {"config_key": "a", "backbone": "convnet", "acc_mean": 0.1})
+    write_results(run, {"config_key": "b", "backbone": "resnet18", "acc_mean": 0.2})
+    write_results(run, {"config_key": "a", "backbone": "convnet", "acc_mean": 0.3})
+    recs = sorted(collect(tmp_path), key=lambda r: r["config_key"])
+    assert [(r["config_key"], r["acc_mean"]) for r in recs] == [("a", 0.3), ("b", 0.2)]
+    assert all(r["output_dir"] == str(run) for r in recs)

@@ -253,7 +253,10 @@ def validate(cfg: DictConfig) -> None:
     typed(LoggerConfig, cfg.logger, "logger")
     check_backbone(cfg.backbone)
     for arch in cfg.eval.get("cross_arch") or []:  # every evaluation backbone is checked before any work
-        check_backbone(load_option("backbone", str(arch)))
+        try:
+            check_backbone(load_option("backbone", str(arch)))
+        except ConfigError as exc:
+            raise ConfigError(f"eval.cross_arch entry {arch!r}: {exc}") from None
     pruning = typed(PruningConfig, cfg.get("pruning") or {}, "pruning")
     cls = method_class(cfg)
     typed(cls.config_cls, cfg.method, "method")

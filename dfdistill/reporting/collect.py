@@ -19,12 +19,14 @@ DIVERSITY_FILE = "diversity.json"  # BiLP Fig. 4 producer's output (scripts/make
 
 
 def collect(folder: str | Path) -> list[dict[str, Any]]:
-    """Every run under `folder`: the last line of each results.jsonl (one finished run per dir)."""
+    """Every evaluation under `folder`: one record per distinct `config_key` of each results.jsonl (a run
+    dir holds one line per evaluation of its set, e.g. other backbones; a recomputed one is its last line)."""
     recs = []
     for path in sorted(Path(folder).rglob(RESULTS_FILE)):
-        lines = read_results(path)
-        if lines:
-            rec = lines[-1]
+        latest: dict[Any, dict[str, Any]] = {}
+        for i, rec in enumerate(read_results(path)):
+            latest[rec.get("config_key", i)] = rec
+        for rec in latest.values():
             rec.setdefault("output_dir", str(path.parent))
             recs.append(rec)
     return recs
