@@ -196,3 +196,14 @@ def test_loss_removal_trials_draw_other_scoring_networks(compose_cfg) -> None:
         sub, _ = apply_static_pruning(cfg, train, factory, cache, torch.device("cpu"))
         kept.append(set(sub.source_index.tolist()))
     assert kept[0] == kept[1] and kept[0] != kept[2]
+
+
+def test_planned_key_is_the_key_the_pipeline_records(tmp_path: Path) -> None:
+    """A job run for real (in-process) is found finished by the planner: same `config_key`."""
+    from dfdistill.sweeps.launch import launch_inprocess
+
+    base = ["dataset=digits", "method=dm", "ipc=1", "pruning=none", "logger=none", "eval.compare_random=false"]
+    _, jobs = plan("bilp_tab4", "smoke", base, tmp_path)
+    assert launch_inprocess(jobs) == [0]
+    _, again = plan("bilp_tab4", "smoke", base, tmp_path)
+    assert again[0].done

@@ -77,14 +77,17 @@ def next_points(ladder: tuple[float, ...], judged: dict[float, bool], k: int = 1
 
 
 def _signature(cfg: dict[str, Any]) -> str:
-    """A resolved config's identity without the searched ratio and trial: which cell a run is in."""
-    from dfdistill.config.resolve import identity
+    """A resolved config's distillation and evaluation identity without the searched ratio and trial:
+    which cell a run belongs to."""
+    from dfdistill.config.resolve import eval_identity, identity
 
-    d = identity(OmegaConf.create(cfg))
-    pr = dict(d.get("pruning") or {})
-    pr.pop("ratio", None)
-    pr.pop("seed_offset", None)
-    d["pruning"] = pr
+    c = OmegaConf.create(cfg)
+    d = {"distill": identity(c), "eval": eval_identity(c)}
+    for part in d.values():
+        pr = dict(part.get("pruning") or {})
+        pr.pop("ratio", None)
+        pr.pop("seed_offset", None)
+        part["pruning"] = pr
     return json.dumps(d, sort_keys=True, default=str)
 
 
