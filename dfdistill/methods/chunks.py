@@ -5,7 +5,7 @@ and its activations are 30-100x that. The matching objectives are sums over clas
 chunk's loss can be backpropagated as soon as it is formed: the image gradient accumulates to
 exactly the one-pass gradient (up to float summation order) while only one chunk's batch, graph
 and per-class gradients are alive. `ClassBatch` is the lazy batch (gather + siamese augmentation of
-a class range on demand; deterministic, since each class's augmentation has its own seed), and
+a class range on demand; deterministic: a chunk applies its slice of the step's one siamese draw, `ClassDraw[lo:hi]`), and
 `backward_in_chunks` runs the chunked loss/backward.
 """
 
