@@ -44,11 +44,20 @@ def _cutmix(x: Tensor, y: Tensor, beta: float, gen: torch.Generator) -> tuple[Te
     return x, y, y[perm], lam
 
 
+def cutmix_draw(x: Tensor, y: Tensor, prob: float, beta: float,
+                gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor, float]:
+    """With probability `prob` the batch's CutMix (mixed x, labels, partner labels, lam = kept area),
+    else (x, y, y, 1.0); no draw at all when prob is 0."""
+    if prob > 0 and float(torch.rand((), generator=gen)) < prob:
+        return _cutmix(x, y, beta, gen)
+    return x, y, y, 1.0
+
+
 def cutmix_or_plain_loss(model: nn.Module, x: Tensor, y: Tensor, prob: float, beta: float,
                          gen: torch.Generator) -> Tensor:
     """CE on the batch, or with probability `prob` CE on its CutMix (loss mixed by box area)."""
-    if prob > 0 and float(torch.rand((), generator=gen)) < prob:
-        x, ya, yb, lam = _cutmix(x, y, beta, gen)
-        out = model(x)
-        return lam * weighted_ce(out, ya, None) + (1 - lam) * weighted_ce(out, yb, None)
-    return weighted_ce(model(x), y, None)
+    x, ya, yb, lam = cutmix_draw(x, y, prob, beta, gen)
+    if lam == 1.0:
+        return weighted_ce(model(x), ya, None)
+    out = model(x)
+    return lam * weighted_ce(out, ya, None) + (1 - lam) * weighted_ce(out, yb, None)

@@ -36,6 +36,7 @@ from dfdistill.rundir import run_lock
 from dfdistill.runtime import (
     StageTimer, code_version, configure_runtime, peak_memory_mb, resolve_device, seed_everything,
 )
+from dfdistill.training import configure_speed
 from dfdistill.synthetic import SYNTHETIC_FILE, SyntheticSet, fit_to_data, load_synthetic, save_synthetic
 
 
@@ -137,6 +138,7 @@ def session(cfg: DictConfig, out_dir: Path, key: str, record_key: str) -> Iterat
     and a Ctrl-C outside the loop becomes one line that says what was kept."""
     device = resolve_device(cfg.device)
     configure_runtime(cfg, device)  # memory: and gpu: blocks (process-wide, like torch's backend flags)
+    configure_speed(cfg)
     seed_everything(cfg.seed)
     cache = ArtifactCache(cfg.cache_dir)
     run_name = f"{cfg.dataset.name}-{cfg.method.name}-ipc{cfg.ipc}-{cfg.pruning.name}-s{cfg.seed}"

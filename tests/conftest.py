@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +19,7 @@ CIFAR_JPEG = (ROOT / ".." / "shared" / "data" / "cifar10-jpeg").resolve()
 
 register_configs()
 torch.set_num_threads(1)
+os.environ.setdefault("DFDISTILL_COMPILE", "off")  # no inductor builds in the suite (tests/test_compiled.py opts in)
 
 
 def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:

@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "log", "losses", "runtime", "memory", "artifacts"),
+    ("errors", "log", "losses", "runtime", "memory", "artifacts", "compiled"),
     ("config.schema", "config.options", "config.renames", "registry", "recipes"),
     ("data", "models"),
     ("training", "scoring"),

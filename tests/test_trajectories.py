@@ -88,13 +88,13 @@ def test_single_step_exact_and_approximate_agree():
 
 def _count_trained(monkeypatch) -> list[int]:
     trained: list[int] = []
-    real = experts_mod.train_expert
+    real = experts_mod.train_experts
 
-    def counting(ctx, settings, index):
-        trained.append(index)
-        return real(ctx, settings, index)
+    def counting(ctx, settings, indices):
+        trained.extend(indices)
+        return real(ctx, settings, indices)
 
-    monkeypatch.setattr(experts_mod, "train_expert", counting)
+    monkeypatch.setattr(experts_mod, "train_experts", counting)
     return trained
 
 
@@ -120,20 +120,20 @@ def test_trajectory_cache_reused_and_keyed_by_kept_subset(compose_cfg, tmp_path,
 
 
 def test_killed_expert_run_resumes_at_its_expert(compose_cfg, tmp_path, monkeypatch):
-    real = experts_mod.train_expert
+    real = experts_mod.train_experts
     calls: list[int] = []
 
-    def dies_on_second(ctx, settings, index):
-        calls.append(index)
-        if index == 1:
+    def dies_on_second(ctx, settings, indices):
+        calls.extend(indices)
+        if 1 in indices:
             raise KeyboardInterrupt
-        return real(ctx, settings, index)
+        return real(ctx, settings, indices)
 
-    monkeypatch.setattr(experts_mod, "train_expert", dies_on_second)
+    monkeypatch.setattr(experts_mod, "train_experts", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         _stage_experts(compose_cfg, tmp_path, "k1", ["method.expert_lr=0.03"])
+    monkeypatch.setattr(experts_mod, "train_experts", real)
     trained = _count_trained(monkeypatch)
-    monkeypatch.setattr(experts_mod, "train_expert", lambda c, s, i: (trained.append(i), real(c, s, i))[1])
     _stage_experts(compose_cfg, tmp_path, "k2", ["method.expert_lr=0.03"])
     assert calls == [0, 1] and trained == [1]
 

@@ -72,11 +72,13 @@ def build_setup(cfg: DictConfig, out_dir: Path) -> Setup:
     from dfdistill.models.factory import make_model_factory
     from dfdistill.pipeline import describe_inputs
     from dfdistill.runtime import configure_runtime, resolve_device, seed_everything
+    from dfdistill.training import configure_speed
     from dfdistill.pruning import apply_static_pruning, build_adaptive
 
     cfg = resolve_config(cfg)
     device = resolve_device(cfg.device)
     configure_runtime(cfg, device)
+    configure_speed(cfg)
     seed_everything(cfg.seed)
     cache = ArtifactCache(cfg.cache_dir)
     train, _ = load_dataset(cfg.dataset, device=device, cache_dir=cache.root)

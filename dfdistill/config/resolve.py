@@ -26,7 +26,8 @@ GROUPS = ("dataset", "backbone", "method", "pruning", "eval", "profile", "logger
 
 # Keys that do not change what is computed (excluded from every identity hash).
 NON_SEMANTIC_KEYS = ("resume", "force", "progress", "logger", "output_dir", "cache_dir", "device", "log_every",
-                     "checkpoint_every", "cli_overrides", "provenance", "print_config", "memory")
+                     "checkpoint_every", "cli_overrides", "provenance", "print_config", "memory", "compile",
+                     "ensemble")
 # Keys that say which stage runs and how a set is evaluated: outside the distillation's identity.
 EVAL_KEYS = ("stage", "synthetic", "eval")
 

@@ -160,6 +160,8 @@ class RunConfig:
     cache_dir: Optional[str] = None
     progress: bool = True
     print_config: bool = False  # print the effective (resolved) config and exit
+    compile: str = "auto"  # torch.compile of first-order paths: auto | on | off (dfdistill/compiled.py)
+    ensemble: str = "auto"  # networks of one architecture train as one batched model: auto (CUDA) | on | off
     cli_overrides: list[str] = field(default_factory=list)  # what the user typed (run.py fills it): it wins
     memory: MemoryConfig = field(default_factory=MemoryConfig)  # real-side pass sizes (dfdistill/memory.py)
     gpu: GPUConfig = field(default_factory=GPUConfig)  # speed switches (dfdistill/runtime.py)
@@ -175,6 +177,9 @@ class RunConfig:
         _check(self.ipc > 0, f"ipc must be a positive integer, got {self.ipc}")
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto|cpu|cuda[:N], got {self.device}")
+        for key in ("compile", "ensemble"):
+            _check(str(getattr(self, key)).lower() in ("auto", "on", "off", "true", "false"),
+                   f"{key} must be auto|on|off, got {getattr(self, key)}")
         _check(self.stage in ("all", "experts", "scores", "distill", "eval"),
                f"stage must be all|experts|scores|distill|eval, got {self.stage}")
         _check(self.checkpoint_every > 0, "checkpoint_every must be > 0")

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from dfdistill import compiled
 from dfdistill.data.real import RealData
-from dfdistill.losses import cutmix_or_plain_loss
 from dfdistill.memory import rows_per_pass
-from dfdistill.runtime import autocast
+from dfdistill.training import NetGroup, Schedule, ensemble_enabled, train_group
 
 
 @dataclass
@@ -99,37 +99,18 @@ def lr_at_epoch(ev: ResolvedEval, epoch: int) -> float:
     return ev.lr * (ev.lr_decay**steps)
 
 
+def eval_schedule(ev: ResolvedEval) -> Schedule:
+    """The protocol's SGD, lr schedule (DC's optimizer rebuild at the half-point, IDC's MultiStep) and CutMix."""
+    return Schedule(lr=ev.lr, momentum=ev.momentum, weight_decay=ev.weight_decay, lr_at=lambda ep: lr_at_epoch(ev, ep),
+                    reset_on_change=ev.schedule == "half", cutmix_prob=ev.cutmix_prob, cutmix_beta=ev.cutmix_beta)
+
+
 def train_network(model: nn.Module, images: Tensor, labels: Tensor, ev: ResolvedEval, augment,
                   seed: int, progress: bool = False) -> nn.Module:
     """SGD(momentum, wd) on (images, labels) with the protocol's schedule and augmentation."""
-    gen = torch.Generator().manual_seed(seed)
-    n = images.shape[0]
-    images, labels = images.detach(), labels.detach()
-    model.train()
-    lr = lr_at_epoch(ev, 0)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=ev.momentum, weight_decay=ev.weight_decay)
-    epochs = num_train_epochs(ev)
-    it = tqdm(range(epochs), desc="eval-train", leave=False, disable=not progress)
-    for ep in it:
-        new_lr = lr_at_epoch(ev, ep)
-        if new_lr != lr:
-            lr = new_lr
-            if ev.schedule == "half":  # DC rebuilds the optimizer: momentum buffer reset
-                opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=ev.momentum, weight_decay=ev.weight_decay)
-            else:
-                for g in opt.param_groups:
-                    g["lr"] = lr
-        perm = torch.randperm(n, generator=gen).to(images.device)
-        for start in range(0, n, ev.batch_size):
-            idx = perm[start : start + ev.batch_size]
-            x, y = images[idx], labels[idx]
-            if augment is not None:
-                x = augment(x, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            with autocast(images.device):  # gpu.bf16 (a no-op context when off)
-                loss = cutmix_or_plain_loss(model, x, y, ev.cutmix_prob, ev.cutmix_beta, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    train_group(NetGroup([model]), images.detach(), labels.detach(), num_train_epochs(ev), eval_schedule(ev),
+                [torch.Generator().manual_seed(seed)], ev.batch_size, augment, progress=progress, desc="eval-train",
+                amp=True)
     return model
 
 
@@ -143,17 +124,40 @@ def test_accuracy(model: nn.Module, test: RealData, batch_size: int = 512) -> fl
     for start in range(0, len(test), batch_size):
         x = test.images[start : start + batch_size]
         y = test.labels[start : start + batch_size]
-        correct += (model(x).argmax(-1) == y).sum()
+        correct += (compiled.logits(model, x).argmax(-1) == y).sum()
     return float(correct) / max(len(test), 1)
+
+
+@torch.no_grad()
+def group_accuracies(group: NetGroup, test: RealData, batch_size: int = 512) -> list[float]:
+    """`test_accuracy` of every network of a batched group, each test batch read once for all (a pass
+    holds K networks' activations: the memory budget's rows are shared among them)."""
+    group.train(False)
+    per_net = rows_per_pass(group.models[0], test.images.shape[1:], "forward")
+    batch_size = max(1, min(batch_size, per_net // len(group)))
+    correct = torch.zeros(len(group), dtype=torch.long, device=test.labels.device)
+    for start in range(0, len(test), batch_size):
+        x = test.images[start : start + batch_size]
+        y = test.labels[start : start + batch_size]
+        correct += (group.logits(x).argmax(-1) == y).sum(-1)
+    return [float(c) / max(len(test), 1) for c in correct.tolist()]
 
 
 def evaluate_set(images: Tensor, labels: Tensor, test: RealData, model_factory: Callable[[int], nn.Module],
                  ev: ResolvedEval, augment, seed: int, progress: bool = True, desc: str = "eval") -> list[float]:
-    """Train `ev.num_eval` fresh networks on the set; return their final test accuracies."""
+    """Train `ev.num_eval` fresh networks on the set; return their final test accuracies.
+
+    Network k is model_factory(seed * 1000 + k), trained with its own generator of that seed; with
+    ensembles on (`ensemble`, training.ensemble_enabled) all of them train as one batched model."""
+    seeds = [seed * 1000 + k for k in range(ev.num_eval)]
+    if ev.num_eval > 1 and ensemble_enabled(images.device):
+        group = NetGroup([model_factory(s) for s in seeds], batched=True)
+        train_group(group, images.detach(), labels.detach(), num_train_epochs(ev), eval_schedule(ev),
+                    [torch.Generator().manual_seed(s) for s in seeds], ev.batch_size, augment,
+                    progress=progress, desc=desc, amp=True)
+        return group_accuracies(group, test, ev.test_batch_size)
     accs = []
-    for k in tqdm(range(ev.num_eval), desc=desc, disable=not progress):
-        model_seed = seed * 1000 + k
-        model = model_factory(model_seed)
-        train_network(model, images, labels, ev, augment, seed=model_seed)
+    for s in tqdm(seeds, desc=desc, disable=not progress):
+        model = train_network(model_factory(s), images, labels, ev, augment, seed=s)
         accs.append(test_accuracy(model, test, ev.test_batch_size))
     return accs

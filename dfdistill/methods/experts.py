@@ -24,9 +24,10 @@ from torch.func import functional_call
 from dfdistill.artifacts import config_key
 from dfdistill.errors import ConfigError
 from dfdistill.methods.base import DistillContext
-from dfdistill.training import train_epochs
+from dfdistill.training import Schedule, ensemble_enabled, train_together
 
 KIND = "experts"
+EXPERT_GROUP = 10  # experts trained together when ensembles are on (bounds the stacked activations)
 
 
 @dataclass(frozen=True)
@@ -96,18 +97,24 @@ def expert_keys(ctx: DistillContext, settings: ExpertSettings) -> list[str]:
     return [config_key({**base, "expert": i}) for i in range(settings.num_experts)]
 
 
+def train_experts(ctx: DistillContext, settings: ExpertSettings, indices: list[int]) -> list[Tensor]:
+    """The trajectories (E+1, P) of experts `indices`: snapshot at init and after every epoch. Expert i
+    is model_factory(seed * 100003 + i) trained with a generator of that seed; where ensembles are on
+    (training.ensemble_enabled) they train together as one batched model, with the same result."""
+    seeds = [ctx.seed * 100_003 + i for i in indices]
+    models = [ctx.model_factory(s) for s in seeds]
+    snaps = [[flat_params(m).cpu()] for m in models]
+    train_together(models, ctx.real.images, ctx.real.labels, settings.train_epochs, Schedule(lr=settings.lr_teacher),
+                   [torch.Generator().manual_seed(s) for s in seeds], settings.batch_train,
+                   augment=ctx.augment if settings.dsa else None,
+                   on_epoch_end=lambda k, ep, m: snaps[k].append(flat_params(m).cpu()),
+                   progress=ctx.progress, desc=f"experts {indices[0]}..{indices[-1]}", amp=True)  # bf16 when gpu.bf16
+    return [torch.stack(s) for s in snaps]
+
+
 def train_expert(ctx: DistillContext, settings: ExpertSettings, index: int) -> Tensor:
-    """One expert's trajectory (E+1, P): snapshot at init and after every epoch."""
-    seed = ctx.seed * 100_003 + index
-    model = ctx.model_factory(seed)
-    snaps = [flat_params(model).cpu()]
-    train_epochs(
-        model, ctx.real.images, ctx.real.labels, settings.train_epochs, lr=settings.lr_teacher, momentum=0.0,
-        weight_decay=0.0, batch_size=settings.batch_train, augment=ctx.augment if settings.dsa else None,
-        gen=torch.Generator().manual_seed(seed), on_epoch_end=lambda ep, m: snaps.append(flat_params(m).cpu()),
-        progress=ctx.progress, desc=f"expert {index}", amp=True,  # bf16 autocast when gpu.bf16 is on
-    )
-    return torch.stack(snaps)
+    """One expert's trajectory (E+1, P)."""
+    return train_experts(ctx, settings, [index])[0]
 
 
 class ExpertBank:
@@ -120,13 +127,16 @@ class ExpertBank:
         self._mem: dict[int, Tensor] = {}
 
     def build(self) -> "ExpertBank":
-        """Train every missing expert; finished ones are saved immediately (resume point)."""
+        """Train every missing expert; finished ones are saved at once (resume point). With ensembles on,
+        up to EXPERT_GROUP missing experts train together and are saved when their group ends."""
         cache = self.ctx.cache
-        for i, key in enumerate(self.keys):
-            if cache.path(KIND, key).exists():  # verified lazily in get(); a corrupt file is rebuilt there
-                continue
-            traj = train_expert(self.ctx, self.settings, i)
-            cache.save(KIND, key, {"trajectory": traj, "index": i})
+        # existing files are verified lazily in get(); a corrupt one is rebuilt there
+        missing = [i for i, key in enumerate(self.keys) if not cache.path(KIND, key).exists()]
+        size = EXPERT_GROUP if ensemble_enabled(self.ctx.device) else 1
+        for a in range(0, len(missing), size):
+            group = missing[a : a + size]
+            for i, traj in zip(group, train_experts(self.ctx, self.settings, group)):
+                cache.save(KIND, self.keys[i], {"trajectory": traj, "index": i})
         return self
 
     def __len__(self) -> int:

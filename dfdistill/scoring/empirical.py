@@ -19,7 +19,7 @@ from dfdistill.artifacts import ArtifactCache, config_key
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError
 from dfdistill.registry import SCORERS
-from dfdistill.training import train_epochs
+from dfdistill.training import Schedule, train_together
 
 
 @dataclass
@@ -72,24 +72,22 @@ def compute_scores(real: RealData, factory: Callable[[int], nn.Module], scfg: Sc
     score_fn = SCORERS.get(scfg.criterion).obj
     reads = scfg.readout_epochs()
     last = max(reads)
+    seeds = [seed * 1000 + t for t in range(scfg.trials)]
+    acc: list[list[Tensor]] = [[] for _ in seeds]  # per trial, its read-outs in epoch order
+
+    def on_epoch_end(t: int, ep: int, m: nn.Module) -> None:
+        if ep + 1 in reads:
+            acc[t].append(score_fn(m, real, scfg))
+            m.train()
+
+    # trial t: factory(seed * 1000 + t) and a generator of that seed; together where ensembles are on
+    train_together([factory(s) for s in seeds], real.images, real.labels, last,
+                   Schedule(lr=scfg.lr, momentum=scfg.momentum), [torch.Generator().manual_seed(s) for s in seeds],
+                   scfg.batch_size, on_epoch_end=on_epoch_end)
     total = torch.zeros(len(real), device=real.device)
-    count = 0
-    for t in range(scfg.trials):
-        model = factory(seed * 1000 + t)
-        gen = torch.Generator().manual_seed(seed * 1000 + t)
-        acc: list[Tensor] = []
-
-        def on_epoch_end(ep: int, m: nn.Module) -> None:
-            if ep + 1 in reads:
-                acc.append(score_fn(m, real, scfg))
-                m.train()
-
-        train_epochs(model, real.images, real.labels, last, lr=scfg.lr, momentum=scfg.momentum,
-                     batch_size=scfg.batch_size, gen=gen, on_epoch_end=on_epoch_end)
-        for s in acc:
-            total += s
-            count += 1
-    return total / max(count, 1)
+    for s in (s for trial in acc for s in trial):
+        total += s
+    return total / max(sum(len(a) for a in acc), 1)
 
 
 def cached_scores(real: RealData, factory: Callable[[int], nn.Module], scfg: ScoringConfig, seed: int,
