@@ -135,3 +135,29 @@ def test_inductor_training_step_equals_eager():
         compiled.reset()
     for a, b in zip(eager.parameters(), comp.parameters()):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["dm", "dc", "dsa"])
+def test_method_iterations_reuse_their_graphs(compose_cfg, tmp_path, method):
+    """DM's embeddings, DC/DSA's real-side gradients and inner loop: a fresh network per iteration,
+    the graphs of the first iteration serve every later one."""
+    from torch._dynamo.testing import CompileCounter
+
+    from dfdistill.bench.harness import build_setup, make_distiller
+
+    setup = build_setup(compose_cfg(["profile=smoke", "dataset=digits", f"method={method}", "ipc=2",
+                                     "method.outer_loop=2", "method.inner_loop=2"] if method != "dm" else
+                                    ["profile=smoke", "dataset=digits", "method=dm", "ipc=2"]), tmp_path)
+    d = make_distiller(setup, baseline=False)
+    compiled.reset()
+    cnt = CompileCounter()
+    old = compiled.configure("on", backend=cnt)
+    try:
+        d.step(0)
+        first = cnt.frame_count
+        d.step(1)
+        d.step(2)
+    finally:
+        compiled.restore(old)
+        compiled.reset()
+    assert first >= (1 if method == "dm" else 2) and cnt.frame_count == first

@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from dfdistill import compiled
 from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed
 from dfdistill.methods.batchnorm import batch_statistics, set_statistics
 from dfdistill.methods.chunks import ClassBatch, backward_in_chunks
@@ -44,8 +45,8 @@ def weighted_class_means(emb: Tensor, C: int, w: Optional[Tensor]) -> Tensor:
 
 def embed_classes(net: nn.Module, x: Tensor) -> Tensor:
     """(k, B, ...) -> (k*B, D) embeddings in x's dtype (computed under bf16 autocast when gpu.bf16 is on)."""
-    with autocast(x.device):
-        return net.embed(x.reshape(-1, *x.shape[2:])).to(x.dtype)
+    with autocast(x.device):  # compiled when `compile` says so (first-order: no double backward here)
+        return compiled.embed(net, x.reshape(-1, *x.shape[2:])).to(x.dtype)
 
 
 @register_method("dm", config=DMConfig, label="DM", in_loop_pruning=True)

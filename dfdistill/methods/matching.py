@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from dfdistill import compiled
 from dfdistill.data.real import RealData
 from dfdistill.losses import weighted_ce
 from dfdistill.memory import rows_per_pass
@@ -107,7 +108,8 @@ def class_gradients_loop(
     out = []
     for c in range(len(x)):
         w = None if weights is None else weights[c]
-        loss = weighted_ce(model(x[c]), y[c], w)
+        # first-order (real side): compiled when `compile` says so; create_graph needs eager double backward
+        loss = weighted_ce(model(x[c]), y[c], w) if create_graph else compiled.ce_loss(model, x[c], y[c], w)
         g = torch.autograd.grad(loss, params, create_graph=create_graph)
         out.append(list(g) if create_graph else [t.detach() for t in g])
     return out
