@@ -150,3 +150,13 @@ def test_print_config_prints_the_effective_config():
     cfg = OmegaConf.create(out.stdout)
     assert cfg.method.syn_steps == 9 and cfg.method.max_start_epoch == 2 and cfg.method.iterations == 3
     assert cfg.provenance.profile.name == "smoke"
+
+
+def test_a_swapped_group_keeps_its_schema_defaults(compose_cfg):
+    """conf/eval/idc.yaml lists no test_batch_size: the swapped-in node still has the schema's default."""
+    from dfdistill.config.schema import EvalConfig
+
+    cfg = resolve_config(compose_cfg(["method=idc", "profile=full"]))
+    assert cfg.eval.name == "idc" and cfg.eval.test_batch_size == EvalConfig().test_batch_size
+    cfg = resolve_config(compose_cfg(["method=mtt", "dataset=tinyimagenet", "ipc=50", "profile=full"]))
+    assert cfg.backbone.name == "convnet_d4" and cfg.backbone.pool == "avgpooling" and "_target_" in cfg.backbone

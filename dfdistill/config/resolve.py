@@ -56,11 +56,25 @@ def is_typed(key: str, keys: set[str]) -> bool:
 # ---------------------------------------------------------------------------------------------- #
 # group options (for protocol and recipe swaps)
 # ---------------------------------------------------------------------------------------------- #
+def group_schema(group: str, option: str) -> type:
+    """The schema an option of `group` extends (what Hydra would have merged it into)."""
+    from dfdistill.config.store import backbone_schema
+    from dfdistill.pruning.config import PruningConfig
+
+    if group == "backbone":
+        return backbone_schema(option)
+    if group == "method":
+        return method_class_of(load_option("method", option)).config_cls
+    return {"dataset": DatasetConfig, "eval": EvalConfig, "profile": ProfileConfig, "logger": LoggerConfig,
+            "pruning": PruningConfig}[group]
+
+
 def swap_group(cfg: DictConfig, group: str, option: str, keys: set[str]) -> bool:
     """Replace cfg[group] by `option` (keeping the values typed under it); False if already it."""
     if cfg[group].get("name") == option:
         return False
-    node = load_option(group, option)
+    node = OmegaConf.merge(OmegaConf.structured(group_schema(group, option)), load_option(group, option))
+    node = OmegaConf.create(OmegaConf.to_container(node))  # the schema's defaults, as a plain node
     for key in keys:
         if key.startswith(group + "."):
             OmegaConf.update(node, key[len(group) + 1:], OmegaConf.select(cfg, key), force_add=True)
@@ -214,7 +228,11 @@ def scale_scoring(cfg: DictConfig, p: DictConfig, put, cap) -> None:
 # validation
 # ---------------------------------------------------------------------------------------------- #
 def method_class(cfg: DictConfig) -> type:
-    target = cfg.method.get("_target_")
+    return method_class_of(cfg.method)
+
+
+def method_class_of(node: DictConfig) -> type:
+    target = node.get("_target_")
     if not target:
         raise ConfigError("method config has no _target_; pick a method with method=<name>")
     try:
