@@ -25,9 +25,11 @@ Modes (top-level `compile`, set once per process by `configure`):
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path as PathLike
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -61,6 +63,8 @@ def configure(mode: Any = "auto", backend: Union[str, Callable, None] = None, af
     global _settings
     old = _settings
     _settings = Settings(m, old.backend if backend is None else backend, old.after_s if after_s is None else after_s)
+    global _marked
+    _marked = None  # re-read: the cache folder may have changed ($TORCHINDUCTOR_CACHE_DIR)
     for path in PATHS:  # auto's eager budget counts per run; graphs already compiled stay in use
         path.spent.clear()
     return old
@@ -108,6 +112,7 @@ def template(model: nn.Module) -> nn.Module:
     if t is None:
         t = copy.deepcopy(model)
         t.requires_grad_(False)  # its own values are never read: every call passes a network's state
+        t.__dict__["_dfdistill_arch"] = key
         _TEMPLATES[key] = t
     for mt, m in zip(t.modules(), model.modules()):
         mt.training = m.training
@@ -149,6 +154,45 @@ def _raise_recompile_limit(n: int = 64) -> None:
 
 
 PATHS: list["Path"] = []
+MARKER = "dfdistill_compiled.txt"  # in inductor's cache folder: the graphs compiled there before
+_marked: Optional[set[str]] = None
+
+
+def _marker_file() -> Optional[PathLike]:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        return PathLike(cache_dir()) / MARKER
+    except Exception:  # no inductor (or another layout): auto then always waits for its budget
+        return None
+
+
+def _marker_line(name: str, key: tuple) -> str:
+    return hashlib.sha1(f"{torch.__version__}|{_settings.backend}|{name}|{key!r}".encode()).hexdigest()
+
+
+def compiled_before(name: str, key: tuple) -> bool:
+    """Whether this graph was compiled with this cache before (then it loads in about a second, so
+    `auto` uses it at once instead of waiting for its budget)."""
+    global _marked
+    if _marked is None:
+        f = _marker_file()
+        _marked = set(f.read_text().split()) if f is not None and f.is_file() else set()
+    return _marker_line(name, key) in _marked
+
+
+def remember_compiled(name: str, key: tuple) -> None:
+    line = _marker_line(name, key)
+    if _marked is not None:
+        _marked.add(line)
+    f = _marker_file()
+    if f is not None:
+        try:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            with open(f, "a") as fh:
+                fh.write(line + "\n")
+        except OSError:
+            pass
 
 
 class Path:
@@ -164,8 +208,10 @@ class Path:
         self.failed: set[tuple] = set()
 
     def signature(self, tmpl: nn.Module, st: dict[str, Tensor], args: tuple) -> tuple:
-        return (id(tmpl), torch.is_grad_enabled(), any(v.requires_grad for v in st.values()),
-                tuple((tuple(a.shape), a.dtype, a.requires_grad) if isinstance(a, Tensor) else a for a in args))
+        """What selects one graph: the architecture (its key, stable across processes), grad mode,
+        whether the parameters are trained, and the inputs' shapes/dtypes/requires_grad."""
+        return (tmpl.__dict__["_dfdistill_arch"], torch.is_grad_enabled(), any(v.requires_grad for v in st.values()),
+                tuple((tuple(a.shape), str(a.dtype), a.requires_grad) if isinstance(a, Tensor) else a for a in args))
 
     def compiled(self) -> Callable:
         s = _settings
@@ -182,14 +228,18 @@ class Path:
         key = self.signature(tmpl, st, args)
         if key in self.failed:
             return self.fn(tmpl, st, *args)
-        if s.mode == "auto" and key not in self.hot and self.spent.get(key, 0.0) < s.after_s:
+        if (s.mode == "auto" and key not in self.hot and self.spent.get(key, 0.0) < s.after_s
+                and not compiled_before(self.name, key)):
             t0 = time.process_time()
             out = self.fn(tmpl, st, *args)
             self.spent[key] = self.spent.get(key, 0.0) + time.process_time() - t0
             return out
-        self.hot.add(key)
         try:
-            return self.compiled()(tmpl, st, *args)
+            out = self.compiled()(tmpl, st, *args)
+            if key not in self.hot:
+                self.hot.add(key)
+                remember_compiled(self.name, key)
+            return out
         except Exception as e:  # a backend that cannot take this graph: this signature runs eagerly
             self.failed.add(key)
             log.warning(f"compile: {self.name} runs eagerly for this input ({type(e).__name__}: {str(e)[:200]})")
@@ -258,4 +308,5 @@ def embed(model: nn.Module, x: Tensor) -> Tensor:
     emb = t.__dict__.get("_dfdistill_embedder")
     if emb is None:
         emb = t.__dict__["_dfdistill_embedder"] = _Embedder(t)
+        emb.__dict__["_dfdistill_arch"] = "embed|" + t.__dict__["_dfdistill_arch"]
     return EMBED(emb, {f"net.{k}": v for k, v in state(model).items()}, x)

@@ -161,3 +161,27 @@ def test_method_iterations_reuse_their_graphs(compose_cfg, tmp_path, method):
         compiled.restore(old)
         compiled.reset()
     assert first >= (1 if method == "dm" else 2) and cnt.frame_count == first
+
+
+def test_auto_uses_a_graph_compiled_before_at_once(tmp_path, monkeypatch):
+    """A later run (another process) finds the graph in the compile cache: auto does not wait for its
+    budget then. Recorded per cache folder, keyed by architecture and input signature."""
+    from torch._dynamo.testing import CompileCounter
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    x, y = _batch()
+    cnt = CompileCounter()
+    compiled.reset()
+    old = compiled.configure("auto", backend=cnt, after_s=0.0)
+    try:
+        compiled.ce_loss(_net(0), x, y)
+        assert cnt.frame_count == 1
+        compiled.reset()  # as a new process: no graphs in memory, only the cache folder's record
+        compiled.configure("auto", after_s=1e9)
+        compiled.ce_loss(_net(1), x, y)
+        assert cnt.frame_count == 2  # compiled at once (the marker), not after 1e9 s
+        compiled.ce_loss(_net(2), x[:3], y[:3])  # another input shape was never compiled: it waits
+        assert cnt.frame_count == 2
+    finally:
+        compiled.restore(old)
+        compiled.reset()
