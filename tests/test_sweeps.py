@@ -177,6 +177,27 @@ def test_search_reuses_finished_runs_off_the_ladder(tmp_path: Path) -> None:
     assert not any(float(j.resolved.pruning.get("ratio", 0)) == 0.6 for j in launched if j.resolved.pruning.name != "none")
 
 
+def test_search_settled_by_another_tables_runs_copies_them_into_its_own_dir(tmp_path: Path) -> None:
+    """Fig. 2 reusing Table 1's runs: nothing relaunched, and the runs its verdict rests on land in its
+    own sweep dir (its table is built from there; before, it rendered with 0 runs)."""
+    acc = lambda r, t: 0.5 if r <= 0.6 else 0.3  # noqa: E731
+    tab1 = tmp_path / "tab1"
+    [first] = MaxRatioSearch("bilp_tab1", "smoke", CELL, _fake_runs(acc, []), SearchConfig(trials=2), tab1).run()
+
+    def no_launch(jobs):
+        raise AssertionError(f"relaunched {len(jobs)} job(s)")
+
+    fig2 = tmp_path / "fig2"
+    s = MaxRatioSearch("bilp_fig2", "smoke", CELL + ["pruning=random"], no_launch, SearchConfig(trials=2), fig2,
+                       reuse=[tab1])
+    [cell] = s.run()
+    assert cell.result.ratio == first.result.ratio == 0.6
+    copied = sorted(fig2.rglob("results.jsonl"))
+    assert len(copied) == len(list(tab1.rglob("results.jsonl")))  # baseline + 2 trials per judged ratio
+    keys = {json.loads(p.read_text())["config_key"] for p in copied}
+    assert keys == {json.loads(p.read_text())["config_key"] for p in tab1.rglob("results.jsonl")}
+
+
 def test_loss_removal_trials_draw_other_scoring_networks(compose_cfg) -> None:
     """pruning.seed_offset changes which rows loss pruning keeps (BiLP Table 2's removal trials)."""
     import torch

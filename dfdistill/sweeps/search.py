@@ -242,6 +242,24 @@ class MaxRatioSearch:
                 cell.error = f"{why} (see its run.log; rerun to continue)"
         return pending
 
+    def adopt_reused(self) -> list[Job]:
+        """Copy into this sweep dir the reuse-dir runs that a cell's verdict rests on: the table is
+        built from the sweep dir, so a search settled entirely by another table's runs (Fig. 2 from
+        Tables 1-2) would otherwise render empty."""
+        if not self.reuse:
+            return []
+        pool = self.pool()
+        wanted: list[Job] = []
+        for cell in self.cells:
+            if cell.error or cell.baseline is None:
+                continue
+            ratios = sorted({float(r.get("pruning_ratio", 0.0) or 0.0) for r in self._records(cell, pool)} - {0.0})
+            wanted += [cell.baseline] + self._jobs(cell, ratios)
+        for job in wanted:
+            if job.key is None and job.error is None:
+                mark_done(job)
+        return adopt([j for j in wanted if not j.done and j.error is None], self.reuse)
+
     def run(self) -> list[Cell]:
         for _ in range(self.cfg.max_rounds):
             self.step()
@@ -254,6 +272,7 @@ class MaxRatioSearch:
         for c in self.cells:
             if c.error:
                 print(f"[search] {c.name}: {c.error}", file=sys.stderr)
+        self.adopt_reused()
         return self.cells
 
     def write_summary(self, path: Optional[Path] = None) -> Path:
