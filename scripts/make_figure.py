@@ -73,6 +73,8 @@ def initial_set(rec: dict, workdir: Path) -> dict:
     cfg = OmegaConf.create(rec["config"])
     with open_dict(cfg):
         cfg.method.iterations = 0
+        # typed, so that re-resolving the recorded config (recipes, profile) keeps the 0
+        cfg.cli_overrides = [*(cfg.get("cli_overrides") or []), "method.iterations=0"]
         cfg.stage = "distill"
         cfg.output_dir = str(workdir)
         cfg.resume = None

@@ -102,9 +102,16 @@ def test_edd_figures_end_to_end_smoke(tmp_path: Path) -> None:
     from dfdistill.data.datasets import load_dataset
     from omegaconf import OmegaConf
 
+    # EDD's default base is IDC (init=mix: decoded multi-formation tiles); on the DSA base the init is
+    # real images, so there every re-created initial image must be a training image
+    run(compose_run_config(["method=edd_dsa", f"output_dir={tmp_path / 'edd_dsa'}", *common]))
+    rec = json.loads((tmp_path / "edd_dsa" / "results.jsonl").read_text().splitlines()[-1])
+    assert rec["config"]["method"]["init"] == "real"
+    init = make_figure.initial_set(rec, tmp_path / "init_dsa")
+    assert not torch.equal(init["images"], torch.load(tmp_path / "edd_dsa" / "synthetic.pt")["images"])
     train, _ = load_dataset(OmegaConf.create(rec["config"]).dataset)
-    flat = train.images.flatten(1)
-    for x in init["images"].flatten(1):  # method.init=real: every initial image is a real image
+    flat = train.images.materialize().flatten(1)
+    for x in init["images"].flatten(1):
         assert torch.isclose(flat, x).all(1).any()
 
 
