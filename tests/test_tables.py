@@ -335,3 +335,15 @@ def test_collect_keeps_every_evaluation_of_a_run_dir(tmp_path):
     recs = sorted(collect(tmp_path), key=lambda r: r["config_key"])
     assert [(r["config_key"], r["acc_mean"]) for r in recs] == [("a", 0.3), ("b", 0.2)]
     assert all(r["output_dir"] == str(run) for r in recs)
+
+
+def test_fig3_readout_epochs_take_the_scorers_range_entries() -> None:
+    """Fig. 3's exp sweeps `pruning.epochs=[1-5]`: the table reads the range's last epoch (it raised
+    ValueError on '1-5' and the CPU Fig. 3 grid could not be built)."""
+    from dfdistill.reporting.collect import readout_epochs
+
+    rec = lambda eps: {"config": {"pruning": {"name": "loss", "train_epochs": 9, "epochs": eps}}}  # noqa: E731
+    assert readout_epochs(rec(["1-5"])) == 5
+    assert readout_epochs(rec([1])) == 1
+    assert readout_epochs(rec(["1-3", 7])) == 7
+    assert readout_epochs(rec(["converged"])) == 9

@@ -72,9 +72,11 @@ def ipc_of(rec: dict[str, Any]) -> str:
 
 def readout_epochs(rec: dict[str, Any]) -> int:
     """BiLP Fig. 3's 'epochs' of a run's loss scores: the last epoch read (the first E epochs)."""
+    from dfdistill.scoring.empirical import epoch_range  # the scorer's own reading of 'a-b' entries
+
     p = group_cfg(rec, "pruning")
     train = int(p.get("train_epochs") or 1)
-    eps = [train if e in (-1, "converged") else int(e) for e in (p.get("epochs") or [train])]
+    eps = [train if e in (-1, "converged") else (epoch_range(e) or (0, int(e)))[1] for e in (p.get("epochs") or [train])]
     return max(eps)
 
 
