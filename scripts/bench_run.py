@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMON = ("dataset=cifar10_jpeg dataset.root=/work/shared/data/cifar10-jpeg profile=cpu logger=none "
+CIFAR10_JPEG = (ROOT / ".." / "shared" / "data" / "cifar10-jpeg").resolve()  # as scripts/bench_methods.py
+COMMON = (f"dataset=cifar10_jpeg dataset.root={CIFAR10_JPEG} profile=cpu logger=none "
           "eval.compare_random=false progress=false")
 DATASETS = Path(os.environ.get("DFDISTILL_CACHE") or Path.home() / ".cache" / "dfdistill") / "datasets"
 STAGES = ("data", "prepare", "distill", "eval")  # shown as columns; the rest go into "other"
@@ -123,6 +124,13 @@ def fmt_ms(xs: list[float], scale: float = 1.0, digits: int = 1) -> str:
     return f"{m:.{digits}f} ± {statistics.stdev(xs) * scale:.{digits}f}"
 
 
+def stage_cells(runs: list[dict[str, Any]]) -> tuple[list[str], str]:
+    """The STAGES columns and the 'other' column (every remaining stage) over some runs."""
+    st = [r["stage_seconds"] for r in runs]
+    cols = [fmt_ms([s.get(k, 0.0) for s in st], digits=0) for k in STAGES]
+    return cols, fmt_ms([sum(v for k, v in s.items() if k not in STAGES) for s in st], digits=0)
+
+
 def render(rows: list[dict[str, Any]], labels: list[str], header: str) -> str:
     """Markdown: per config and checkout, stage seconds and walls of the seeds both ran (the paired,
     interleaved runs), the factor against the first label, and accuracy over all of its seeds."""
@@ -147,9 +155,7 @@ def render(rows: list[dict[str, Any]], labels: list[str], header: str) -> str:
             if lb == ref:
                 common = set.intersection(*[{r["seed"] for r in by[x]} for x in labels if by[x]])
                 paired = [r for r in rs if r["seed"] in common] or rs
-            st = [r["stage_seconds"] for r in paired]
-            cols = [fmt_ms([s.get(k, 0.0) for s in st], digits=0) for k in STAGES]
-            other = fmt_ms([sum(v for k, v in s.items() if k not in STAGES) for s in st], digits=0)
+            cols, other = stage_cells(paired)
             proc = [r["process_seconds"] for r in paired]
             factor = "–"
             if lb != ref:
@@ -160,9 +166,7 @@ def render(rows: list[dict[str, Any]], labels: list[str], header: str) -> str:
                 elif by[ref]:  # no common seed: all runs of both (the seed barely moves the wall time)
                     paired = rs
                     proc = [r["process_seconds"] for r in rs]
-                    st = [r["stage_seconds"] for r in rs]
-                    cols = [fmt_ms([s.get(k, 0.0) for s in st], digits=0) for k in STAGES]
-                    other = fmt_ms([sum(v for k, v in s.items() if k not in STAGES) for s in st], digits=0)
+                    cols, other = stage_cells(rs)
                     ref_proc = statistics.mean(q["process_seconds"] for q in by[ref])
                     factor = f"{statistics.mean(proc) / ref_proc:.2f}× (unpaired)"
             accs = [r["acc_mean"] for r in rs]

@@ -76,8 +76,14 @@ def readout_epochs(rec: dict[str, Any]) -> int:
 
     p = group_cfg(rec, "pruning")
     train = int(p.get("train_epochs") or 1)
-    eps = [train if e in (-1, "converged") else (epoch_range(e) or (0, int(e)))[1] for e in (p.get("epochs") or [train])]
-    return max(eps)
+
+    def last(e: Any) -> int:
+        if e in (-1, "converged"):
+            return train
+        span = epoch_range(e)
+        return span[1] if span else int(e)
+
+    return max(last(e) for e in (p.get("epochs") or [train]))
 
 
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
