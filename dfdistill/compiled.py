@@ -14,22 +14,23 @@ by AOTAutograd and stays eager; so do BatchNorm networks in training mode (runni
 updated in place).
 
 Modes (top-level `compile`, set once per process by `configure`):
-* `off`: eager everywhere (results equal `on` up to float rounding).
+* `off`: eager everywhere (results equal `on` up to float rounding, not bit for bit).
 * `on`: every path compiles at its first call.
-* `auto` (default): a path runs eagerly until it has spent `after_s` CPU seconds (per input shape)
-  and is then compiled. A cold compile costs ~20 CPU seconds per graph on this CPU, so short runs
-  never pay for it and long ones get the compiled speed (a ski-rental rule: at most the compile cost
-  is lost to waiting).
+* `auto` (default): compiled on CUDA, eager on CPU -- a function of the config and the device alone.
+  Whether a path compiles changes its rounding and so the whole training trajectory; a rule that
+  looked at the clock, the machine's load or what the compile cache holds (an earlier version
+  compiled a path after 8 CPU seconds) made the same command give different numbers. On this
+  project's 2-core CPU `off` also measured faster for the runs people make there (a cold compile is
+  ~20 s per graph; docs/reproducibility.md), so `auto` never compiles on CPU.
+On CUDA, inductor's own benchmarking choices (pointwise/reduction autotuning by timing) are turned
+off (`torch._inductor.config.deterministic`), so the compiled kernels do not depend on load either.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
-import time
 from dataclasses import dataclass
-from pathlib import Path as PathLike
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -48,13 +49,12 @@ MODES = ("auto", "on", "off")
 class Settings:
     mode: str = "off"
     backend: Union[str, Callable] = "inductor"
-    after_s: float = 8.0  # auto: eager forward CPU seconds of one path and input shape before compiling it
 
 
 _settings = Settings()
 
 
-def configure(mode: Any = "auto", backend: Union[str, Callable, None] = None, after_s: Optional[float] = None) -> Settings:
+def configure(mode: Any = "auto", backend: Union[str, Callable, None] = None) -> Settings:
     """Set the process-wide mode (`compile` in the config); returns the previous settings."""
     m = {True: "on", False: "off"}.get(mode, str(mode).lower())
     m = {"true": "on", "false": "off"}.get(m, m)
@@ -62,19 +62,32 @@ def configure(mode: Any = "auto", backend: Union[str, Callable, None] = None, af
         raise ConfigError(f"compile must be auto|on|off, got {mode!r}")
     global _settings
     old = _settings
-    _settings = Settings(m, old.backend if backend is None else backend, old.after_s if after_s is None else after_s)
-    global _marked
-    _marked = None  # re-read: the cache folder may have changed ($TORCHINDUCTOR_CACHE_DIR)
-    for path in PATHS:  # auto's eager budget counts per run; graphs already compiled stay in use
-        path.spent.clear()
+    _settings = Settings(m, old.backend if backend is None else backend)
+    if m != "off":
+        _deterministic_inductor()
     return old
 
 
+def compiles_on(device: Union[str, torch.device]) -> bool:
+    """Whether first-order paths run compiled on `device` under the current mode (what a run records)."""
+    return _settings.mode == "on" or (_settings.mode == "auto" and torch.device(device).type == "cuda")
+
+
+def _deterministic_inductor() -> None:
+    """No kernel choice by timing (autotuning benchmarks depend on load): same graph, same kernels."""
+    try:
+        import torch._inductor.config as ic
+
+        if hasattr(ic, "deterministic"):
+            ic.deterministic = True
+    except Exception:  # no inductor: nothing to pin
+        pass
+
+
 def reset() -> None:
-    """Forget every compiled graph and budget (with torch._dynamo.reset(); tests)."""
+    """Forget every compiled graph (with torch._dynamo.reset(); tests)."""
     torch._dynamo.reset()
     for path in PATHS:
-        path.spent.clear()
         path.hot.clear()
         path.failed.clear()
         path._compiled = None
@@ -154,45 +167,6 @@ def _raise_recompile_limit(n: int = 64) -> None:
 
 
 PATHS: list["Path"] = []
-MARKER = "dfdistill_compiled.txt"  # in inductor's cache folder: the graphs compiled there before
-_marked: Optional[set[str]] = None
-
-
-def _marker_file() -> Optional[PathLike]:
-    try:
-        from torch._inductor.runtime.cache_dir_utils import cache_dir
-
-        return PathLike(cache_dir()) / MARKER
-    except Exception:  # no inductor (or another layout): auto then always waits for its budget
-        return None
-
-
-def _marker_line(name: str, key: tuple) -> str:
-    return hashlib.sha1(f"{torch.__version__}|{_settings.backend}|{name}|{key!r}".encode()).hexdigest()
-
-
-def compiled_before(name: str, key: tuple) -> bool:
-    """Whether this graph was compiled with this cache before (then it loads in about a second, so
-    `auto` uses it at once instead of waiting for its budget)."""
-    global _marked
-    if _marked is None:
-        f = _marker_file()
-        _marked = set(f.read_text().split()) if f is not None and f.is_file() else set()
-    return _marker_line(name, key) in _marked
-
-
-def remember_compiled(name: str, key: tuple) -> None:
-    line = _marker_line(name, key)
-    if _marked is not None:
-        _marked.add(line)
-    f = _marker_file()
-    if f is not None:
-        try:
-            f.parent.mkdir(parents=True, exist_ok=True)
-            with open(f, "a") as fh:
-                fh.write(line + "\n")
-        except OSError:
-            pass
 
 
 class Path:
@@ -203,7 +177,6 @@ class Path:
         PATHS.append(self)
         self._compiled: Optional[Callable] = None
         self._backend: Any = None
-        self.spent: dict[tuple, float] = {}  # auto: eager CPU seconds per signature (this run)
         self.hot: set[tuple] = set()  # signatures that run compiled
         self.failed: set[tuple] = set()
 
@@ -222,23 +195,15 @@ class Path:
         return self._compiled
 
     def __call__(self, tmpl: nn.Module, st: dict[str, Tensor], *args: Any) -> Tensor:
-        s = _settings
-        if s.mode == "off" or args[0].device.type not in self.devices:
+        device = args[0].device
+        if device.type not in self.devices or not compiles_on(device):
             return self.fn(tmpl, st, *args)
         key = self.signature(tmpl, st, args)
         if key in self.failed:
             return self.fn(tmpl, st, *args)
-        if (s.mode == "auto" and key not in self.hot and self.spent.get(key, 0.0) < s.after_s
-                and not compiled_before(self.name, key)):
-            t0 = time.process_time()
-            out = self.fn(tmpl, st, *args)
-            self.spent[key] = self.spent.get(key, 0.0) + time.process_time() - t0
-            return out
         try:
             out = self.compiled()(tmpl, st, *args)
-            if key not in self.hot:
-                self.hot.add(key)
-                remember_compiled(self.name, key)
+            self.hot.add(key)
             return out
         except Exception as e:  # a backend that cannot take this graph: this signature runs eagerly
             self.failed.add(key)
@@ -269,8 +234,12 @@ LOGITS, CE, WEIGHTED_CE, MIXED_CE, EMBED = (Path(_logits, "logits"), Path(_ce, "
 
 
 def _eager(model: nn.Module) -> bool:
-    """Eager where compiling cannot help or is not safe: mode off, or BatchNorm in training mode."""
-    return _settings.mode == "off" or (model.training and _has_batchnorm(model))
+    """Eager where compiling is not chosen or not safe: the mode says eager for the model's device, or
+    BatchNorm in training mode."""
+    if _settings.mode == "off":
+        return True
+    p = next(model.parameters(), None)
+    return not compiles_on(p.device if p is not None else "cpu") or (model.training and _has_batchnorm(model))
 
 
 # ---------------------------------------------------------------------------------------------- #

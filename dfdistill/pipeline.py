@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dfdistill import compiled
 from dfdistill.artifacts import ArtifactCache, atomic_write_text
 from dfdistill.config.resolve import distill_key, method_class, method_config, resolve_config, result_key
 from dfdistill.data.real import RealData
@@ -320,7 +321,8 @@ def report(s: Session, data: Data, evals: dict, info: dict, source: Optional[dic
         "continued_from": info.get("continued_from"), "source": source,
         "peak_memory_mb": peak_memory_mb(device), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__, "code_version": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "compiled": compiled.compiles_on(device),
+        "code_version": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "output_dir": str(s.out_dir),
     }
     write_results(s.out_dir, record)

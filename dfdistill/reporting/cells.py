@@ -12,12 +12,14 @@ Max-ratio cells (BiLP Tables 1-2, Fig. 2) -- the rule, as read from the paper:
   that could maintain the distillation accuracy." §4.1: "we compare the maximum pruning ratio that
   maintains the distillation performance [...] We take the mean and standard deviation of the
   accuracy of 5 random removal trials."
-  The paper gives no tolerance. We read "maintains" as: the mean accuracy over a ratio's removal
-  trials (one run per trial: `pruning.seed_offset` or `seed`) is at least the unpruned mean minus
-  the unpruned standard deviation (`keeps`). The cell is the largest ratio tried that keeps (any
-  value: 0.05, 0.83, 0.995 ... no fixed grid), reported in percent as the paper reports it; 0 when
-  no ratio keeps. A ratio's accuracy is the mean ± std over its trials, each trial being that run's
-  mean over evaluated networks; with a single run the std is over its evaluated networks.
+  The paper gives no tolerance, so the keep rule is a choice (`search.rule`, `KEEP_RULES`). Both
+  sides are measured the same way: every evaluated network of every run with that config identity
+  is pooled (the unpruned baseline's runs; a ratio's removal trials), giving mean ± std over
+  networks and n. The default, `both_std`, reads "maintains" as "indistinguishable within the two
+  spreads": a ratio keeps when its mean is at least the unpruned mean minus sqrt(std_u² + std_p²).
+  The cell is the largest ratio tried that keeps (any value: 0.05, 0.83, 0.995 ... no fixed grid),
+  reported in percent as the paper reports it; 0 when no ratio keeps. When no larger ratio was tried
+  the cell is only a lower bound and prints as "≥ 99.5".
 Best-ratio cells (BiLP Table 3): the best mean accuracy over the ratios tried (ratio 0 included, so
   the gain is never negative, as in the paper's "(+0.0)"), with its gain over the unpruned run.
 Training time (BiLP Table 7, speed-ups): seconds of the stages that BiLP's pruning changes --
@@ -34,11 +36,34 @@ from typing import Any, Iterable, Optional, Sequence
 from dfdistill.reporting.results import mean_std
 
 TRAINING_STAGES = ("pruning", "prepare", "distill")
-MAX_RATIO_RULE = (
-    'BiLP §4.1 "we compare the maximum pruning ratio that maintains the distillation performance [...] We take '
-    'the mean and standard deviation of the accuracy of 5 random removal trials" (no tolerance given). Read as: a '
-    "ratio keeps the unpruned accuracy when the mean accuracy over its removal trials is >= the unpruned mean - "
-    "the unpruned std; the cell is the largest ratio tried that keeps (0 when none does), in percent.")
+PAPER_WORDS = ('BiLP §4.1 "we compare the maximum pruning ratio that maintains the distillation performance [...] '
+               'We take the mean and standard deviation of the accuracy of 5 random removal trials" (no tolerance '
+               'given).')
+KEEP_RULES = {  # search.rule -> how "maintains" is read; each side pools all evaluated networks of its runs
+    "both_std": "a ratio keeps when its mean accuracy >= the unpruned mean - sqrt(std_unpruned^2 + std_ratio^2) "
+                "(indistinguishable within both spreads)",
+    "unpruned_std": "a ratio keeps when its mean accuracy >= the unpruned mean - the unpruned std",
+    "se": "a ratio keeps when its mean accuracy >= the unpruned mean - sqrt(std_u^2/n_u + std_p^2/n_p) "
+          "(within one standard error of the difference)",
+}
+DEFAULT_RULE = "both_std"
+
+
+def rule_text(rule: str = DEFAULT_RULE) -> str:
+    """The rule as the tables print it: the paper's words, then our reading."""
+    check_rule(rule)
+    return (f"{PAPER_WORDS} Rule `{rule}`: {KEEP_RULES[rule]}; every evaluated network of every run with the same "
+            "config is pooled on both sides; the cell is the largest ratio tried that keeps (0 when none does), in "
+            'percent, printed "≥ x" when no larger ratio was tried.')
+
+
+def check_rule(rule: str) -> str:
+    if rule not in KEEP_RULES:
+        raise ValueError(f"search.rule must be one of {', '.join(KEEP_RULES)}, got {rule!r}")
+    return rule
+
+
+MAX_RATIO_RULE = rule_text(DEFAULT_RULE)
 RATIO_DIGITS = 6  # ratios are grouped after rounding (0.83 read back from JSON is 0.83)
 
 
@@ -113,9 +138,20 @@ def by_ratio(records: Iterable[dict[str, Any]]) -> dict[float, list[dict[str, An
     return dict(sorted(out.items()))
 
 
-def keeps(acc: Stat, unpruned: Stat) -> bool:
-    """Does a pruned accuracy 'maintain' the unpruned one: mean >= unpruned mean - unpruned std."""
-    return not acc.empty and acc.mean >= unpruned.mean - (unpruned.std or 0.0)
+def tolerance(acc: Stat, unpruned: Stat, rule: str = DEFAULT_RULE) -> float:
+    """How far below the unpruned mean a ratio's mean may fall and still 'maintain' it (`KEEP_RULES`)."""
+    su, sp = unpruned.std or 0.0, acc.std or 0.0
+    if rule == "unpruned_std":
+        return su
+    if rule == "se":
+        return math.sqrt(su * su / max(unpruned.n, 1) + sp * sp / max(acc.n, 1))
+    check_rule(rule)
+    return math.sqrt(su * su + sp * sp)
+
+
+def keeps(acc: Stat, unpruned: Stat, rule: str = DEFAULT_RULE) -> bool:
+    """Does a pruned accuracy 'maintain' the unpruned one under `rule`."""
+    return not acc.empty and acc.mean >= unpruned.mean - tolerance(acc, unpruned, rule)
 
 
 @dataclass(frozen=True)
@@ -124,39 +160,59 @@ class MaxRatio:
 
     ratio: Optional[float]
     unpruned: Stat
-    per_ratio: dict[float, Stat] = field(default_factory=dict)  # ratio -> accuracy over its trials
+    per_ratio: dict[float, Stat] = field(default_factory=dict)  # ratio -> accuracy, all networks of its trials
+    runs: dict[float, int] = field(default_factory=dict)  # ratio -> how many runs (removal trials) it pools
+    rule: str = DEFAULT_RULE
 
     @property
     def percent(self) -> Optional[float]:
         return None if self.ratio is None else 100.0 * self.ratio
 
+    @property
+    def lower_bound(self) -> bool:
+        """No ratio above the answer was tried: the true maximum may be higher ("≥ 99.5")."""
+        return bool(self.ratio) and self.ratio >= max(self.per_ratio)
+
     def trials(self, ratio: float) -> int:
-        return self.per_ratio[ratio].n if ratio in self.per_ratio else 0
+        return self.runs.get(ratio, 0)
 
     def note(self) -> str:
         """'unpruned 25.1 ± 0.4 (3); 50%: 25.0 ± 0.3 (5) keeps; 90%: 22.0 ± 1.0 (5) drops'."""
         if self.ratio is None:
             return "no unpruned (ratio 0) run"
-        parts = [f"unpruned {_pm(self.unpruned)} ({self.unpruned.n})"]
+        parts = [f"unpruned {_pm(self.unpruned)} ({self.runs.get(0.0, 0)} runs, {self.unpruned.n} nets)"]
         for r, s in self.per_ratio.items():
             if r > 0:
-                parts.append(f"{100 * r:g}%: {_pm(s)} ({s.n}) {'keeps' if keeps(s, self.unpruned) else 'drops'}")
+                verdict = "keeps" if keeps(s, self.unpruned, self.rule) else "drops"
+                parts.append(f"{100 * r:g}%: {_pm(s)} ({self.runs.get(r, 0)} runs, {s.n} nets) {verdict}")
         return "; ".join(parts)
 
 
-def max_ratio(records: Sequence[dict[str, Any]]) -> MaxRatio:
+def distinct(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records once each: the same evaluation found twice (a run copied into another table's sweep
+    dir, archived in runs.jsonl beside its run dir, or the same config reproduced bit for bit by the
+    same code) adds no evidence and must not count twice; order-independent."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        key = (r.get("config_key"), r.get("code_version"), tuple(r.get("accs") or ()), r.get("acc_mean"))
+        seen.setdefault(key, r)
+    return list(seen.values())
+
+
+def max_ratio(records: Sequence[dict[str, Any]], rule: str = DEFAULT_RULE) -> MaxRatio:
     """BiLP Tables 1-2 cell from the runs of ONE (method, dataset, IPC, selection) cell.
 
     `records` holds the unpruned runs (pruning=none or ratio 0) and the pruned runs at any ratios,
-    one run per removal trial. See the module docstring for the rule.
+    one run per removal trial, any number of runs per config. See the module docstring for the rule.
     """
-    groups = by_ratio(records)
-    per = {r: over_trials(g) for r, g in groups.items()}
+    groups = by_ratio(distinct(records))
+    per = {r: pooled_accuracy(g) for r, g in groups.items()}
+    runs = {r: len(g) for r, g in groups.items()}
     if 0.0 not in per:
-        return MaxRatio(None, EMPTY, per)
+        return MaxRatio(None, EMPTY, per, runs, rule)
     base = per[0.0]
-    ok = [r for r, s in per.items() if r > 0 and keeps(s, base)]
-    return MaxRatio(max(ok, default=0.0), base, per)
+    ok = [r for r, s in per.items() if r > 0 and keeps(s, base, rule)]
+    return MaxRatio(max(ok, default=0.0), base, per, runs, rule)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class Cell:
     ours: C.Stat = C.EMPTY
     paper: Optional[PaperValue] = None
     ours_extra: str = ""  # printed after ours, e.g. Table 3's gain "(+2.2)"
+    prefix: str = ""  # printed before ours: "≥ " where the number is only a lower bound
     fmt: str = ""  # format of ours; "" = the paper's decimals (or the kind's default)
     suffix: str = ""  # unit printed after each number of ours ("h")
     dataset: str = ""  # our dataset
@@ -172,17 +173,20 @@ def _ratio_groups(records: list[dict], criterion: str) -> dict[tuple, list[dict]
 def _max_ratio_cell(row: str, col: str, mr: C.MaxRatio, recs: list[dict], ds: str, pds: str, ipc: str,
                     exact: bool) -> Cell:
     ours = C.EMPTY if mr.ratio is None else C.Stat(100.0 * mr.ratio, None, mr.trials(mr.ratio))
-    trials = sorted({s.n for r, s in mr.per_ratio.items() if r > 0})
+    trials = sorted({n for r, n in mr.runs.items() if r > 0})
     note = mr.note() + ("" if not trials or min(trials) >= 5 else f"; fewer than the paper's 5 removal trials")
+    if mr.lower_bound:
+        note += "; no larger ratio was tried: a lower bound"
     return Cell(row, col, ours, fmt="g", dataset=ds, paper_dataset=pds, ipc=ipc, exact=exact, runs=_runs(recs),
-                note=note, measures={"ratios tried": len([r for r in mr.per_ratio if r > 0])})
+                note=note, measures={"ratios tried": len([r for r in mr.per_ratio if r > 0])},
+                prefix="≥ " if mr.lower_bound else "")
 
 
 def _max_ratio(layout: Layout, records: list[dict], to_pds: Mapper) -> list[Cell]:
     out = []
     for (label, ds, ipc), recs in _ratio_groups(records, layout.criterion).items():
         pds, exact = to_pds(ds)
-        out.append(_max_ratio_cell(ds_ipc(pds, ipc), layout.renames.get(label, label), C.max_ratio(recs), recs,
+        out.append(_max_ratio_cell(ds_ipc(pds, ipc), layout.renames.get(label, label), C.max_ratio(recs, layout.rule), recs,
                                    ds, pds, ipc, exact))
     return out
 
@@ -250,7 +254,7 @@ def _arrows(layout: Layout, records: list[dict], to_pds: Mapper) -> list[Cell]:
             if not any(r.get("pruning") == crit for r in recs):
                 continue
             pds, exact = to_pds(ds)
-            out.append(_max_ratio_cell(ds_ipc_method(pds, ipc, label), col, C.max_ratio(recs), recs, ds, pds, ipc,
+            out.append(_max_ratio_cell(ds_ipc_method(pds, ipc, label), col, C.max_ratio(recs, layout.rule), recs, ds, pds, ipc,
                                        exact))
     return out
 
@@ -336,6 +340,7 @@ def grid_frame(grid: Grid) -> pd.DataFrame:
         rows.append({"row": c.row, "col": c.col, "in_paper_layout": in_layout, "dataset": c.dataset,
                      "paper_dataset": c.paper_dataset, "ipc": c.ipc, "ours_mean": c.ours.mean,
                      "ours_std": math.nan if c.ours.std is None else c.ours.std, "n": c.ours.n,
+                     "lower_bound": bool(c.prefix),
                      "paper": None if c.paper is None else c.paper.value,
                      "paper_std": None if c.paper is None else c.paper.std,
                      "paper_text": None if c.paper is None else c.paper.text, "delta": c.delta,

@@ -68,6 +68,7 @@ class Layout:
     renames: Mapping[str, str] = field(default_factory=dict)  # our label -> the paper's
     row_order: tuple[str, ...] = ()  # where the paper's row order differs from the CSV's
     caveat: str = ""  # what of the paper's table the layout cannot show, and why
+    rule: str = "both_std"  # max-ratio kinds: the keep rule (search.rule; reporting.cells.KEEP_RULES)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from dfdistill.reporting.cells import MAX_RATIO_RULE, TRAINING_STAGES
+from dfdistill.reporting.cells import TRAINING_STAGES, rule_text
 from dfdistill.reporting.grids import Cell, Grid
 from dfdistill.reporting.layouts import DATASET_ALIASES, dataset_name
 
@@ -29,7 +29,7 @@ def with_paper(grid: Grid) -> bool:
 def ours_text(c: Cell) -> str:
     if c.ours.empty:
         return "—"
-    t = f"{c.ours.mean:{c.fmt}}" + ("" if c.ours.std is None else f" ± {c.ours.std:{c.fmt}}") + c.suffix
+    t = c.prefix + f"{c.ours.mean:{c.fmt}}" + ("" if c.ours.std is None else f" ± {c.ours.std:{c.fmt}}") + c.suffix
     return f"{t} {c.ours_extra}" if c.ours_extra else t
 
 
@@ -145,7 +145,7 @@ def notes(grid: Grid, info: dict[str, str]) -> list[str]:
     if stand:
         out.append(f"**stand-in** (compared with another dataset's paper numbers): {'; '.join(stand)}")
     if kind in ("max_ratio", "arrows"):
-        out.append(f"**max-ratio rule**: {MAX_RATIO_RULE}")
+        out.append(f"**max-ratio rule**: {rule_text(grid.layout.rule)}")
     if kind == "best_ratio":
         out.append("**cell**: the best mean accuracy over the loss-pruning ratios tried (ratio 0 included), "
                    "mean ± std over its removal trials, and in brackets its gain over the unpruned run.")

@@ -22,6 +22,7 @@ from typing import Callable, Optional
 from dfdistill.sweeps import cost, jobsets, preview
 from dfdistill.sweeps.launch import launch_hydra, launch_inprocess, launch_local
 from dfdistill.sweeps.plan import Job, adopt, plan, sweep_info
+from dfdistill.reporting.cells import DEFAULT_RULE, check_rule
 from dfdistill.sweeps.search import MaxRatioSearch, SearchConfig, parse_ladder
 
 Launch = Callable[[list[Job]], list[int]]
@@ -48,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
                     help="another sweep dir whose finished runs with the same config count (copied, not rerun)")
     ap.add_argument("--ladder", default="paper", help="search ratios: paper (the values BiLP reports) | fine | 0.1,0.5,...")
     ap.add_argument("--trials", type=int, default=5, help="removal trials per searched ratio (pruning.seed_offset)")
+    ap.add_argument("--rule", default=None,
+                    help="max-ratio keep rule (search.rule=... works too): both_std (default) | unpruned_std | se; "
+                         "see dfdistill/reporting/cells.py")
     ap.add_argument("--points-per-round", type=int, default=1, help="ratios per cell per search round (1 = bisection)")
     ap.add_argument("--no-table", action="store_true")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides; a sweep value (ipc=1,10) replaces that axis")
@@ -84,14 +88,16 @@ def build(a: argparse.Namespace, sweep_dir: Path) -> Optional[dict]:
         return None
     from dfdistill.tables import build_table
 
-    t = build_table(sweep_dir, exp=a.exp, out_dir=a.out or sweep_dir, name=a.name, paper_dataset=a.paper_dataset)
+    t = build_table(sweep_dir, exp=a.exp, out_dir=a.out or sweep_dir, name=a.name, paper_dataset=a.paper_dataset,
+                    rule=a.rule, command=getattr(a, "command", None))
     print(f"[run_table] table: {t['markdown']}", flush=True)
     return t
 
 
 def run_search(a: argparse.Namespace, overrides: list[str], hydra_overrides: list[str], adds: list[list[str]],
                launch: Optional[Launch]) -> dict:
-    cfg = SearchConfig(ladder=parse_ladder(a.ladder), trials=a.trials, points_per_round=a.points_per_round)
+    cfg = SearchConfig(ladder=parse_ladder(a.ladder), trials=a.trials, points_per_round=a.points_per_round,
+                       rule=a.rule or DEFAULT_RULE)
     holder: dict = {}
     launch = launch or make_launch(a, lambda: holder["s"].info.sweep_dir, hydra_overrides)
     s = MaxRatioSearch(a.exp, a.profile, overrides, launch, cfg, a.sweep_dir, adds, reuse=reuse_dirs(a))
@@ -144,6 +150,11 @@ def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
 
 def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> dict:
     a = parser().parse_intermixed_args(argv)
+    rules = [o.split("=", 1)[1] for o in a.overrides if o.startswith("search.rule=")]
+    a.overrides = [o for o in a.overrides if not o.startswith("search.rule=")]  # a table setting, not a job's
+    a.rule = rules[-1] if rules else a.rule
+    if a.rule is not None:
+        check_rule(a.rule)
     overrides, hydra_overrides = split_hydra(a.overrides)
     adds = ([] if a.no_extra else jobsets.extra_sets(a.exp, overrides)) + [s.split() for s in a.add]
     for extra in adds:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 from omegaconf import OmegaConf
 
-from dfdistill.reporting.cells import MAX_RATIO_RULE, MaxRatio, keeps, max_ratio
+from dfdistill.reporting.cells import DEFAULT_RULE, MaxRatio, check_rule, distinct, keeps, max_ratio, rule_text
 from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import (Job, SweepInfo, adopt, expand_jobs, finished_records, job_record, job_set_lines,
                                    mark_done, sweep_info)
@@ -49,8 +49,10 @@ class SearchConfig:
     trials: int = 5
     points_per_round: int = 1
     max_rounds: int = 30
+    rule: str = DEFAULT_RULE  # search.rule: how "maintains the unpruned accuracy" is read (cells.KEEP_RULES)
 
     def __post_init__(self) -> None:
+        check_rule(self.rule)
         if self.trials < 1 or self.points_per_round < 1:
             raise ValueError("trials and points_per_round must be >= 1")
         if not all(0.0 < r < 1.0 for r in self.ladder):
@@ -120,7 +122,7 @@ class Cell:
                 "at_max_pct": None if at is None else [at.mean, at.std, at.n],
                 "tried": {f"{q:g}": {"keeps": k, "mean_pct": r.per_ratio[q].mean, "trials": r.per_ratio[q].n}
                           for q, k in sorted(self.keeps.items())},
-                "rounds": self.rounds, "converged": self.converged, "error": self.error, "rule": MAX_RATIO_RULE}
+                "rounds": self.rounds, "converged": self.converged, "error": self.error}
 
 
 class MaxRatioSearch:
@@ -166,32 +168,35 @@ class MaxRatioSearch:
         return expand_jobs(sets, self.info)
 
     def _records(self, cell: Cell, pool: list[dict]) -> list[dict]:
-        """Baseline record + every finished removal trial of the cell (trial < trials) in the sweep dir."""
+        """Every baseline record + every finished removal trial of the cell (trial < trials): all the
+        evidence, whichever run dir or archive holds it, each evaluation once (the verdict must not
+        depend on which of two records of one config is found last)."""
         out = []
         base = cell.baseline
         if base.key is None:
             mark_done(base)
-        out += [r for r in pool if base.key is not None and r.get("config_key") == base.key][-1:]
-        seen = set()
+        out += [r for r in pool if base.key is not None and r.get("config_key") == base.key]
         for r in pool:
             c = r.get("config") or {}
             off = int(((c.get("pruning") or {}).get("seed_offset")) or 0)
             ratio = float(r.get("pruning_ratio", 0.0) or 0.0)
-            if ratio <= 0.0 or off >= self.cfg.trials or (ratio, off) in seen:
+            if ratio <= 0.0 or off >= self.cfg.trials:
                 continue
             if _signature(c) == cell.signature:
-                seen.add((ratio, off))
                 out.append(r)
-        return out
+        return distinct(out)
 
     def _judge(self, cell: Cell, pool: list[dict]) -> dict[float, bool]:
         recs = self._records(cell, pool)
-        complete = {}
+        trials: dict[float, set[int]] = {}
         for r in recs:
-            complete.setdefault(round(float(r.get("pruning_ratio", 0.0) or 0.0), 6), []).append(r)
-        full = [r for q, rs in complete.items() if q == 0.0 or len(rs) >= self.cfg.trials for r in rs]
-        cell.result = m = max_ratio(full)
-        cell.keeps = {q: keeps(s, m.unpruned) for q, s in m.per_ratio.items() if q > 0} if cell.has_baseline else {}
+            off = int((((r.get("config") or {}).get("pruning") or {}).get("seed_offset")) or 0)
+            trials.setdefault(round(float(r.get("pruning_ratio", 0.0) or 0.0), 6), set()).add(off)
+        full = [r for r in recs if (q := round(float(r.get("pruning_ratio", 0.0) or 0.0), 6)) == 0.0
+                or len(trials[q]) >= self.cfg.trials]
+        cell.result = m = max_ratio(full, self.cfg.rule)
+        cell.keeps = ({q: keeps(s, m.unpruned, self.cfg.rule) for q, s in m.per_ratio.items() if q > 0}
+                      if cell.has_baseline else {})
         return dict(cell.keeps)
 
     # -- rounds --------------------------------------------------------------------------------
@@ -279,5 +284,6 @@ class MaxRatioSearch:
         path = path or self.info.sweep_dir / "search.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"ladder": list(self.cfg.ladder), "trials": self.cfg.trials,
+                                    "rule": self.cfg.rule, "rule_text": rule_text(self.cfg.rule),
                                     "cells": [c.summary() for c in self.cells]}, indent=1) + "\n")
         return path
