@@ -26,7 +26,7 @@ RUN_TABLE = $(PYTHON) scripts/run_table.py --profile $(PROFILE) --launcher $(LAU
 	$(if $(PAPER_DATASET),--paper-dataset $(PAPER_DATASET),) $(2) $(1) logger=$(LOGGER) \
 	$(if $(DATASET),dataset=$(DATASET),) $(EXTRA)
 
-.PHONY: help test test-slow quickstart tables clean-sweeps bench bench-methods \
+.PHONY: help test test-slow quickstart tables results-cpu clean-sweeps bench bench-methods \
 	table-bilp-1 table-bilp-2 table-bilp-3 table-bilp-4 table-bilp-5 table-bilp-6 table-bilp-7 \
 	fig-bilp-2 fig-bilp-3 fig-bilp-4 table-dfcolearn-1 table-dfcolearn-2 table-edd-tinyimagenet
 
@@ -71,6 +71,9 @@ table-edd-tinyimagenet: ## EDD: Tiny-ImageNet IPC 50 claim (IDC base)
 	$(call RUN_TABLE,edd_tinyimagenet)
 
 tables: table-bilp-1 table-bilp-2 table-bilp-3 table-bilp-4 table-bilp-5 table-bilp-6 table-bilp-7 fig-bilp-2 fig-bilp-3 table-dfcolearn-1 table-dfcolearn-2 table-edd-tinyimagenet ## every table (long: use PROFILE=full on a GPU)
+
+results-cpu: ## regenerate a committed table under results/measured (TABLE=bilp_tab1_cpu | all; CHECK=1: launch nothing, must equal the committed bytes)
+	$(PYTHON) scripts/results.py $(or $(TABLE),--list) $(if $(CHECK),--check,)
 
 clean-sweeps: ## delete results/sweeps (all sweep outputs)
 	rm -rf results/sweeps

@@ -118,12 +118,14 @@ def seed_everything(seed: int) -> None:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """`<short sha>[+dirty]` of the checkout this code runs from, or `unknown` outside git."""
+    """`<short sha>[+dirty]` of the checkout this code runs from, or `unknown` outside git. Changes
+    under results/ are outputs, not code: regenerating a committed table does not make it dirty."""
     try:
         root = Path(__file__).resolve().parents[1]
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
         sha = out.stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
     except Exception:

@@ -228,3 +228,28 @@ def test_planned_key_is_the_key_the_pipeline_records(tmp_path: Path) -> None:
     assert launch_inprocess(jobs) == [0]
     _, again = plan("bilp_tab4", "smoke", base, tmp_path)
     assert again[0].done
+
+
+def test_search_verdict_rests_on_every_baseline_record_whatever_the_order(tmp_path: Path) -> None:
+    """Two finished baselines of one config in two dirs: the search pools both, so reading the dirs in
+    either order gives one verdict (it used to keep the last record found)."""
+    acc = lambda r, t: 0.50 if r <= 0.6 else 0.45  # noqa: E731
+    first = tmp_path / "a"
+    MaxRatioSearch("bilp_tab1", "smoke", CELL, _fake_runs(acc, []), SearchConfig(trials=2), first).run()
+    second = tmp_path / "b"
+    [base] = [p for p in first.rglob("results.jsonl") if json.loads(p.read_text())["pruning"] == "none"]
+    rec = json.loads(base.read_text())
+    rec["accs"], rec["acc_mean"], rec["code_version"] = [0.46], 0.46, "other"
+    (second / "base").mkdir(parents=True)
+    (second / "base" / "results.jsonl").write_text(json.dumps(rec) + "\n")
+
+    def no_launch(jobs):
+        raise AssertionError(f"relaunched {len(jobs)} job(s)")
+
+    verdicts = set()
+    for order in ([first, second], [second, first]):
+        s = MaxRatioSearch("bilp_tab1", "smoke", CELL, no_launch, SearchConfig(trials=2), tmp_path / "c", reuse=order)
+        [cell] = s.run()
+        assert cell.result.unpruned.n == 2  # both baselines' networks
+        verdicts.add(cell.result.ratio)
+    assert len(verdicts) == 1

@@ -73,3 +73,38 @@ def test_random_real_pools_the_recorded_baseline_networks() -> None:
     s = C.random_real([{"random_accs": [0.1, 0.2]}, {"random_mean": 0.3}, {}])
     assert s.n == 3 and s.mean == pytest.approx(20.0)
     assert C.field_stat([{"x": 1.0}, {"x": 3.0}, {}], "x").mean == 2.0
+
+
+def test_verdict_pools_every_baseline_record_in_any_order() -> None:
+    """Two unpruned records of one config (a rerun, or a copy in another table's sweep dir): the verdict
+    rests on both, whichever is found last. With only the last record (the old `[-1:]`), the same
+    evidence gave 30 % or 0 % depending on the order the files were read."""
+    base_a = run([0.2400, 0.2403], pruning="none", config_key="k", code_version="a1")
+    base_b = run([0.2390, 0.2420], pruning="none", config_key="k", code_version="b2")
+    pruned = [run([a], ratio=0.3, config_key=f"p{i}") for i, a in enumerate((0.2392, 0.2396, 0.2395))]
+    alone_a, alone_b = C.max_ratio([base_a, *pruned]), C.max_ratio([base_b, *pruned])
+    assert alone_a.ratio != alone_b.ratio  # the evidence really is on the edge: one record alone flips it
+    both = C.max_ratio([base_a, base_b, *pruned])
+    assert both.ratio == C.max_ratio([*pruned, base_b, base_a]).ratio
+    assert both.unpruned.n == 4 and both.trials(0.0) == 2
+    assert C.max_ratio([base_a, base_a, *pruned]).unpruned.n == 2  # the same evaluation found twice counts once
+
+
+def test_keep_rules_are_named_and_use_both_spreads() -> None:
+    u, p = C.Stat(30.0, 0.6, 4), C.Stat(29.3, 0.8, 6)
+    assert C.tolerance(p, u, "unpruned_std") == pytest.approx(0.6)
+    assert C.tolerance(p, u, "both_std") == pytest.approx(1.0)
+    assert C.tolerance(p, u, "se") == pytest.approx(math.sqrt(0.36 / 4 + 0.64 / 6))
+    assert C.keeps(p, u, "both_std") and not C.keeps(p, u, "unpruned_std") and not C.keeps(p, u, "se")
+    with pytest.raises(ValueError, match="search.rule must be one of"):
+        C.tolerance(p, u, "loose")
+    assert "both_std" in C.rule_text() and "maintains the distillation performance" in C.rule_text()
+
+
+def test_top_rung_is_a_lower_bound() -> None:
+    base = [run([0.30, 0.32], pruning="none")]
+    top = C.max_ratio(base + [run([0.31], ratio=0.5), run([0.31], ratio=0.995)])
+    assert top.ratio == pytest.approx(0.995) and top.lower_bound
+    inner = C.max_ratio(base + [run([0.31], ratio=0.5), run([0.10], ratio=0.995)])
+    assert inner.ratio == pytest.approx(0.5) and not inner.lower_bound
+    assert not C.max_ratio(base + [run([0.10], ratio=0.5)]).lower_bound  # 0 % is no lower bound

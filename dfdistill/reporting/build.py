@@ -9,13 +9,16 @@ callback; a table is a pure function of the folder's results.jsonl and the paper
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
 
+from dfdistill.reporting.cells import DEFAULT_RULE
 from dfdistill.reporting.collect import collect, collect_diversity, infer_exp, records_frame
 from dfdistill.reporting.grids import Grid, build_grid, grid_frame
 from dfdistill.reporting.layouts import SPECS, Layout, spec_for
@@ -25,15 +28,18 @@ from dfdistill.reporting.render import header_info, render
 
 def build_table(folder: str | Path, exp: Optional[str] = None, out_dir: Optional[str | Path] = None,
                 paper_csv: str | Path = PAPER_CSV, paper_dataset: Optional[str] = None, name: Optional[str] = None,
-                wandb_log: bool = False, plots: bool = True, extra_plots: bool = True) -> dict[str, Any]:
+                wandb_log: bool = False, plots: bool = True, extra_plots: bool = True, rule: Optional[str] = None,
+                command: Optional[str] = None) -> dict[str, Any]:
     """Collect `folder`'s runs and write the table files; returns {'grid', 'spec', 'records', paths...}.
 
     plots: the paper's figure (figure layouts); extra_plots: accuracy-vs-ratio curves and the sheet of
-    synthetic-image grids as well."""
+    synthetic-image grids as well. rule: the max-ratio keep rule (default: the one the folder's search
+    recorded in search.json, else cells.DEFAULT_RULE). command: what the header names (default: this
+    process's command line)."""
     folder = Path(folder)
     records = collect(folder)
     exp = exp or infer_exp(folder, records, SPECS)
-    layout = spec_for(exp)
+    layout = replace(spec_for(exp), rule=rule or recorded_rule(folder))
     source = collect_diversity(folder) if layout.kind == "diversity" else records
     grid = build_grid(layout, source, load_paper(paper_csv), paper_dataset)
     out = Path(out_dir) if out_dir else folder
@@ -41,7 +47,7 @@ def build_table(folder: str | Path, exp: Optional[str] = None, out_dir: Optional
     name = name or layout.exp
     paths: dict[str, Path] = {"markdown": out / f"{name}.md", "latex": out / f"{name}.tex", "csv": out / f"{name}.csv"}
     images = copy_grids(grid, out, name)
-    md, tex = render(grid, header_info(source, folder), images)
+    md, tex = render(grid, header_info(source, folder, command), images)
     if plots:
         md += _figures(grid, layout, records if extra_plots else [], out, name, images if extra_plots else {}, paths)
     paths["markdown"].write_text(md)
@@ -53,6 +59,17 @@ def build_table(folder: str | Path, exp: Optional[str] = None, out_dir: Optional
 
         log_table(frame, layout.exp, out)
     return {"grid": grid, "cells": frame, "spec": layout, "records": records, **paths}
+
+
+def recorded_rule(folder: Path) -> str:
+    """The keep rule a max-ratio search in `folder` used (search.json), else the default."""
+    path = folder / "search.json"
+    if path.is_file():
+        try:
+            return str(json.loads(path.read_text()).get("rule") or DEFAULT_RULE)
+        except (OSError, ValueError):
+            pass
+    return DEFAULT_RULE
 
 
 NO_IMAGES = ("max_ratio", "arrows", "timing", "diversity")  # cells that summarise many runs

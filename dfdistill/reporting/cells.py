@@ -193,7 +193,10 @@ def distinct(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     dir, archived in runs.jsonl beside its run dir, or the same config reproduced bit for bit by the
     same code) adds no evidence and must not count twice; order-independent."""
     seen: dict[tuple, dict[str, Any]] = {}
-    for r in records:
+    for i, r in enumerate(records):
+        if r.get("config_key") is None:  # nothing identifies it: a record of its own
+            seen[("anonymous", i)] = r
+            continue
         key = (r.get("config_key"), r.get("code_version"), tuple(r.get("accs") or ()), r.get("acc_mean"))
         seen.setdefault(key, r)
     return list(seen.values())

@@ -16,12 +16,21 @@ import pandas as pd
 from dfdistill.reporting.results import RESULTS_FILE, read_results
 
 DIVERSITY_FILE = "diversity.json"  # BiLP Fig. 4 producer's output (scripts/make_figure.py diversity)
+ARCHIVE_FILE = "runs.jsonl"  # a committed table's evidence: the records of its runs, without the run dirs
+
+
+def read_archive(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a runs.jsonl archive (one results.jsonl record per line)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def collect(folder: str | Path) -> list[dict[str, Any]]:
     """Every evaluation under `folder`: one record per distinct `config_key` of each results.jsonl (a run
-    dir holds one line per evaluation of its set, e.g. other backbones; a recomputed one is its last line)."""
+    dir holds one line per evaluation of its set, e.g. other backbones; a recomputed one is its last line),
+    and every record of each runs.jsonl archive (a committed table's runs, kept without their run dirs)."""
     recs = []
+    for path in sorted(Path(folder).rglob(ARCHIVE_FILE)):
+        recs += read_archive(path)
     for path in sorted(Path(folder).rglob(RESULTS_FILE)):
         latest: dict[Any, dict[str, Any]] = {}
         for i, rec in enumerate(read_results(path)):

@@ -8,15 +8,15 @@ paper numbers (Fig. 3, Fig. 4) show ours only.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
 
 from dfdistill.reporting.cells import TRAINING_STAGES, rule_text
 from dfdistill.reporting.grids import Cell, Grid
 from dfdistill.reporting.layouts import DATASET_ALIASES, dataset_name
+from dfdistill.reporting.provenance import commit, relative, relative_text, this_command
 
 CORNER = {"max_ratio": "dataset, IPC", "best_ratio": "dataset, IPC", "timing": "", "large_scale": "dataset, IPC: algorithm",
           "arrows": "dataset, IPC: method", "strata": "loss scores", "diversity": "dataset"}
@@ -119,22 +119,25 @@ def to_latex(df: pd.DataFrame, caption: str, index: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
-def header_info(records: list[dict], folder: str | Path) -> dict[str, str]:
-    """Where the numbers come from: profile, device, data path, code version, shared overrides."""
+def header_info(records: list[dict], folder: str | Path, command: Optional[str] = None) -> dict[str, str]:
+    """Where the numbers come from: the command, the code that built the table and ran the runs, profile,
+    device, dataset, shared overrides -- relative paths only, and nothing that changes between two
+    builds of the same runs (no clock), so rebuilding a table gives the same bytes."""
     def uniq(key, sub=None):
         vals = []
         for r in records:
             v = ((r.get("config") or {}).get(sub) or {}).get(key) if sub else r.get(key)
             if v is not None and str(v) not in vals:
                 vals.append(str(v))
-        return ", ".join(vals) or "—"
+        return ", ".join(sorted(vals)) or "—"
 
     parts = [set(Path(r.get("output_dir", "")).name.split(",")) for r in records]
     common = sorted(c for c in (set.intersection(*parts) if parts else set()) if "=" in c)
-    return {"profile": uniq("profile"), "device": uniq("device_name"), "dataset": uniq("dataset"),
-            "dataset path": uniq("root", "dataset"), "code version": uniq("code_version"),
-            "overrides shared by all runs": " ".join(f"`{c}`" for c in common) or "—",
-            "runs": str(len(records)), "folder": str(folder), "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {"command": f"`{relative_text(command or this_command())}`", "commit": commit(),
+            "runs' code": uniq("code_version"), "profile": uniq("profile"), "device": uniq("device_name"),
+            "dataset": uniq("dataset"), "torch": uniq("torch"), "threads": uniq("threads"),
+            "overrides shared by all runs": relative_text(" ".join(f"`{c}`" for c in common)) or "—",
+            "runs": str(len(records)), "folder": relative(folder)}
 
 
 def notes(grid: Grid, info: dict[str, str]) -> list[str]:

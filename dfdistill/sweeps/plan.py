@@ -18,6 +18,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, open_dict
 
 from dfdistill.config.compose import compose_run_config
+from dfdistill.reporting.collect import ARCHIVE_FILE, read_archive
 from dfdistill.sweeps import overrides as ov
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,9 +146,14 @@ def mark_done(job: Job) -> None:
 
 
 def index_records(dirs: list[Path]) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """config_key -> (run dir, record) of every finished run under `dirs`."""
+    """config_key -> (run dir, record) of every finished run under `dirs`, including the records of
+    runs.jsonl archives (a committed table's runs: the archive's folder stands for the run dir)."""
     out: dict[str, tuple[Path, dict[str, Any]]] = {}
     for d in dirs:
+        for path in sorted(Path(d).rglob(ARCHIVE_FILE)) if Path(d).exists() else []:
+            for rec in read_archive(path):
+                if rec.get("config_key"):
+                    out.setdefault(rec["config_key"], (path.parent, rec))
         for path in sorted(Path(d).rglob(RESULTS_FILE)) if Path(d).exists() else []:
             for rec in finished_records(path.parent):
                 if rec.get("config_key"):

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 from omegaconf import OmegaConf
 
 from dfdistill.reporting.cells import DEFAULT_RULE, MaxRatio, check_rule, distinct, keeps, max_ratio, rule_text
+from dfdistill.reporting.collect import ARCHIVE_FILE, read_archive
 from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import (Job, SweepInfo, adopt, expand_jobs, finished_records, job_record, job_set_lines,
                                    mark_done, sweep_info)
@@ -201,9 +202,11 @@ class MaxRatioSearch:
 
     # -- rounds --------------------------------------------------------------------------------
     def pool(self) -> list[dict]:
-        """Every finished record in the sweep dir and the reuse dirs."""
+        """Every finished record in the sweep dir and the reuse dirs (run dirs and runs.jsonl archives)."""
         recs = []
         for d in [self.info.sweep_dir, *self.reuse]:
+            for path in sorted(d.rglob(ARCHIVE_FILE)) if d.exists() else []:
+                recs += read_archive(path)
             for path in sorted(d.rglob("results.jsonl")) if d.exists() else []:
                 recs += finished_records(path.parent)
         return recs
