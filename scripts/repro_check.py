@@ -37,10 +37,11 @@ def _busy(stop_after: float) -> None:
 
 
 def run_variant(name: str, overrides: list[str], env: dict[str, str], work: Path, busy: int = 0,
-                python: Optional[str] = None) -> dict:
-    """One run.py process; returns its synthetic set, accuracies, torch version and seconds."""
+                python: Optional[str] = None, cache_name: Optional[str] = None) -> dict:
+    """One run.py process; returns its synthetic set, accuracies, torch version and seconds. Each
+    variant gets fresh caches unless `cache_name` names a cache an earlier variant filled."""
     out = work / name
-    cache = work / f"cache-{name}"
+    cache = work / f"cache-{cache_name or name}"
     cmd = [python or sys.executable, "run.py", *overrides, "logger=none", "progress=false", f"hydra.run.dir={out}"]
     full_env = {**os.environ, "DFDISTILL_CACHE": str(cache), "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
                 **env}
@@ -69,11 +70,13 @@ def compare(ref: dict, other: dict) -> dict:
     return {"identical": d_img == 0.0 and ra == oa, "max_img": d_img, "max_acc": d_acc, "d_mean": d_mean}
 
 
-VARIANTS = {  # name -> (extra overrides, env, busy processes)
-    "reference": ([], {"OMP_NUM_THREADS": "1"}, 0),
-    "same command again, 2 busy processes beside it": ([], {"OMP_NUM_THREADS": "1"}, 2),
-    "compile=on": (["compile=on"], {"OMP_NUM_THREADS": "1"}, 0),
-    "2 threads (OMP_NUM_THREADS=2)": ([], {"OMP_NUM_THREADS": "2"}, 0),
+ONE = {"OMP_NUM_THREADS": "1"}
+VARIANTS = {  # name -> (extra overrides, env, busy processes, cache shared with variant)
+    "reference": ([], ONE, 0, None),
+    "same command again, 2 busy processes beside it, warm caches": ([], ONE, 2, "reference"),
+    "compile=on, cold compile cache": (["compile=on"], ONE, 0, None),
+    "compile=on again, warm compile cache": (["compile=on"], ONE, 0, "compile=on, cold compile cache"),
+    "2 threads (OMP_NUM_THREADS=2)": ([], {"OMP_NUM_THREADS": "2"}, 0, None),
 }
 
 
@@ -87,9 +90,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         rows = []
-        for name, (extra, env, busy) in VARIANTS.items():
+        names = {}
+        for name, (extra, env, busy, shared) in VARIANTS.items():
             print(f"[repro] {name}", flush=True)
-            rows.append(run_variant(f"v{len(rows)}", [*a.overrides, *extra], env, work, busy) | {"label": name})
+            names[name] = f"v{len(rows)}"
+            rows.append(run_variant(names[name], [*a.overrides, *extra], env, work, busy,
+                                    cache_name=names.get(shared) if shared else None) | {"label": name})
         for spec in a.python:
             label, exe = spec.split("=", 1)
             print(f"[repro] {label}", flush=True)
@@ -102,7 +108,9 @@ def main() -> None:
     lines = header_lines("What changes a run's numbers (measured)", cmd, profile=None, device="cpu")
     ref_acc = " / ".join(f"{100 * x:.2f}" for x in ref["accs"])
     lines += [f"- **reference**: `{' '.join(a.overrides)}`, 1 thread, compile default (auto: eager on CPU); "
-              f"accuracies {ref_acc} %, torch {ref['torch']}", "",
+              f"accuracies {ref_acc} %, torch {ref['torch']}, {ref['seconds']:.0f} s",
+              "- each variant is its own `run.py` process with fresh experts/scores/inductor caches unless it says "
+              "warm; the machine was shared with other jobs, so the seconds are indicative only", "",
               "| variant | identical bytes | max abs diff, synthetic images | max diff, one network's accuracy (pp) "
               "| diff of mean accuracy (pp) | torch | threads | compiled | run seconds |",
               "|---|---|---|---|---|---|---|---|---|"]
