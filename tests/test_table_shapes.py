@@ -249,7 +249,7 @@ def test_table_renders_in_the_papers_shape(exp: str, tmp_path: Path) -> None:
     for (row, col), v in want.items():  # no pooling: each cell is exactly its own runs' value
         cell = grid.cell(row, col)
         assert cell.ours.mean == pytest.approx(v), (row, col)
-        assert text[(row, col)].startswith(format(cell.ours.mean, cell.fmt)), (row, col, text[(row, col)])
+        assert text[(row, col)].startswith(cell.prefix + format(cell.ours.mean, cell.fmt)), (row, col, text[(row, col)])
     for (row, col), printed in nums.items():  # every paper number, in its cell
         for x in printed:
             assert x in text[(row, col)].split(" / ", 1)[-1], (row, col, x, text[(row, col)])

@@ -82,10 +82,11 @@ def test_accuracy_cells_equal_records_and_paper(tmp_path: Path) -> None:
     assert {c.row for c in g.extra} == {"DM", "DC + loss pruning"}  # no paper row (DM is not in Table 4): apart
     assert g.rows[0] == "Full dataset" and g.rows[-1] == "BiLP+IDC(x3)"
     md = t["markdown"].read_text()
-    for key in ("profile**: smoke", "device**: cpu", "dataset path**: /data/x", "code version**: abc123",
+    for key in ("profile**: smoke", "device**: cpu", "runs' code**: abc123", "command**: `python ",
                 "| DC | 22.0 ± 1.6 / 28.3 ± 0.5 (Δ -6.3) |", "— / 49.9 ± 0.2", "22.0 ± 1.6 (n=3)",
                 "Runs outside the paper's layout"):
         assert key in md, key
+    assert "/data/x" not in md and "generated" not in md  # no machine path, nothing from the clock
     assert "\\begin{tabular}" in t["latex"].read_text()
     csv = pd.read_csv(t["csv"], dtype={"ipc": str})
     assert csv.in_paper_layout.sum() == len(g.rows) * len(g.cols) and len(csv) == len(g.rows) * len(g.cols) + 2
