@@ -49,7 +49,7 @@ GOLDEN = [
      {"method.dis_metric": "idc_l1", "method.lr_img": 1e-4, "method.n_data": 500,
       "eval.aug_strategy": "color_crop_scale_rotate", "eval.name": "idc"}),
     (["method=dc", "dataset=mnist", "ipc=10"],
-     {"method.outer_loop": 10, "method.inner_loop": 50, "eval.aug": "dc", "eval.aug_strategy": "crop_scale_rotate",
+     {"method.outer_loop": 10, "method.inner_loop": 50, "eval.aug": "dc", "eval.aug_strategy": None,  # per eval net
       "eval.epochs": 1000, "method.init": "noise"}),
     (["method=dc", "dataset=cifar10", "ipc=1"],
      {"method.outer_loop": 1, "method.inner_loop": 1, "method.eval_aug": "none", "eval.num_eval": 20,

@@ -86,7 +86,8 @@ class EvalConfig:
     lr_decay: float = 0.2  # multistep: lr factor at each milestone (IDC: 0.2)
     aug: Optional[str] = None  # null: the method's eval_aug (dsa | idc | dc | none)
     # null: dsa -> the dataset's DSA strategy; idc -> it without cutout; dc -> crop_scale_rotate
-    # (crop_noise on a BatchNorm ConvNet, where an eval_aug 'none' method also gets dc: reference get_daparam)
+    # (crop_noise on the reference's ConvNetBN -- depth 3 -- also on MNIST, where an eval_aug 'none' method
+    # also gets dc: reference get_daparam)
     aug_strategy: Optional[str] = None
     cutmix_prob: float = 0.0
     cutmix_beta: float = 1.0
