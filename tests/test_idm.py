@@ -246,3 +246,5 @@ def test_recipe_gives_each_cell_the_official_command(compose_cfg):
     assert c10.eval.name == "default" and c10.eval.epochs == 1000 and c10.eval.aug == "dsa"
     tiny = cell("tinyimagenet", 50)
     assert tiny.backbone.name == "convnet" and tiny.method.acc_reset_every == 1000  # IDM_tiny.py: depth 3
+    for ipc in (1, 10, 50):  # every Tiny cell: IDM's --model ConvNet (depth 3), not the dataset-wide ConvNet-4
+        assert cell("tinyimagenet", ipc).backbone.depth == 3, ipc
