@@ -216,7 +216,9 @@ def prepare_method(s: Session, data: Data) -> Distiller:
 
 def describe_inputs(cfg: DictConfig) -> dict[str, Any]:
     """What produced the context's real data and factory (dataset, backbone), for methods' cache keys."""
-    return {"dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
+    from dfdistill.config.resolve import dataset_identity
+
+    return {"dataset": dataset_identity(OmegaConf.to_container(cfg.dataset, resolve=True)),
             "backbone": OmegaConf.to_container(cfg.backbone, resolve=True)}
 
 

@@ -48,6 +48,9 @@ class DatasetConfig:
     std: Optional[list[float]] = None
     zca: bool = False
     zca_eps: float = 0.1
+    # kornia: MTT/TESLA's (pixels, eigenvalues + eps); rfad: RFAD's (standardised, eps x mean eigenvalue).
+    # Read only when zca is true (and left out of run identities then, dfdistill.config.resolve).
+    zca_mode: str = "kornia"
     max_train_per_class: Optional[int] = None
     max_test: Optional[int] = None
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
@@ -57,6 +60,8 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         _check(self.zca_eps > 0, f"dataset.zca_eps must be > 0, got {self.zca_eps}")
+        _check(self.zca_mode in ("kornia", "rfad"),
+               f"dataset.zca_mode must be kornia or rfad, got {self.zca_mode!r}; e.g. dataset.zca_mode=kornia")
         for key in ("image_size", "channels", "num_classes", "max_train_per_class", "max_test", "decode_workers"):
             v = getattr(self, key)
             _check(v is None or v > 0, f"dataset.{key} must be positive or null, got {v}")
