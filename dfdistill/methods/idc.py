@@ -148,7 +148,8 @@ class IDC(Distiller):
     def class_loss(self, net, c: int, it: int) -> Tensor:
         """Class c's matching loss in iteration `it`: a real batch vs all its decoded images."""
         real = self.ctx.real
-        rows = real.class_sample_indices(c, self.cfg.batch_real, self.gen)  # = sample_class's draw
+        rows, _ = self.real_rows(lambda: (real.class_sample_indices(c, self.cfg.batch_real, self.gen), None))
+        rows = rows.reshape(-1)  # a held batch comes back as the selector saw it, (1, B)
         xr, xs = self.augment_together(real.images.index_select(0, rows), self.syn_batch(c, 0, self.ctx.ipc))
         return self.pair_distance(net, detached_params(net), c, xr, rows, xs)
 
@@ -180,6 +181,8 @@ class IDC(Distiller):
             self.images.clamp_(0, 1)
         total = torch.zeros((), device=self.ctx.device)
         for inner in range(self.cfg.match_steps):
+            if self.ctx.adaptive is not None:  # the lazy clock counts matching steps, as DREAM's interval does
+                self.ctx.adaptive.begin_step(it * self.cfg.match_steps + inner)
             if has_batchnorm(net):  # sample_per_class's draws; the statistics pass runs in budget-sized chunks
                 real = self.ctx.real
                 rows = torch.cat([real.class_sample_indices(c, 16, self.gen) for c in range(self.num_classes)])
