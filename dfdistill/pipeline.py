@@ -25,7 +25,7 @@ from dfdistill.artifacts import ArtifactCache, atomic_write_text
 from dfdistill.config.resolve import distill_key, method_class, method_config, resolve_config, result_key
 from dfdistill.data.real import RealData
 from dfdistill.errors import Interrupted
-from dfdistill.evaluation.protocol import evaluate_set, is_batchnorm_convnet, resolve_eval
+from dfdistill.evaluation.protocol import evaluate_set, is_convnet_bn, resolve_eval
 from dfdistill.log import log
 from dfdistill.loop import distill_loop
 from dfdistill.methods.base import DistillContext, Distiller
@@ -217,7 +217,9 @@ def prepare_method(s: Session, data: Data) -> Distiller:
 
 def describe_inputs(cfg: DictConfig) -> dict[str, Any]:
     """What produced the context's real data and factory (dataset, backbone), for methods' cache keys."""
-    return {"dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
+    from dfdistill.config.resolve import dataset_identity
+
+    return {"dataset": dataset_identity(OmegaConf.to_container(cfg.dataset, resolve=True)),
             "backbone": OmegaConf.to_container(cfg.backbone, resolve=True)}
 
 
@@ -248,7 +250,7 @@ def evaluate(s: Session, data: Data, syn: SyntheticSet, evaluator: Callable[...,
 
     cfg, mcfg = s.cfg, method_config(s.cfg)
     ev = resolve_eval(cfg.eval, mcfg.eval_aug, syn.lr or mcfg.eval_lr, cfg.dataset.dsa_strategy,
-                      bn_convnet=is_batchnorm_convnet(data.factory(0)))  # DC's sets on a ConvNetBN: crop_noise
+                      bn_convnet=is_convnet_bn(data.factory(0)))  # DC's sets on a ConvNetBN: crop_noise
     eval_aug = build_augment(ev.aug, ev.aug_strategy)
     out: dict[str, Any] = {"ev": ev}
     with s.timer("eval"):
@@ -260,7 +262,7 @@ def evaluate(s: Session, data: Data, syn: SyntheticSet, evaluator: Callable[...,
     for arch in cfg.eval.cross_arch:
         f2 = make_model_factory(backbone_config(arch), data.train, s.device)
         ev_a = resolve_eval(cfg.eval, mcfg.eval_aug, syn.lr or mcfg.eval_lr, cfg.dataset.dsa_strategy,
-                            bn_convnet=is_batchnorm_convnet(f2(0)))  # the reference picks the aug per eval model
+                            bn_convnet=is_convnet_bn(f2(0)))  # the reference picks the aug per eval model
         with s.timer(f"eval_{arch}"):
             a = evaluator(syn.images, syn.labels, data.test, f2, ev_a, build_augment(ev_a.aug, ev_a.aug_strategy),
                           seed=cfg.seed, progress=cfg.progress, desc=f"eval[{arch}]")
@@ -279,7 +281,7 @@ def evaluate_random(s: Session, data: Data, mcfg: Any, eval_aug,
     rnd = RandomSubset(CoresetConfig(name="random", _target_="random"), ctx)
     rnd.init_state()
     ev_r = resolve_eval(cfg.eval, mcfg.eval_aug, mcfg.eval_lr, cfg.dataset.dsa_strategy,
-                        bn_convnet=is_batchnorm_convnet(data.factory(0)))
+                        bn_convnet=is_convnet_bn(data.factory(0)))
     with s.timer("eval_random"):
         return evaluator(rnd.images, rnd.labels, data.test, data.factory, ev_r, eval_aug, seed=cfg.seed,
                          progress=cfg.progress, desc="eval[random]")

@@ -52,7 +52,8 @@ def describe(job, cache: dict) -> list[str]:
     values = {**{k: OmegaConf.select(cfg, k) for k in applied if "." in k}, **differing(job, cache)}
     for key, value in sorted(values.items()):
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-        if key.startswith(("method.name", "method._target_", "eval.name", "backbone.name", "pruning.name")):
+        if key.startswith(("method.name", "method._target_", "eval.name", "backbone.name", "pruning.name",
+                           "dataset.name")) or key in SAME_SETTINGS or key == "ipc":  # in the entry's heading
             continue
         where = applied.get(key) or ("table axis" if key in typed else "exp file / group option")
         lines.append(f"  - `{key}` = {fmt_value(value)} — {where}")

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 CIFAR10_JPEG = (REPO / ".." / "shared" / "data" / "cifar10-jpeg").resolve()
 REQUIRED = {
     "name", "root", "download", "image_size", "channels", "num_classes", "mean", "std",
-    "zca", "zca_eps", "max_train_per_class", "max_test", "dsa_strategy", "storage",
+    "zca", "zca_eps", "zca_mode", "max_train_per_class", "max_test", "dsa_strategy", "storage",
 }
 
 

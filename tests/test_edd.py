@@ -118,6 +118,15 @@ class _RecordingSelector:
     def __init__(self):
         self.rows = []
 
+    def draw(self, fresh):  # no lazy hold: the method's own draw
+        return fresh()
+
+    def begin_step(self, step):
+        pass
+
+    def forget(self):
+        pass
+
     def weights(self, xr, yr, rows, w, objective):
         self.rows.append((rows.clone(), yr.clone()))
         return torch.ones(rows.shape) if w is None else w

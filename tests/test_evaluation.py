@@ -77,13 +77,38 @@ def test_idc_eval_strategy_follows_the_dataset_without_cutout():
     assert resolve_eval(ecfg, "idc", None, "color_crop_cutout_scale_rotate").aug_strategy == "color_crop_scale_rotate"
 
 
-def test_batchnorm_convnet_detection():
-    from dfdistill.evaluation.protocol import is_batchnorm_convnet
+def test_convnet_bn_detection_is_the_references_name():
+    """get_daparam tests model_eval == 'ConvNetBN': ConvNet depth 3 with BatchNorm (any width a profile
+    gives it), not a depth-4 BN ConvNet, another activation, or a BN ResNet."""
+    from dfdistill.evaluation.protocol import is_convnet_bn
     from dfdistill.models import build_model
 
-    assert is_batchnorm_convnet(build_model("convnet", 3, 10, 32, width=8, norm="batchnorm"))
-    assert not is_batchnorm_convnet(build_model("convnet", 3, 10, 32, width=8, norm="instancenorm"))
-    assert not is_batchnorm_convnet(build_model("resnet18", 3, 10, 32, norm="batchnorm"))
+    assert is_convnet_bn(build_model("convnet", 3, 10, 32, width=8, norm="batchnorm"))
+    assert not is_convnet_bn(build_model("convnet", 3, 10, 32, width=8, norm="instancenorm"))
+    assert not is_convnet_bn(build_model("convnet", 3, 10, 64, width=8, depth=4, norm="batchnorm"))
+    assert not is_convnet_bn(build_model("convnet", 3, 10, 32, width=8, norm="batchnorm", act="swish"))
+    assert not is_convnet_bn(build_model("resnet18", 3, 10, 32, norm="batchnorm"))
+
+
+def test_dc_on_mnist_follows_get_daparam_precedence(compose_cfg):
+    """DC on MNIST: crop_scale_rotate on a ConvNet, but crop_noise on ConvNetBN (get_daparam checks the
+    model after the dataset); a depth-4 BN ConvNet is not 'ConvNetBN' and keeps MNIST's strategy."""
+    from dfdistill.config.resolve import resolve_config
+    from dfdistill.evaluation.protocol import is_convnet_bn
+    from dfdistill.models import build_model
+
+    cfg = resolve_config(compose_cfg(["dataset=mnist", "dataset.root=/x", "method=dc", "ipc=1", "profile=full"]))
+    nets = {"convnet": build_model("convnet", 1, 10, 28, width=8),
+            "convnet_bn": build_model("convnet", 1, 10, 28, width=8, norm="batchnorm"),
+            "convnet_d4_bn": build_model("convnet", 1, 10, 28, width=8, depth=4, norm="batchnorm")}
+    got = {name: resolve_eval(cfg.eval, "none", None, cfg.dataset.dsa_strategy, bn_convnet=is_convnet_bn(net))
+           for name, net in nets.items()}
+    assert {k: (v.aug, v.aug_strategy, v.epochs) for k, v in got.items()} == {
+        "convnet": ("dc", "crop_scale_rotate", 1000), "convnet_bn": ("dc", "crop_noise", 1000),
+        "convnet_d4_bn": ("dc", "crop_scale_rotate", 1000)}
+    typed = resolve_config(compose_cfg(["dataset=mnist", "dataset.root=/x", "method=dc", "ipc=1", "profile=full",
+                                        "eval.aug_strategy=crop"]))  # a typed strategy still wins
+    assert resolve_eval(typed.eval, "none", None, "x", bn_convnet=True).aug_strategy == "crop"
 
 
 def test_dataset_dsa_strategies_drop_flip_for_digit_sets_only(compose_cfg):

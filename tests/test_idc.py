@@ -61,3 +61,29 @@ def test_smoke_pipeline_idc(compose_cfg, tmp_path):
     assert 0 <= rec["acc_mean"] <= 1
     syn = torch.load(tmp_path / "run" / "synthetic.pt")
     assert syn["images"].shape[0] == 10 * 4 and syn["labels"].shape[0] == 40
+
+
+def test_network_update_trains_until_n_data_samples_are_seen():
+    """IDC's train_epoch stops after the batch at which n_data samples have been seen: 2000 -> 32
+    batches of 64 and 500 -> 8 (n_data // 64 would give 31 and 7)."""
+    from types import SimpleNamespace
+
+    from dfdistill.methods.idc import IDC
+
+    for n_data, batches in ((2000, 32), (500, 8), (64, 1), (65, 2), (0, 0)):
+        assert IDC.net_batches(SimpleNamespace(cfg=SimpleNamespace(n_data=n_data)), 64) == batches, n_data
+
+
+@pytest.mark.slow
+def test_network_update_draws_net_batches_batches(compose_cfg, tmp_path):
+    """The update itself draws ceil(n_data / 64) batches of 64 (500 -> 8)."""
+    from dfdistill.bench.harness import build_setup, make_distiller
+
+    cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=idc", "eval=idc", "ipc=1", "method.n_data=500"])
+    d = make_distiller(build_setup(cfg, tmp_path), False)
+    drawn = []
+    real_rows = d.net_rows
+    d.net_rows = lambda n: (drawn.append(n), real_rows(n))[1]
+    net = d.ctx.model_factory(0)
+    d.train_net_on_real(net, torch.optim.SGD(net.parameters(), lr=0.01))
+    assert drawn == [64] * 8

@@ -163,6 +163,12 @@ class _Recorder:
     def __init__(self):
         self.calls = []
 
+    def draw(self, fresh):  # no lazy hold: the method's own draw
+        return fresh()
+
+    def begin_step(self, step):
+        pass
+
     def weights(self, xr, yr, rows, w, objective):
         self.calls.append((tuple(xr.shape[:2]), tuple(objective.syn.shape[:2]), int(yr[0, 0]),
                            set(objective.features(xr[0], yr[0], 8))))
@@ -246,3 +252,5 @@ def test_recipe_gives_each_cell_the_official_command(compose_cfg):
     assert c10.eval.name == "default" and c10.eval.epochs == 1000 and c10.eval.aug == "dsa"
     tiny = cell("tinyimagenet", 50)
     assert tiny.backbone.name == "convnet" and tiny.method.acc_reset_every == 1000  # IDM_tiny.py: depth 3
+    for ipc in (1, 10, 50):  # every Tiny cell: IDM's --model ConvNet (depth 3), not the dataset-wide ConvNet-4
+        assert cell("tinyimagenet", ipc).backbone.depth == 3, ipc

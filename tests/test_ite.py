@@ -93,15 +93,24 @@ def test_selector_weights_and_lazy_reuse():
     obj = gm_objective(net, params, xs[None], ys[None], "ours")
 
     idx = torch.arange(20).view(1, 20)
+    other = torch.arange(20, 40).view(1, 20)
     sel.begin_iteration(0)
-    w1 = sel.weights(xr[None], yr[None], idx, None, obj)
+    rows, pad = sel.draw(lambda: (idx, None))
+    w1 = sel.weights(xr[None], yr[None], rows, pad, obj)
     assert w1.shape == (1, 20) and set(w1.unique().tolist()) <= {0.0, 1.0} and 0 < w1.sum() < 20
     sel.begin_iteration(1)
-    w2 = sel.weights(xr[None] * 0, yr[None], idx, None, obj)  # lazy: cached rows
+    rows, pad = sel.draw(lambda: (other, None))  # lazy: the held batch, not a fresh draw
+    assert rows is idx and pad is None
+    w2 = sel.weights(xr[None] * 0, yr[None], rows, pad, obj)  # its held selection, not a new judgement
     assert torch.equal(w1, w2)
     st = sel.state_dict()
-    sel2 = ITESelector(ITEConfig(), _rows(40)); sel2.load_state_dict(st)
+    sel2 = ITESelector(ITEConfig(lazy_every=2), _rows(40)); sel2.load_state_dict(st)
     assert sel2.calls == 2 and torch.equal(sel2.row_keep, sel.row_keep)
+    sel2.begin_iteration(1)  # a resumed selector hands out the same held batch and selection
+    rows, pad = sel2.draw(lambda: (other, None))
+    assert torch.equal(rows, idx) and torch.equal(sel2.weights(xr[None], yr[None], rows, pad, obj), w1)
+    sel.begin_iteration(2)  # refresh: the method's fresh draw, judged anew
+    assert sel.draw(lambda: (other, None))[0] is other
 
 
 def test_full_population_stats_mode():
@@ -144,6 +153,12 @@ class _RecordingSelector:
 
     def __init__(self, keep_first: int | None):
         self.keep_first, self.calls = keep_first, []
+
+    def draw(self, fresh):  # no lazy hold: the method's own draw
+        return fresh()
+
+    def begin_step(self, step):
+        pass
 
     def weights(self, xr, yr, idx, w, objective):
         self.calls.append((tuple(xr.shape[:2]), tuple(idx.shape), tuple(objective.syn.shape[:2]), int(yr[0, 0])))
@@ -188,23 +203,26 @@ def test_methods_without_real_batches_refuse_in_loop_pruning(compose_cfg):
         run(cfg)
 
 
-def test_lazy_schedule_counts_iterations_not_calls():
-    """Two classes called separately (as IDC does): with lazy_every=2 both are recomputed in iteration 0
-    and both reuse their rows' decisions in iteration 1, whatever the number of calls per iteration."""
+def test_lazy_schedule_counts_steps_not_calls():
+    """Two classes called separately (as IDC does): with lazy_every=2 both draw and are judged in step 0,
+    and both get their own held batch back (by call position) in step 1, whatever the calls per step."""
     net, params, xr, yr, xs, ys = _tiny(5)
-    sel = ITESelector(ITEConfig(beta=0.3, lazy_every=2, chunk=8), _rows(20))
-    recomputed = []
+    sel = ITESelector(ITEConfig(beta=0.3, lazy_every=2, chunk=8), _rows(40))
+    recomputed, drawn = [], {}
     orig = sel.band.update
     for rnd in range(2):
-        sel.begin_iteration(rnd)
-        for c in range(2):  # two "classes" (labels only name the position), rows 0-9 and 10-19
+        sel.begin_step(rnd)
+        for c in range(2):  # two "classes" (labels only name the position); fresh draws are new rows each time
             seen = []
             sel.band.update = lambda *a, seen=seen: (seen.append(1), orig(*a))
-            idx = torch.arange(10 * c, 10 * c + 10).view(1, 10)
+            fresh = torch.arange(10 * (2 * rnd + c), 10 * (2 * rnd + c) + 10).view(1, 10)
+            idx, _ = sel.draw(lambda: (fresh, None))
+            drawn[rnd, c] = idx
             sel.weights(xr[None, :10], yr[None, :10] + c, idx, None, gm_objective(net, params, xs[None], ys[None], "ours"))
             recomputed.append((rnd, c, bool(seen)))
     assert recomputed == [(0, 0, True), (0, 1, True), (1, 0, False), (1, 1, False)]
-    sel2 = ITESelector(ITEConfig(lazy_every=2), _rows(20))
+    assert drawn[1, 0] is drawn[0, 0] and drawn[1, 1] is drawn[0, 1] and not torch.equal(drawn[0, 0], drawn[0, 1])
+    sel2 = ITESelector(ITEConfig(lazy_every=2), _rows(40))
     sel2.load_state_dict(sel.state_dict())
     assert sel2.calls == sel.calls == 4 and torch.equal(sel2.row_keep, sel.row_keep)
 
@@ -212,7 +230,7 @@ def test_lazy_schedule_counts_iterations_not_calls():
 def test_selector_refuses_calls_outside_an_iteration():
     net, params, xr, yr, xs, ys = _tiny(5)
     sel = ITESelector(ITEConfig(), _rows(20))
-    with pytest.raises(RuntimeError, match="begin_iteration"):
+    with pytest.raises(RuntimeError, match="begin_step"):
         sel.weights(xr[None], yr[None], torch.arange(20).view(1, 20), None, gm_objective(net, params, xs[None], ys[None], "ours"))
 
 
@@ -248,8 +266,9 @@ def test_bilp_before_a_method_without_real_batches_applies_its_static_half(compo
     ("idc", ["eval=idc", "method.match_steps=2", "profile.match_steps=2", "method.n_data=16"], 2 * 10),  # one call per class and step
 ])
 def test_lazy_schedule_is_the_same_for_every_method(compose_cfg, tmp_path, method, extra, calls_per_iter):
-    """lazy_every=2 over 4 iterations: ITE is computed in iterations 0 and 2 only, on every call made
-    there, however many calls the method makes per iteration (the loop announces iterations)."""
+    """lazy_every=2 over 4 iterations: DC and DM compute ITE in iterations 0 and 2 only, on every call made
+    there (the loop announces iterations). IDC's clock counts its matching steps (DREAM's interval): with
+    2 steps per iteration, the first step of every iteration refreshes (10 classes) and the second reuses."""
     from dfdistill.bench.harness import build_setup, make_distiller
 
     cfg = compose_cfg(["profile=smoke", "dataset=digits", f"method={method}", "ipc=1", "pruning=ite",
@@ -266,7 +285,10 @@ def test_lazy_schedule_is_the_same_for_every_method(compose_cfg, tmp_path, metho
         sel.begin_iteration(it)
         d.step(it)
         per_iter.append((len(computed) - n0, sel.calls - c0))
-    assert per_iter == [(calls_per_iter, calls_per_iter), (0, calls_per_iter)] * 2
+    if method == "idc":
+        assert per_iter == [(calls_per_iter // 2, calls_per_iter)] * 4
+    else:
+        assert per_iter == [(calls_per_iter, calls_per_iter), (0, calls_per_iter)] * 2
 
 
 def test_resume_with_selector_is_exact_and_records_ite_seconds(compose_cfg, tmp_path, monkeypatch):
@@ -300,3 +322,68 @@ def test_resume_with_selector_is_exact_and_records_ite_seconds(compose_cfg, tmp_
     a = torch.load(tmp_path / "straight" / "synthetic.pt")["images"]
     b = torch.load(tmp_path / "killed" / "synthetic.pt")["images"]
     assert torch.equal(a, b)
+
+
+def _selector_spy(sel):
+    """Wrap sel.weights: records (rows, returned weights) of every call."""
+    seen = []
+    orig = sel.weights
+
+    def weights(xr, yr, rows, w, objective):
+        out = orig(xr, yr, rows, w, objective)
+        seen.append((rows.clone(), out.detach().clone()))
+        return out
+
+    sel.weights = weights
+    return seen
+
+
+@pytest.mark.slow
+def test_lazy_dc_reuses_the_selected_batch_until_the_next_refresh(compose_cfg, tmp_path):
+    """DC, lazy_every=3: the matching step of iterations 1 and 2 gets iteration 0's rows (not a fresh draw)
+    with iteration 0's selection -- pruned rows at weight 0 in the loss -- and iteration 3 draws anew."""
+    from dfdistill.bench.harness import build_setup, make_distiller
+
+    cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=dc", "ipc=1", "pruning=ite", "method.batch_real=16",
+                       "pruning.adaptive.lazy_every=3", "pruning.adaptive.beta=0.5"])
+    setup = build_setup(cfg, tmp_path)
+    d = make_distiller(setup, False)
+    d.init_state()
+    sel = setup.ctx.adaptive
+    seen = _selector_spy(sel)
+    losses_w = []
+    orig = d.matching_backward
+    d.matching_backward = lambda net, params, xr, yr, w, *a, **k: (losses_w.append(w.clone()), orig(net, params, xr, yr, w, *a, **k))[1]
+    ys = d.labels.view(d.num_classes, 1)
+    for it in range(4):
+        sel.begin_iteration(it)
+        d.match_step(d.ctx.model_factory(it), ys, it)
+    (r0, w0), (r1, w1), (r2, w2), (r3, _) = seen
+    assert torch.equal(r1, r0) and torch.equal(r2, r0) and not torch.equal(r3, r0)
+    assert torch.equal(w1, w0) and torch.equal(w2, w0)
+    assert 0 < int(w0.sum()) < w0.numel()  # the selection prunes ...
+    assert torch.equal(losses_w[1], w0) and torch.equal(losses_w[2], w0)  # ... and the loss uses it in between
+
+
+def test_lazy_idc_counts_matching_steps_and_reuses_each_class_batch(compose_cfg, tmp_path):
+    """IDC, lazy_every=2 on the matching-step clock: step 1 reuses each class's step-0 batch and
+    selection (pruned rows weigh 0 in its gradient), step 2 draws and judges anew."""
+    from dfdistill.bench.harness import build_setup, make_distiller
+
+    cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=idc", "eval=idc", "ipc=1", "pruning=ite",
+                       "method.batch_real=16", "pruning.adaptive.lazy_every=2", "pruning.adaptive.beta=0.5"])
+    setup = build_setup(cfg, tmp_path)
+    d = make_distiller(setup, False)
+    d.init_state()
+    sel = setup.ctx.adaptive
+    seen = _selector_spy(sel)
+    net = d.ctx.model_factory(0)
+    for t in range(3):
+        sel.begin_step(t)
+        for c in range(2):
+            d.class_loss(net, c, 0)
+    by = {(t, c): seen[2 * t + c] for t in range(3) for c in range(2)}
+    for c in range(2):
+        assert torch.equal(by[1, c][0], by[0, c][0]) and torch.equal(by[1, c][1], by[0, c][1])
+        assert not torch.equal(by[2, c][0], by[0, c][0])
+    assert any(0 < int(w.sum()) < w.numel() for _, w in seen[:2])

@@ -64,6 +64,24 @@ def test_plan_lists_settings_job_count_and_measured_cost(tmp_path: Path, capsys)
     assert "backbone.width=8" in text and "method.iterations=3" in text and "eval.num_eval=1" in text
 
 
+def test_plan_shows_dataset_and_top_level_differences(tmp_path: Path) -> None:
+    """--plan's differences include the dataset group (MTT's recipe turns on dataset.zca; the profile caps
+    dataset rows) and top-level keys, not only method/eval/backbone/pruning."""
+    from dfdistill.sweeps.preview import differing, job_lines
+
+    _, jobs = plan("bilp_tab4", "smoke", ["dataset=cifar10", "dataset.root=/x", "method=mtt", "ipc=1", "pruning=none",
+                                         "seed=3"], tmp_path, check=False)
+    from dfdistill.config.resolve import resolve_config
+    from dfdistill.sweeps.plan import job_config
+
+    jobs[0].resolved = resolve_config(job_config(jobs[0]))  # what the check step does (no data needed)
+    diff = differing(jobs[0])
+    assert diff["dataset.zca"] is True and "dataset.max_train_per_class" in diff and diff["seed"] == 3
+    assert not any(k.startswith(("output_dir", "logger", "progress", "cli_overrides", "provenance")) for k in diff)
+    lines, _ = job_lines(jobs[:1], [])
+    assert "dataset.zca=True" in "\n".join(lines)
+
+
 @pytest.mark.slow
 def test_two_job_sweep_through_submitit_local_with_an_added_job_set(tmp_path: Path) -> None:
     """The grid job and an --add job go through hydra/launcher=submitit_local into their planned

@@ -49,7 +49,7 @@ GOLDEN = [
      {"method.dis_metric": "idc_l1", "method.lr_img": 1e-4, "method.n_data": 500,
       "eval.aug_strategy": "color_crop_scale_rotate", "eval.name": "idc"}),
     (["method=dc", "dataset=mnist", "ipc=10"],
-     {"method.outer_loop": 10, "method.inner_loop": 50, "eval.aug": "dc", "eval.aug_strategy": "crop_scale_rotate",
+     {"method.outer_loop": 10, "method.inner_loop": 50, "eval.aug": "dc", "eval.aug_strategy": None,  # per eval net
       "eval.epochs": 1000, "method.init": "noise"}),
     (["method=dc", "dataset=cifar10", "ipc=1"],
      {"method.outer_loop": 1, "method.inner_loop": 1, "method.eval_aug": "none", "eval.num_eval": 20,
@@ -102,7 +102,7 @@ def test_profile_scales_recipe_values_that_were_not_typed(compose_cfg):
 
 def test_cell_without_row_runs_defaults_and_says_so(compose_cfg, caplog):
     caplog.set_level("INFO", logger="dfdistill")
-    cfg = resolve_config(compose_cfg(["method=tesla", "dataset=cifar10", "ipc=10", "profile=full"]))
+    cfg = resolve_config(compose_cfg(["method=tesla", "dataset=svhn", "ipc=10", "profile=full"]))  # no TESLA/MTT row
     assert cfg.method.exact is False and cfg.provenance.recipe.method.cell is False  # method-wide rows apply
     cfg = resolve_config(compose_cfg(["method=mtt", "dataset=digits", "ipc=1", "profile=full"]))
     info = cfg.provenance.recipe.method
@@ -111,6 +111,23 @@ def test_cell_without_row_runs_defaults_and_says_so(compose_cfg, caplog):
     assert any("no paper row for method=mtt dataset=digits ipc=1" in m for m in caplog.messages)
     cfg = resolve_config(compose_cfg(["method=dm", "dataset=digits", "pruning=random", "profile=full"]))
     assert cfg.provenance.recipe.pruning.recipe == "none"
+
+
+@pytest.mark.parametrize("dataset,ipc", [("cifar10", 10), ("cifar100", 1), ("cifar100", 10), ("tinyimagenet", 50)])
+def test_tesla_cell_without_its_row_takes_mtts_row(compose_cfg, dataset, ipc):
+    """TESLA trains on MTT's experts with MTT's objective: a cell TESLA's README has no command for runs
+    MTT's row for that cell (not TESLA's CIFAR-10 IPC 1 command), on top of TESLA's method-wide rows,
+    and the provenance names the borrowed row and says why."""
+    tesla = resolve_config(compose_cfg(["method=tesla", f"dataset={dataset}", f"ipc={ipc}", "profile=full"]))
+    mtt = resolve_config(compose_cfg(["method=mtt", f"dataset={dataset}", f"ipc={ipc}", "profile=full"]))
+    for key in ("syn_steps", "expert_epochs", "max_start_epoch", "lr_img", "lr_lr", "syn_lr_init", "batch_syn"):
+        assert tesla.method[key] == mtt.method[key], key
+    assert tesla.dataset.zca == mtt.dataset.zca and tesla.backbone.name == mtt.backbone.name
+    info = tesla.provenance.recipe.method
+    assert info.cell is True and any(r.startswith("mtt#") for r in info.rows) and "mtt's row" in info.note
+    assert tesla.method.exact is False and tesla.method.iterations == 10000  # TESLA's own method-wide rows
+    own = resolve_config(compose_cfg(["method=tesla", "dataset=cifar10", "ipc=1", "profile=full"]))
+    assert own.method.max_start_epoch == 5 and not any(r.startswith("mtt#") for r in own.provenance.recipe.method.rows)
 
 
 def test_recipe_none_keeps_method_defaults(compose_cfg):

@@ -319,12 +319,25 @@ def method_config(cfg: DictConfig) -> Any:
     return typed(method_class(cfg).config_cls, cfg.method, "method")
 
 
+def dataset_identity(dataset: Any) -> Any:
+    """The dataset node as identities hash it. `zca_mode` is left out where it changes nothing (zca off)
+    and where it is kornia, the one convention every run computed before the key existed: the key
+    then adds nothing to what ran, and those runs keep their identities. Only rfad whitening shows."""
+    if not isinstance(dataset, dict) or "zca_mode" not in dataset:
+        return dataset
+    if dataset.get("zca") and dataset["zca_mode"] != "kornia":
+        return dataset
+    return {k: v for k, v in dataset.items() if k != "zca_mode"}
+
+
 def identity(cfg: DictConfig) -> dict:
     """The distillation's identity: what determines the synthetic set (checkpoint tag, resume decisions).
 
     Stage, evaluation protocol and cross-architecture list are outside it, so `stage=distill` then
     `stage=all`, or another `eval=`, continue the same distillation instead of redoing it."""
     d = OmegaConf.to_container(cfg, resolve=True)
+    if "dataset" in d:
+        d["dataset"] = dataset_identity(d["dataset"])
     return {k: v for k, v in d.items() if k not in NON_SEMANTIC_KEYS + EVAL_KEYS and k != "hydra"}
 
 
@@ -334,7 +347,7 @@ def eval_identity(cfg: DictConfig) -> dict:
     d = OmegaConf.to_container(cfg, resolve=True)
     m = d.get("method") or {}
     return {"eval": d.get("eval"), "method_eval": {k: m.get(k) for k in ("eval_aug", "eval_lr")},
-            "backbone": d.get("backbone"), "dataset": d.get("dataset"), "pruning": d.get("pruning"),
+            "backbone": d.get("backbone"), "dataset": dataset_identity(d.get("dataset")), "pruning": d.get("pruning"),
             "ipc": d.get("ipc"), "seed": d.get("seed")}
 
 

@@ -48,6 +48,9 @@ class DatasetConfig:
     std: Optional[list[float]] = None
     zca: bool = False
     zca_eps: float = 0.1
+    # kornia: MTT/TESLA's (pixels, eigenvalues + eps); rfad: RFAD's (standardised, eps x mean eigenvalue).
+    # Read only when zca is true (and left out of run identities then, dfdistill.config.resolve).
+    zca_mode: str = "kornia"
     max_train_per_class: Optional[int] = None
     max_test: Optional[int] = None
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
@@ -57,6 +60,8 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         _check(self.zca_eps > 0, f"dataset.zca_eps must be > 0, got {self.zca_eps}")
+        _check(self.zca_mode in ("kornia", "rfad"),
+               f"dataset.zca_mode must be kornia or rfad, got {self.zca_mode!r}; e.g. dataset.zca_mode=kornia")
         for key in ("image_size", "channels", "num_classes", "max_train_per_class", "max_test", "decode_workers"):
             v = getattr(self, key)
             _check(v is None or v > 0, f"dataset.{key} must be positive or null, got {v}")
@@ -86,7 +91,8 @@ class EvalConfig:
     lr_decay: float = 0.2  # multistep: lr factor at each milestone (IDC: 0.2)
     aug: Optional[str] = None  # null: the method's eval_aug (dsa | idc | dc | none)
     # null: dsa -> the dataset's DSA strategy; idc -> it without cutout; dc -> crop_scale_rotate
-    # (crop_noise on a BatchNorm ConvNet, where an eval_aug 'none' method also gets dc: reference get_daparam)
+    # (crop_noise on the reference's ConvNetBN -- depth 3 -- also on MNIST, where an eval_aug 'none' method
+    # also gets dc: reference get_daparam)
     aug_strategy: Optional[str] = None
     cutmix_prob: float = 0.0
     cutmix_beta: float = 1.0

@@ -82,10 +82,14 @@ def pixel_stats(pixels: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def _stats(cfg: DatasetConfig, pixels: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The config's stats (the YAML is their one home), else the kept train split's own; ZCA: (0, 1)."""
+    """The config's stats (the YAML is their one home), else the kept train split's own. ZCA: (0, 1) in
+    the kornia convention (ToTensor only, the whitening centres); the whole train split's own in the
+    rfad convention (RFAD standardises with the split's mean/std before whitening, whatever the YAML says)."""
     c = pixels.shape[1]
-    if cfg.zca:  # MTT convention: ToTensor only, the whitening does the centring
+    if cfg.zca and cfg.zca_mode == "kornia":  # MTT convention: ToTensor only, the whitening does the centring
         return (0.0,) * c, (1.0,) * c
+    if cfg.zca:
+        return pixel_stats(pixels)
     if cfg.mean is None or cfg.std is None:
         return pixel_stats(pixels)
     if len(cfg.mean) != c or len(cfg.std) != c:
@@ -101,7 +105,8 @@ def _pixel_sum(pixels: Tensor) -> float | int:
 
 
 def _fit_zca(cfg: DatasetConfig, split: Split, pixels: Tensor, real: RealData, cache: Optional[ArtifactCache]) -> Any:
-    """ZCA fitted on the whole train split (read in chunks from `real`), cached under cache/zca."""
+    """ZCA fitted on the whole train split (read in chunks from `real`, i.e. in its model space: pixels for
+    kornia, standardised for rfad), cached under cache/zca."""
     from dfdistill.data.zca import ZCA
 
     identity = {
@@ -111,6 +116,7 @@ def _fit_zca(cfg: DatasetConfig, split: Split, pixels: Tensor, real: RealData, c
         "pixel_sum": _pixel_sum(pixels),
         "labels": config_key(split.labels.cpu()),
         "eps": cfg.zca_eps,
+        **({} if cfg.zca_mode == "kornia" else {"mode": cfg.zca_mode}),  # kornia keeps its earlier cache keys
     }
     key = config_key(identity)
     state = cache.load("zca", key) if cache is not None else None
@@ -121,7 +127,7 @@ def _fit_zca(cfg: DatasetConfig, split: Split, pixels: Tensor, real: RealData, c
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning(f"cached ZCA {cache.path('zca', key)} unusable ({exc}); refitting it")
     if zca is None:
-        zca = ZCA().fit(real.images, eps=cfg.zca_eps)
+        zca = ZCA().fit(real.images, eps=cfg.zca_eps, mode=cfg.zca_mode)
         if cache is not None:
             cache.save("zca", key, zca.state_dict())
     return zca.to(real.device)

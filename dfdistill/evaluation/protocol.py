@@ -41,17 +41,26 @@ class ResolvedEval:
     test_batch_size: int = 512
 
 
-# DC's evaluation augmentation (reference get_daparam): MNIST -> crop_scale_rotate; an evaluation
-# ConvNetBN -> crop_noise (it overrides MNIST's). Any other DC evaluation runs without augmentation.
+# DC's evaluation augmentation (reference get_daparam): MNIST -> crop_scale_rotate, then an evaluation
+# model named 'ConvNetBN' -> crop_noise (checked second, so it overrides MNIST's). Any other DC
+# evaluation runs without augmentation. The recipe sets only eval.aug=dc for MNIST and leaves the
+# strategy to this rule, so the precedence holds per evaluated network (cross-arch included).
 DC_STRATEGY_DEFAULT = "crop_scale_rotate"
 DC_STRATEGY_BN_CONVNET = "crop_noise"
 
 
-def is_batchnorm_convnet(model: nn.Module) -> bool:
-    """The reference's ConvNetBN rule is about the ConvNet family with BatchNorm (not any BN net)."""
+def is_convnet_bn(model: nn.Module) -> bool:
+    """Whether `model` is the reference's 'ConvNetBN' (get_network: ConvNet, depth 3, BatchNorm, ReLU,
+    average pooling), the one name get_daparam tests; its width may be scaled by a profile. Other BN
+    ConvNets ('ConvNetD4BN', 'ConvNetASwishBN', ...) do not match the name there, so not here."""
     from dfdistill.models.convnet import ConvNet
 
-    return isinstance(model, ConvNet) and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if type(model) is not ConvNet:
+        return False
+    layers = list(model.features)
+    count = lambda kind: sum(isinstance(m, kind) for m in layers)
+    return (count(nn.Conv2d) == 3 and count(nn.BatchNorm2d) == 3 and count(nn.ReLU) == 3
+            and count(nn.AvgPool2d) == 3)
 
 
 def _default_strategy(aug: str, dsa_strategy: str, bn_convnet: bool) -> Optional[str]:
@@ -65,8 +74,9 @@ def _default_strategy(aug: str, dsa_strategy: str, bn_convnet: bool) -> Optional
 def resolve_eval(ecfg, method_eval_aug: str, method_lr: Optional[float], dsa_strategy: str,
                  epochs_override: Optional[int] = None, num_eval_override: Optional[int] = None,
                  bn_convnet: bool = False) -> ResolvedEval:
-    """Fill every null of the eval config. `bn_convnet`: the evaluated network is a BatchNorm ConvNet,
-    where the reference trains DC's augmentation-free sets with DC's 'crop_noise' (and so 1000 epochs)."""
+    """Fill every null of the eval config. `bn_convnet`: the evaluated network is the reference's ConvNetBN
+    (`is_convnet_bn`), where the reference trains DC's sets with DC's 'crop_noise' (and so 1000 epochs),
+    also on MNIST (its rule comes after MNIST's); a typed eval.aug_strategy still wins."""
     aug = ecfg.aug or method_eval_aug
     if aug == "none" and ecfg.aug is None and bn_convnet:
         aug = "dc"

@@ -151,6 +151,12 @@ class Distiller(ABC):
     def num_classes(self) -> int:
         return self.ctx.real.num_classes
 
+    def real_rows(self, fresh: Callable[[], tuple[Tensor, Optional[Tensor]]]) -> tuple[Tensor, Optional[Tensor]]:
+        """The (rows, padding weights) of one matching call: `fresh()`, or -- under lazy in-loop selection
+        (BiLP ITE) between refreshes -- the batch the selector selected at the last refresh."""
+        sel = self.ctx.adaptive
+        return fresh() if sel is None else sel.draw(fresh)
+
     def prepare(self) -> None:
         """Heavy one-off work before the loop (e.g. expert trajectories). Default: nothing."""
 

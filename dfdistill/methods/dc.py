@@ -154,9 +154,10 @@ class GradientMatching(ImageDistiller):
             freeze_batchnorm_rows(net, self.ctx.real, rows)
 
     def match_step(self, net, ys: Tensor, it: int) -> tuple[Tensor, MatchStep]:
-        """One image update on the class-summed matching loss of a fresh real batch (iteration `it`)."""
+        """One image update on the class-summed matching loss of a real batch (iteration `it`): a fresh draw,
+        or under lazy ITE selection the batch selected at the last refresh (`real_rows`)."""
         self.freeze_bn(net)
-        idx, w = per_class_rows(self.ctx.real, self.cfg.batch_real, self.sample_gen)
+        idx, w = self.real_rows(lambda: per_class_rows(self.ctx.real, self.cfg.batch_real, self.sample_gen))
         seeds = self.pair_seeds(idx.shape[0])
         chunk = self.class_chunk_for(net, idx.shape[1])
         xr: Batch = self.real_classes(idx, seeds, chunk)

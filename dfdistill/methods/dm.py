@@ -58,7 +58,7 @@ class DM(ImageDistiller):
         net.train()
         for p in net.parameters():
             p.requires_grad_(False)
-        rows, w = per_class_rows(real, self.cfg.batch_real, self.sample_gen)
+        rows, w = self.real_rows(lambda: per_class_rows(real, self.cfg.batch_real, self.sample_gen))
         seeds = self.pair_seeds(C)
         chunk = self.class_chunk(net, rows.shape[1] + self.ctx.ipc, kind="backward")
         xr, xs = self.real_classes(rows, seeds, chunk), self.syn_classes(seeds, chunk)

@@ -134,6 +134,8 @@ class ExclusiveSegments:
             n_drop = min(int(self.cfg.discard * cand.numel()), max(act.numel() - self.cfg.min_keep, 0))
             drop = cand[torch.randperm(cand.numel(), generator=self.gen)[:n_drop].to(cand.device)]
             self.active[drop] = False
+        if self.ctx.adaptive is not None:  # batches held by lazy selection came from the old pool
+            self.ctx.adaptive.forget()
 
     def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "edd_active": self.active.cpu(), "edd_filtered": self.filtered}
@@ -159,7 +161,8 @@ class EDDOnIDC(ExclusiveSegments, IDC):
         k = self.segment_of(it)
         a, b = self.bounds[k]
         real = self.ctx.real
-        rows = self.pool_rows(c, self.cfg.batch_real)
+        rows, _ = self.real_rows(lambda: (self.pool_rows(c, self.cfg.batch_real), None))
+        rows = rows.reshape(-1)  # a held batch comes back as the selector saw it, (1, B)
         batches = [real.images.index_select(0, rows), self.syn_batch(c, a, b)]
         with_reg = self.cfg.reg > 0 and k > 0
         if with_reg:
@@ -199,7 +202,7 @@ class EDDOnDSA(ExclusiveSegments, GradientMatching):
         a, b = self.bounds[k]
         real, C = self.ctx.real, self.num_classes
         self.freeze_bn(net)
-        ip, wp = per_class_rows(real, self.cfg.batch_real, self.sample_gen, active=self.active)
+        ip, wp = self.real_rows(lambda: per_class_rows(real, self.cfg.batch_real, self.sample_gen, active=self.active))
         seeds = self.pair_seeds(C)
         with_reg = self.cfg.reg > 0 and k > 0
         i_f, wf = per_class_rows(real, self.cfg.batch_real, self.sample_gen) if with_reg else (None, None)

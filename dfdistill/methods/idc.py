@@ -9,7 +9,7 @@ wd 5e-4); synthetic pixels clamped to [0,1]; then `match_steps` times (IDC's --i
 CE gradients (conv weights only: metric idc_mse / idc_l1) of a real batch (batch_real 64) and the
 class's decoded synthetic images (<= batch_syn_max), both under ONE shared IDC-DiffAug parameter
 ('color_crop_cutout'), and take an image step for that class; then train the network on `n_data`
-real samples (per-sample IDC DiffAug 'color_crop' + CutMix p=.5). lr_img is rescaled by
+real samples (batches of 64 until n_data are seen; per-sample IDC DiffAug 'color_crop' + CutMix p=.5). lr_img is rescaled by
 (ipc/10)*(size/base_size)^2 as IDC's tune_lr_img. Evaluate with `eval=idc` (its protocol).
 """
 
@@ -148,7 +148,8 @@ class IDC(Distiller):
     def class_loss(self, net, c: int, it: int) -> Tensor:
         """Class c's matching loss in iteration `it`: a real batch vs all its decoded images."""
         real = self.ctx.real
-        rows = real.class_sample_indices(c, self.cfg.batch_real, self.gen)  # = sample_class's draw
+        rows, _ = self.real_rows(lambda: (real.class_sample_indices(c, self.cfg.batch_real, self.gen), None))
+        rows = rows.reshape(-1)  # a held batch comes back as the selector saw it, (1, B)
         xr, xs = self.augment_together(real.images.index_select(0, rows), self.syn_batch(c, 0, self.ctx.ipc))
         return self.pair_distance(net, detached_params(net), c, xr, rows, xs)
 
@@ -156,9 +157,14 @@ class IDC(Distiller):
         """Rows of ctx.real the network trains on between matching steps (uniform over the split)."""
         return torch.randint(0, len(self.ctx.real), (n,), generator=self.gen).to(self.ctx.real.device)
 
+    def net_batches(self, bs: int = 64) -> int:
+        """Batches of `bs` in one network update: IDC's train_epoch stops once n_data samples are seen
+        (`num_exp >= n_data` after the batch), so 2000 -> 32 batches and 500 -> 8 (not n_data // bs)."""
+        return math.ceil(self.cfg.n_data / bs) if self.cfg.n_data > 0 else 0
+
     def train_net_on_real(self, net, opt) -> None:
         real, bs = self.ctx.real, 64
-        for _ in range(max(1, self.cfg.n_data // bs) if self.cfg.n_data > 0 else 0):
+        for _ in range(self.net_batches(bs)):
             ix = self.net_rows(bs)
             x, y = real.images[ix], real.labels[ix]
             x = self.net_aug(x, seed=draw_seed(self.gen))
@@ -175,6 +181,8 @@ class IDC(Distiller):
             self.images.clamp_(0, 1)
         total = torch.zeros((), device=self.ctx.device)
         for inner in range(self.cfg.match_steps):
+            if self.ctx.adaptive is not None:  # the lazy clock counts matching steps, as DREAM's interval does
+                self.ctx.adaptive.begin_step(it * self.cfg.match_steps + inner)
             if has_batchnorm(net):  # sample_per_class's draws; the statistics pass runs in budget-sized chunks
                 real = self.ctx.real
                 rows = torch.cat([real.class_sample_indices(c, 16, self.gen) for c in range(self.num_classes)])

@@ -181,7 +181,8 @@ class IDM(ImageDistiller):
     def class_loss(self, net: nn.Module, c: int, acc_percent: float) -> Tensor:
         """IDM's loss for class c under `net` (eval mode, frozen parameters)."""
         real, ipc = self.ctx.real, self.ctx.ipc
-        rows = real.class_sample_indices(c, self.cfg.batch_real, self.gen)
+        rows, _ = self.real_rows(lambda: (real.class_sample_indices(c, self.cfg.batch_real, self.gen), None))
+        rows = rows.reshape(-1)  # a held batch comes back as the selector saw it, (1, B)
         if rows.numel() == 0:
             raise DataError(f"class {c} has no real samples left; lower pruning.ratio")
         xr = real.batch(rows)

@@ -36,9 +36,10 @@ Choices and deviations (docs/methods.md):
   half) shrinks the split that both the batches and the validation subset are drawn from;
 * after the last iteration the set is validated once more, so at an iteration cap (profiles)
   the final state competes with the earlier ones;
-* RFAD's data preparation is not reproduced inside the method. CIFAR uses `dataset.zca=true`; our ZCA
-  with eps 0.1 on standardised data matches RFAD's 0.1 x mean eigenvalue regulariser up to that
-  mean (1 after standardisation). SVHN's per-image layer-norm before ZCA is not implemented;
+* RFAD's data preparation lives in the data layer: the recipe sets `dataset.zca=true` with
+  `dataset.zca_mode=rfad` (dfdistill/data/zca.py): standardise per channel with the train split's own
+  mean/std, then whiten with X^T X / N regularised by 0.1 x its mean eigenvalue, as RFAD's
+  get_zca_matrix. SVHN's per-image layer-norm between the two is not implemented;
 * the KRR evaluation with neural-tangents NNGP/NTK kernels is not implemented (only RFAD-NN);
 * `feature_width` is capped by `profile.width` like every network width.
 """

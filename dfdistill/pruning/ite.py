@@ -25,18 +25,23 @@ CE gradients for DC/DSA/IDC (`class_gradients` with weights), per-sample embeddi
   batch size, each block acting as the mini-batch B_r of eq. 6) and takes the band from the exact
   population mean/variance; costs N_c/B times a running-stats call, which is the point of the row;
 * lazy selection (§4.2 "prune and update the real data batch every several iterations"; §5.4:
-  "update the data per 10 iterations like [DREAM]"): the schedule counts distillation ITERATIONS
-  (one `Distiller.step`), announced by the loop through `begin_iteration(it)`. In a refresh
-  iteration (it % lazy_every == 0) every selector call computes the ITE of the fresh real batch it
-  is handed and stores each row's decision (a per-row keep mask over ctx.real); in the other
-  iterations every call reuses the stored decisions for its rows (rows never judged are kept). So
-  DC (outer_loop calls per iteration), DM (one call) and IDC (one call per class and matching
-  step) all compute ITE in one iteration out of lazy_every, and its cost falls by that factor
-  (Table 6: 0.27 -> 0.03 s/iter with lazy selection every 10). lazy_every = 1 is no lazy selection.
+  "update the data per 10 iterations like [DREAM]"): as DREAM holds its k-means-selected batch, a
+  refresh step draws a fresh real batch, computes its ITE and keeps the selected rows (the batch
+  with the pruned rows at weight 0); every later step until the next refresh REUSES that selected
+  batch (freshly augmented) instead of drawing a new one. The method asks for its rows through
+  `draw(fresh)`, which hands back the held batch of that call position (the k-th call of a step
+  gets the k-th held batch: DC's outer-loop position, IDC's/IDM's class, DM's one call), and
+  `weights` then returns its held selection without computing anything. The clock is announced by
+  `begin_step(t)`: the loop announces distillation iterations (DC, DM, IDM: one `Distiller.step`);
+  IDC and EDD-on-IDC announce their inner matching steps (t = it * match_steps + inner) because one
+  IDC "iteration" is 100 matching steps and DREAM's interval (10) counts those. A step refreshes
+  when t % lazy_every == 0, so ITE cost falls by lazy_every (Table 6: 0.27 -> 0.03 s/iter at 10);
+  `lazy_every = 1` is no lazy selection (every call draws and judges a fresh batch).
 ITE is taken w.r.t. the (augmented) synthetic batch that enters the matching loss.
 Every class keeps at least `min_keep` rows (the band could otherwise empty a small class).
 
-Interface (narrow on purpose): `weights(xr, yr, rows, w, objective)` gets the real batch tensors,
+Interface (narrow on purpose): `draw(fresh)` gives the rows of a call (the method's `fresh()` draw, or
+the held batch), then `weights(xr, yr, rows, w, objective)` gets the real batch tensors,
 its row indices into ctx.real, the padding weights and the method's `MetaObjective` (its matching
 loss in eq. 7's separable form, built by the method: methods/matching.py). It never sees the
 distiller; the pipeline checkpoints the selector beside it. `seconds` accumulates the wall time
@@ -47,7 +52,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from omegaconf import OmegaConf
@@ -67,7 +72,7 @@ class ITEConfig:
     mode: str = "taylor"  # taylor (eq. 7) | exact (eq. 6, leave-one-out)
     stats: str = "running"  # running (eq. 8) | full (every row's ITE each call: Table 6 "no optimisation")
     tail: str = "both"  # both: band (z_{b/2}, z_{1-b/2}) | small | large: prune that tail only
-    lazy_every: int = 1  # recompute ITE in every k-th distillation iteration (paper §5.4: 10)
+    lazy_every: int = 1  # draw + judge a fresh batch every k-th step, reuse it in between (paper §5.4: 10)
     chunk: Optional[int] = None  # samples per vmapped VJP/leave-one-out chunk; None = auto_chunk(device)
     min_keep: int = 1
 
@@ -197,16 +202,21 @@ class RunningNormalBand:
 # the selector the pipeline plugs into DC/DSA/IDC/DM
 # ---------------------------------------------------------------------------------------------- #
 class ITESelector:
-    """`weights(...)` -> (P, B) 0/1 weights of the current real batch (times the padding weights)."""
+    """`draw(fresh)` -> the real rows of a call; `weights(...)` -> (P, B) 0/1 weights of that batch (times
+    the padding weights). Between refreshes both hand back the held, already selected batch."""
 
     def __init__(self, cfg: ITEConfig, real: RealData):
         self.cfg = cfg
         self.real = real  # the rows `rows` index (ctx.real); stats=full reads whole classes from it
         self.chunk = cfg.chunk or auto_chunk(real.device)
         self.band = RunningNormalBand(cfg.beta, cfg.eta, cfg.tail)
-        # per-row decisions over ctx.real, plus one scratch slot that padded batch positions write to
+        # per-row decisions over ctx.real (the last judgement of each row), plus one scratch slot that
+        # padded batch positions write to
         self._row_keep = torch.ones(len(real) + 1, dtype=torch.bool, device=real.device)
-        self.refresh: Optional[bool] = None  # set by begin_iteration
+        self.refresh: Optional[bool] = None  # set by begin_step
+        self._slot = 0  # call position within the current step
+        self._served: Optional[int] = None  # the slot `draw` last served from the hold
+        self._held: dict[int, dict[str, Optional[Tensor]]] = {}  # slot -> selected batch {rows, w, keep}
         self.calls = 0
         self.seconds = 0.0  # wall time inside weights(), this process (not checkpointed)
         self._kept: list[Tensor] = []  # per call, as device tensors (read as floats once, at the end)
@@ -230,16 +240,34 @@ class ITESelector:
             raise ConfigError(f"unknown pruning.adaptive keys {sorted(set(d) - known)}; valid: {sorted(known)}")
         return cls(ITEConfig(**d), train)
 
-    def begin_iteration(self, it: int) -> None:
-        """Called by the distillation loop before iteration `it`: is it a refresh iteration?"""
-        self.refresh = it % self.cfg.lazy_every == 0
+    def begin_step(self, step: int) -> None:
+        """Step `step` of the lazy clock begins (a distillation iteration, or IDC's inner matching step):
+        a refresh step (step % lazy_every == 0) draws and judges fresh batches, the others reuse."""
+        self.refresh = step % self.cfg.lazy_every == 0
+        self._slot, self._served = 0, None
+
+    begin_iteration = begin_step  # the loop's announcement; methods that count inner steps re-announce
+
+    def forget(self) -> None:
+        """Drop the held batches (the method changed the pool they came from): the next calls draw anew."""
+        self._held.clear()
+
+    def draw(self, fresh: Callable[[], tuple[Tensor, Optional[Tensor]]]) -> tuple[Tensor, Optional[Tensor]]:
+        """(rows, padding weights) for the next `weights` call: the held selected batch of this call
+        position between refreshes, else `fresh()` (the method's own draw)."""
+        held = None if self.refresh else self._held.get(self._slot)
+        if held is None:
+            self._served = None
+            return fresh()
+        self._served = self._slot
+        return held["rows"], held["w"]
 
     def weights(self, xr: Tensor, yr: Tensor, rows: Tensor, w: Optional[Tensor], objective: MetaObjective) -> Tensor:
         """xr (P, B, ...) real batch as it enters the matching loss (a Tensor, or a methods.chunks.ClassBatch
         that builds it one class chunk at a time: it is read one position at a time), yr (P, B) its
         labels, rows (P, B) its indices into ctx.real, w (P, B) padding weights (0 = padding) or None."""
         if self.refresh is None:
-            raise RuntimeError("ITESelector.begin_iteration(it) must be called before each distillation iteration")
+            raise RuntimeError("ITESelector.begin_step(t) (the loop's begin_iteration) must be called before each step")
         if xr.device.type == "cuda":
             torch.cuda.synchronize(xr.device)
         t0 = time.perf_counter()
@@ -249,28 +277,36 @@ class ITESelector:
             self.seconds += time.perf_counter() - t0
 
     def _weights(self, xr: Tensor, yr: Tensor, rows: Tensor, w: Optional[Tensor], objective: MetaObjective) -> Tensor:
-        valid = torch.ones(rows.shape, dtype=torch.bool, device=xr.device) if w is None else w > 0
+        slot, served = self._slot, self._served
+        self._slot, self._served = slot + 1, None
         self.calls += 1
-        if not self.refresh and self.band.mean is not None:
-            keep = self.row_keep[rows]
-        elif self.cfg.stats == "full":
+        valid = torch.ones(rows.shape, dtype=torch.bool, device=xr.device) if w is None else w > 0
+        if served == slot:  # the held batch `draw` handed out: its selection stands until the next refresh
+            keep = self._held[slot]["keep"]
+        else:
+            keep = self._judge(xr, yr, rows, w, valid, objective)
+            keep = self._ensure_min(keep & valid, valid)
+            self._held[slot] = {"rows": rows, "w": w, "keep": keep}
+        self._kept.append(keep.sum() / valid.sum().clamp_min(1))
+        out = keep.float()
+        return out if w is None else out * w
+
+    def _judge(self, xr: Tensor, yr: Tensor, rows: Tensor, w: Optional[Tensor], valid: Tensor,
+               objective: MetaObjective) -> Tensor:
+        """Compute the batch's ITE and its keep mask (running band, or the population band of stats=full)."""
+        if self.cfg.stats == "full":
             with torch.enable_grad():
                 pop_rows, norms = self.population_norms(objective, yr, block=xr.shape[1])
             self.band.mean, self.band.var = norms.mean(), norms.var(unbiased=False)
             self.row_keep[pop_rows] = self.band.keep(norms)
-            keep = self.row_keep[rows]
-        else:
-            with torch.enable_grad():
-                norms = batch_ite_norms(objective, xr, yr, w, self.cfg.mode, self.chunk)
-            self.band.update(norms, valid)
-            keep = self.band.keep(norms)
-            scratch = torch.full_like(rows, len(self.real))  # padded positions repeat rows: write them aside
-            self._row_keep[torch.where(valid, rows, scratch)] = keep
-        keep = keep & valid
-        keep = self._ensure_min(keep, valid)
-        self._kept.append(keep.sum() / valid.sum().clamp_min(1))
-        out = keep.float()
-        return out if w is None else out * w
+            return self.row_keep[rows]
+        with torch.enable_grad():
+            norms = batch_ite_norms(objective, xr, yr, w, self.cfg.mode, self.chunk)
+        self.band.update(norms, valid)
+        keep = self.band.keep(norms)
+        scratch = torch.full_like(rows, len(self.real))  # padded positions repeat rows: write them aside
+        self._row_keep[torch.where(valid, rows, scratch)] = keep
+        return keep
 
     def population_norms(self, objective: MetaObjective, yr: Tensor, block: int) -> tuple[Tensor, Tensor]:
         """(rows, ||ITE||) for every row of ctx.real of the classes in the batch (yr[p, 0] is position
@@ -293,9 +329,14 @@ class ITESelector:
         return torch.where(short, valid, keep)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"band": self.band.state_dict(), "row_keep": self.row_keep.cpu(), "calls": self.calls}
+        cpu = lambda t: None if t is None else t.cpu()
+        return {"band": self.band.state_dict(), "row_keep": self.row_keep.cpu(), "calls": self.calls,
+                "held": {int(k): {n: cpu(t) for n, t in v.items()} for k, v in self._held.items()}}
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
         self.band.load_state_dict(st["band"])
         self._row_keep[:-1] = st["row_keep"].to(self._row_keep.device)
         self.calls = int(st.get("calls", 0))
+        dev = self._row_keep.device
+        self._held = {int(k): {n: None if t is None else t.to(dev) for n, t in v.items()}
+                      for k, v in (st.get("held") or {}).items()}

@@ -9,6 +9,7 @@ A recipe file looks like::
     group: method             # the config group whose `recipe` key switches it (method | pruning)
     applies_to: [mtt]         # method options or schema names (method), options (pruning); "*" = all
     nearest_ipc: false        # true: an IPC without a row takes the row of the nearest IPC
+    cell_fallback: mtt        # optional: a (dataset, IPC) without a cell row here takes that file's cell rows
     rows:
       - {dataset: cifar10, ipc: 1, source: "...", set: {method.syn_steps: 50, dataset.zca: true}}
 
@@ -56,6 +57,7 @@ class RecipeFile:
     applies_to: tuple[str, ...]
     nearest_ipc: bool
     rows: tuple[RecipeRow, ...] = field(default_factory=tuple)
+    cell_fallback: Optional[str] = None  # a recipe file whose cell rows serve the cells this one lacks
 
 
 def _check_key(key: str, where: str) -> None:
@@ -79,7 +81,9 @@ def parse_file(path: Path) -> RecipeFile:
         for k in r["set"]:
             _check_key(k, where)
         rows.append(RecipeRow(name, i, str(r.get("dataset", "*")), r.get("ipc", "*"), dict(r["set"]), str(r["source"])))
-    return RecipeFile(name, raw["group"], tuple(raw["applies_to"]), bool(raw.get("nearest_ipc", False)), tuple(rows))
+    fallback = raw.get("cell_fallback")
+    return RecipeFile(name, raw["group"], tuple(raw["applies_to"]), bool(raw.get("nearest_ipc", False)), tuple(rows),
+                      None if fallback is None else str(fallback))
 
 
 @lru_cache(maxsize=1)
@@ -109,8 +113,23 @@ def rows_for(group: str, applies: tuple[str, ...], dataset: str, ipc: int) -> tu
                 hit.append(near)
                 note = (f"{f.name}: no row for ipc={ipc}; took the nearest (ipc={near.ipc}) "
                         "(the reference code exits for this IPC)")
+        if f.cell_fallback and not any(r.specificity() == 3 for r in hit):
+            borrowed = fallback_rows(f, dataset, ipc)
+            if borrowed:
+                hit += borrowed
+                note = (f"{f.name}: no row for dataset={dataset} ipc={ipc}; took {f.cell_fallback}'s row for that "
+                        f"cell ({f.name} uses {f.cell_fallback}'s experts and objective)")
         picked += hit
     return sorted(picked, key=lambda r: (r.specificity(), not is_generic(r.file), r.file, r.index)), note
+
+
+def fallback_rows(f: RecipeFile, dataset: str, ipc: int) -> list[RecipeRow]:
+    """The dataset- and IPC-specific rows of `f.cell_fallback` for (dataset, ipc): a method that shares
+    another's objective and hyperparameter meaning (TESLA: MTT's experts and loss) borrows its cells."""
+    other = [g for g in load_recipes() if g.name == f.cell_fallback]
+    if not other:
+        raise ConfigError(f"recipe {f.name}: cell_fallback {f.cell_fallback!r} is not a recipe file")
+    return [r for r in other[0].rows if r.dataset == dataset and r.ipc != "*" and r.matches_ipc(ipc)]
 
 
 def is_generic(file: str) -> bool:

@@ -1,10 +1,12 @@
 """`run_table --plan`: every job, the settings it runs with that differ from its method's defaults,
 the number of jobs and their estimated cost, before anything is launched.
 
-"Defaults" = the YAML of the job's own group options (method, eval, backbone, pruning) as composed
-with nothing else: no exp, no recipe, no profile, no command line. So the diff shows exactly what
-the table changes (the exp's pins, the per-cell paper recipe once resolved, the profile's scaling
-and the command line) and nothing the method does anyway.
+"Defaults" = the YAML of the job's own group options (dataset, method, eval, backbone, pruning) and
+conf/config.yaml's top-level keys, as composed with nothing else: no exp, no recipe, no profile, no
+command line. So the diff shows exactly what the table changes (the exp's pins, the per-cell paper
+recipe once resolved -- `dataset.zca=true` for MTT included --, the profile's scaling and the command
+line) and nothing the method does anyway. Keys that change nothing computed (output paths, logging,
+progress; config.resolve.NON_SEMANTIC_KEYS) are left out.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from dfdistill.config.compose import compose_run_config
 from dfdistill.sweeps.cost import Estimate, Measurement, estimate, fmt_seconds
 from dfdistill.sweeps.plan import Job
 
-GROUPS = ("method", "eval", "backbone", "pruning")
+GROUPS = ("dataset", "method", "eval", "backbone", "pruning")
+
+
+def _top_level(d: dict) -> dict[str, Any]:
+    """The semantic top-level keys of a config dict (ipc, seed, gpu.*, ...): no groups, no bookkeeping."""
+    from dfdistill.config.resolve import GROUPS as ALL_GROUPS, NON_SEMANTIC_KEYS
+
+    skip = set(ALL_GROUPS) | set(NON_SEMANTIC_KEYS) | {"hydra", "provenance", "synthetic", "stage"}
+    return {k: v for k, v in d.items() if k not in skip}
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -37,7 +47,8 @@ def group_choices(job: Job) -> dict[str, str]:
 
 def defaults_for(choices: dict[str, str]) -> dict[str, Any]:
     cfg = compose_run_config([f"{g}={o}" for g, o in choices.items()] + ["logger=none"])
-    return {g: OmegaConf.to_container(cfg[g], resolve=False) for g in GROUPS if g in cfg}
+    out = {g: OmegaConf.to_container(cfg[g], resolve=False) for g in GROUPS if g in cfg}
+    return {**_top_level(OmegaConf.to_container(cfg, resolve=False)), **out}
 
 
 def differing(job: Job, cache: Optional[dict] = None) -> dict[str, Any]:
@@ -48,7 +59,8 @@ def differing(job: Job, cache: Optional[dict] = None) -> dict[str, Any]:
     if key not in cache:
         cache[key] = _flat(defaults_for(choices))
     ref = cache[key]
-    got = _flat({g: OmegaConf.to_container(job.resolved[g], resolve=True) for g in GROUPS if g in job.resolved})
+    resolved = OmegaConf.to_container(job.resolved, resolve=True)
+    got = _flat({**_top_level(resolved), **{g: resolved[g] for g in GROUPS if g in resolved}})
     return {k: v for k, v in got.items() if k not in ref or ref[k] != v}
 
 
