@@ -14,7 +14,10 @@ launched) and place every planned job where its run would land: every paper cell
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -328,3 +331,58 @@ def test_search_cells_are_the_searchs_cells(tmp_path: Path) -> None:
     ours = search_cells("bilp_tab2", "smoke", over, adds)
     strip = lambda lines: [o for o in lines if not o.startswith(("pruning.ratio=", "pruning.seed_offset="))]  # noqa: E731
     assert [strip(j.overrides) for j in ours] == [c.lines for c in s.cells] and len(ours) == 2
+
+
+# ---------------------------------------------------------------------------------------------- #
+# figure targets: each runs what its figure needs, then draws it; `make tables` includes them all
+# ---------------------------------------------------------------------------------------------- #
+def _make_n(*args: str) -> str:
+    return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("target,kind,exp", [("fig-bilp-4", "diversity", "bilp_fig4"), ("fig-edd", "edd", "edd_figs")])
+def test_figure_target_runs_its_sweep_then_draws(target: str, kind: str, exp: str) -> None:
+    lines = _make_n(target, "PROFILE=full", "SWEEP_DIR=/s").splitlines()
+    run = next(i for i, ln in enumerate(lines) if "scripts/run_table.py" in ln and f" {exp} " in ln)
+    draw = next(i for i, ln in enumerate(lines) if f"scripts/make_figure.py {kind} --exp {exp} --profile full" in ln)
+    assert run < draw and f"--sweep-dir /s/{exp}" in lines[draw]  # the figure reads the jobs the sweep ran
+    assert "make_figure.py" not in _make_n(target, "PLAN=1")  # PLAN=1 plans, draws nothing
+
+
+def test_make_tables_includes_every_table_and_figure_target() -> None:
+    targets = re.findall(r"^((?:table|fig)-[a-z0-9-]+):", (ROOT / "Makefile").read_text(), re.M)
+    every = _make_n("tables", "PROFILE=full")
+    for t in targets:
+        recipe = [ln for ln in _make_n(t, "PROFILE=full").splitlines() if ln.strip()]
+        assert recipe and all(ln in every for ln in recipe), t
+
+
+def test_edd_figure_target_plans_an_edd_run_and_its_base() -> None:
+    """Fig. 1 compares EDD's update signals with its base method's (IDC) from the same seed and data."""
+    from dfdistill.sweeps.coverage import sketch_config
+
+    cfgs = [sketch_config(j) for j in target_jobs("edd_figs", "full")]
+    by = {c["method"]["name"]: (c["dataset"]["name"], c["ipc"], c["seed"]) for c in cfgs}
+    edd = next(c for c in cfgs if c["method"]["name"] == "edd")
+    assert set(by) == {"edd", edd["method"]["base"]} and by["edd"] == by[edd["method"]["base"]]
+
+
+@pytest.mark.slow
+def test_fig_bilp_4_target_end_to_end_smoke(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run(["make", "fig-bilp-4", "PROFILE=smoke", "DATASET=digits", "LAUNCHER=inprocess",
+                    f"SWEEP_DIR={tmp_path}", f"PYTHON={sys.executable}"], cwd=ROOT, env=env, check=True)
+    rows = json.loads(next((tmp_path / "bilp_fig4").rglob("diversity.json")).read_text())
+    assert [r["stratum"] for r in rows] == list(range(1, 11))
+    assert (tmp_path / "bilp_fig4" / "bilp_fig4.png").exists()
+
+
+@pytest.mark.slow
+def test_fig_edd_target_end_to_end_smoke(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run(["make", "fig-edd", "PROFILE=smoke", "DATASET=digits", "LAUNCHER=inprocess", f"SWEEP_DIR={tmp_path}",
+                    "EXTRA=ipc=4 eval.compare_random=false", f"PYTHON={sys.executable}"], cwd=ROOT, env=env, check=True)
+    out = tmp_path / "edd_figs"
+    for f in ("edd_digits_ipc4_fig1.png", "edd_digits_ipc4_fig2.png", "edd_digits_ipc4.md"):
+        assert (out / f).exists(), f
+    assert "IDC" in (out / "edd_digits_ipc4_fig1.csv").read_text()  # the base run is in Fig. 1

@@ -140,6 +140,8 @@ SPECS: dict[str, Layout] = {s.exp: s for s in [
                     "DF-CoLearn [filter_then_distill]": "Variant D: filter then distill",
                     "DF-CoLearn [full]": "DF-CoLearn: full loop", "DF-CoLearn": "DF-CoLearn: full loop"}),
     Layout("edd_tinyimagenet", "edd", "text", "EDD: Tiny-ImageNet, IPC 50"),
+    # EDD Figs. 1-2 are drawn by scripts/make_figure.py edd from these runs; the table lists the runs
+    Layout("edd_figs", "none", "none", "EDD Figs. 1-2: the EDD run and its base method's run"),
 ]}
 
 
