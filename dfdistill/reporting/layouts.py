@@ -8,7 +8,9 @@ are then placed into that grid (reporting/grids.py); runs that fit no paper cell
 Orientation, read from each paper's table:
 - BiLP Tables 1, 2, 3 and 5: rows = dataset × IPC, columns = methods (settings for Table 5).
 - BiLP Table 4, DF-CoLearn Tables 1-2, EDD's claim: rows = methods, columns = dataset × IPC; the
-  "Full dataset" row spans its dataset's IPC columns (shown in each).
+  "Full dataset" row spans its dataset's IPC columns (shown in each). DF-CoLearn Table 1 also has
+  the paper's "Type" text column and its "Improvement" row (own method minus the best other row).
+  Rows only the paper ran (other papers' methods, Kinetics-400) are `paper_only`: no target plans them.
 - BiLP Table 6: rows = "ITE computation" and "total iteration" s/iter, columns = the four settings.
 - BiLP Table 7: rows = dataset × IPC × algorithm, columns = full-data accuracy and training time,
   BiLP accuracy and training time, random real.
