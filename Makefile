@@ -25,10 +25,15 @@ RUN_TABLE = $(PYTHON) scripts/run_table.py --profile $(PROFILE) --launcher $(LAU
 	$(if $(SWEEP_DIR),--sweep-dir $(SWEEP_DIR)/$(1),) $(if $(OUT),--out $(OUT),) $(if $(PLAN),--plan,) \
 	$(if $(PAPER_DATASET),--paper-dataset $(PAPER_DATASET),) $(2) $(1) logger=$(LOGGER) \
 	$(if $(DATASET),dataset=$(DATASET),) $(EXTRA)
+# A figure drawn from the jobs of an exp's sweep (scripts/make_figure.py <kind> --exp <exp>): the same
+# planning and job dirs as RUN_TABLE; skipped with PLAN=1.
+FIGURE = $(if $(PLAN),,$(PYTHON) scripts/make_figure.py $(1) --exp $(2) --profile $(PROFILE) \
+	$(if $(SWEEP_DIR),--sweep-dir $(SWEEP_DIR)/$(2),) $(if $(OUT),--out $(OUT),) \
+	$(if $(DATASET),dataset=$(DATASET),) $(EXTRA))
 
-.PHONY: help test test-slow quickstart tables results-cpu clean-sweeps bench bench-methods \
+.PHONY: help test test-slow quickstart tables figures results-cpu clean-sweeps bench bench-methods \
 	table-bilp-1 table-bilp-2 table-bilp-3 table-bilp-4 table-bilp-5 table-bilp-6 table-bilp-7 \
-	fig-bilp-2 fig-bilp-3 fig-bilp-4 table-dfcolearn-1 table-dfcolearn-2 table-edd-tinyimagenet
+	fig-bilp-2 fig-bilp-3 fig-bilp-4 fig-edd table-dfcolearn-1 table-dfcolearn-2 table-edd-tinyimagenet
 
 help: ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-24s %s\n", $$1, $$2}'
@@ -61,8 +66,12 @@ fig-bilp-2: ## BiLP Fig. 2: max ratio random -> loss (reuses Tables 1-2's runs)
 	$(call RUN_TABLE,bilp_fig2)
 fig-bilp-3: ## BiLP Fig. 3: stratified distillation, trials x epochs grid
 	$(call RUN_TABLE,bilp_fig3)
-fig-bilp-4: ## BiLP Fig. 4: loss scores per dataset for the diversity plot (stage=scores)
+fig-bilp-4: ## BiLP Fig. 4: loss scores per dataset (stage=scores), then the diversity per stratum + figure
 	$(call RUN_TABLE,bilp_fig4,--no-table)
+	$(call FIGURE,diversity,bilp_fig4)
+fig-edd: ## EDD Figs. 1-2: an EDD and an IDC run, then update-signal cosine similarity + t-SNE
+	$(call RUN_TABLE,edd_figs)
+	$(call FIGURE,edd,edd_figs)
 table-dfcolearn-1: ## DF-CoLearn Table 1: accuracy vs baselines
 	$(call RUN_TABLE,dfcolearn_tab1)
 table-dfcolearn-2: ## DF-CoLearn Table 2: component ablation
@@ -70,7 +79,8 @@ table-dfcolearn-2: ## DF-CoLearn Table 2: component ablation
 table-edd-tinyimagenet: ## EDD: Tiny-ImageNet IPC 50 claim (IDC base)
 	$(call RUN_TABLE,edd_tinyimagenet)
 
-tables: table-bilp-1 table-bilp-2 table-bilp-3 table-bilp-4 table-bilp-5 table-bilp-6 table-bilp-7 fig-bilp-2 fig-bilp-3 table-dfcolearn-1 table-dfcolearn-2 table-edd-tinyimagenet ## every table (long: use PROFILE=full on a GPU)
+figures: fig-bilp-2 fig-bilp-3 fig-bilp-4 fig-edd ## every figure
+tables: table-bilp-1 table-bilp-2 table-bilp-3 table-bilp-4 table-bilp-5 table-bilp-6 table-bilp-7 table-dfcolearn-1 table-dfcolearn-2 table-edd-tinyimagenet figures ## every table and figure (long: use PROFILE=full on a GPU)
 
 results-cpu: ## regenerate a committed table under results/measured (TABLE=bilp_tab1_cpu | all; CHECK=1: launch nothing, must equal the committed bytes)
 	$(PYTHON) scripts/results.py $(or $(TABLE),--list) $(if $(CHECK),--check,)

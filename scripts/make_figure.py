@@ -1,8 +1,13 @@
 #!/usr/bin/env python
 """Figures whose data are not (only) results.jsonl lines: BiLP Fig. 4 and EDD Figs. 1-2.
 
-  # BiLP Fig. 4: diversity of each loss stratum for one dataset (repeat per dataset, same --out);
-  # writes <out>/<dataset>/diversity.json, then <out>/<name>.md/.csv/.png over every dataset there
+  # what `make fig-bilp-4` / `make fig-edd` run after the target's sweep (run_table): every job the
+  # exp plans (same planning, same job dirs), its data computed there, the figure in the sweep dir
+  python scripts/make_figure.py diversity --exp bilp_fig4 --profile full
+  python scripts/make_figure.py edd --exp edd_figs --profile full
+
+  # BiLP Fig. 4 for one configuration (repeat per dataset, same --out);
+  # writes <out>/<dataset>-s<seed>/diversity.json, then <out>/<name>.md/.csv/.png over every dataset there
   python scripts/make_figure.py diversity --out results/measured/bilp_fig4_cpu -- dataset=digits profile=smoke
 
   # EDD Fig. 1 (cosine similarity of update signals) and Fig. 2 (t-SNE) from a finished EDD run,
@@ -21,6 +26,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,21 +38,33 @@ from dfdistill.errors import ConfigError, DataError  # noqa: E402
 from dfdistill.reporting.collect import DIVERSITY_FILE, collect  # noqa: E402
 
 
-def diversity_main(a: argparse.Namespace) -> Path:
-    """Loss scores (cached, as pruning=loss computes them) -> per-stratum diversity -> Fig. 4 table + PNG."""
+def planned(a: argparse.Namespace) -> tuple[Path, list]:
+    """The sweep dir and the composed jobs of `a.exp` as its `make` target plans them (run_table)."""
+    from dfdistill.sweeps import jobsets
+    from dfdistill.sweeps.plan import plan
+
+    sweep_dir, jobs = plan(a.exp, a.profile, a.overrides, a.sweep_dir, adds=jobsets.extra_sets(a.exp, a.overrides))
+    broken = [j for j in jobs if j.error]
+    if broken:
+        raise ConfigError(f"cannot compose {' '.join(broken[0].overrides)}: {broken[0].error}")
+    return sweep_dir, jobs
+
+
+def write_diversity(cfg, out: Path, n_strata: int, key: str) -> Path:
+    """Loss scores (cached, as pruning=loss computes them) -> per-stratum diversity -> out/diversity.json;
+    kept when it already holds this config's rows (`key`), so a rerun recomputes nothing."""
     from dfdistill.artifacts import ArtifactCache
-    from dfdistill.config.compose import compose_run_config
-    from dfdistill.config.resolve import resolve_config
     from dfdistill.data.datasets import load_dataset
     from dfdistill.models.factory import make_model_factory
-    from dfdistill.runtime import resolve_device
     from dfdistill.pruning.analysis import stratum_diversity
     from dfdistill.pruning.static import parse_config, real_scores
-    from dfdistill.reporting.build import build_table
+    from dfdistill.runtime import resolve_device
     from dfdistill.training import embed_all
 
-    # output_dir: nothing is written there, but outside @hydra.main its default (Hydra's run dir) is unset
-    cfg = resolve_config(compose_run_config(["logger=none", "pruning=loss", f"output_dir={a.out}", *a.overrides]))
+    path = out / DIVERSITY_FILE
+    if path.exists() and all(r.get("config_key") == key for r in json.loads(path.read_text()) or [None]):
+        print(f"{path}: this config's diversity is there; kept")
+        return path
     device = resolve_device(cfg.device)
     cache = ArtifactCache(cfg.cache_dir)
     train, _ = load_dataset(cfg.dataset, device=device, cache_dir=cache.root)
@@ -54,14 +72,35 @@ def diversity_main(a: argparse.Namespace) -> Path:
     pcfg = parse_config(cfg.pruning)
     scores = real_scores(cfg, train, factory, cache, pcfg)
     model = factory(int(cfg.seed))  # a fresh seeded backbone embeds the images (see pruning/analysis.py)
-    rows = stratum_diversity(train, scores, a.n_strata, lambda x: embed_all(model, x))
+    rows = stratum_diversity(train, scores, n_strata, lambda x: embed_all(model, x))
     meta = {"dataset": cfg.dataset.name, "seed": int(cfg.seed), "profile": cfg.profile.name,
-            "trials": pcfg.trials, "epochs": list(pcfg.epochs), "backbone": cfg.backbone.name}
-    out = Path(a.out) / f"{cfg.dataset.name}-s{cfg.seed}"
+            "trials": pcfg.trials, "epochs": list(pcfg.epochs), "backbone": cfg.backbone.name, "config_key": key}
     out.mkdir(parents=True, exist_ok=True)
-    (out / DIVERSITY_FILE).write_text(json.dumps([{**meta, **r} for r in rows], indent=1))
-    t = build_table(a.out, exp="bilp_fig4", name=a.name or "bilp_fig4")
-    print(f"{len(rows)} strata of {cfg.dataset.name} -> {out / DIVERSITY_FILE}; figure {t['markdown']}")
+    path.write_text(json.dumps([{**meta, **r} for r in rows], indent=1))
+    print(f"{len(rows)} strata of {cfg.dataset.name} -> {path}")
+    return path
+
+
+def diversity_main(a: argparse.Namespace) -> Path:
+    """BiLP Fig. 4: the diversity of every planned dataset (--exp) or of one configuration, then the figure."""
+    from dfdistill.config.compose import compose_run_config
+    from dfdistill.config.resolve import distill_key, resolve_config, result_key
+    from dfdistill.reporting.build import build_table
+
+    if a.exp:
+        folder, jobs = planned(a)
+        targets = [(j.resolved, j.out_dir, j.key) for j in jobs]
+    elif a.out:
+        # output_dir: nothing is written there, but outside @hydra.main its default (Hydra's run dir) is unset
+        cfg = resolve_config(compose_run_config(["logger=none", "pruning=loss", f"output_dir={a.out}", *a.overrides]))
+        folder = Path(a.out)
+        targets = [(cfg, folder / f"{cfg.dataset.name}-s{cfg.seed}", result_key(distill_key(cfg), cfg))]
+    else:
+        raise ConfigError("diversity needs --exp (a planned sweep, e.g. --exp bilp_fig4) or --out DIR")
+    for cfg, out, key in targets:
+        write_diversity(cfg, Path(out), a.n_strata, key)
+    t = build_table(folder, exp="bilp_fig4", out_dir=a.out or folder, name=a.name or "bilp_fig4")
+    print(f"figure {t.get('figure', '—')}; table {t['markdown']}")
     return t["markdown"]
 
 
@@ -92,25 +131,46 @@ def _run(run_dir: Path) -> tuple[dict, dict]:
     return recs[0], torch.load(run_dir / "synthetic.pt", map_location="cpu")
 
 
-def edd_main(a: argparse.Namespace) -> Path:
-    """EDD Fig. 1 (cosine similarity of final - init per method, and between EDD's segments) and
-    Fig. 2 (t-SNE of one class: real images, EDD's segments, the base method's set)."""
+def edd_main(a: argparse.Namespace) -> list[Path]:
+    """EDD Figs. 1-2 of one EDD run (`run`, --base) or of every EDD job of a planned sweep (--exp),
+    each next to the planned job of its base method (same dataset, IPC and seed)."""
+    if not a.exp:
+        if not a.run or not a.out:
+            raise ConfigError("edd needs an EDD run dir and --out DIR, or --exp (a planned sweep, e.g. --exp edd_figs)")
+        return [edd_figures(Path(a.run), Path(a.base) if a.base else None, Path(a.out), a.name, a.cls, a.real)]
+    if a.run:  # with --exp the first positional is an override (`edd --exp edd_figs dataset=digits`)
+        a.overrides = [a.run, *a.overrides]
+    folder, jobs = planned(a)
+    cell = lambda j: (j.resolved.dataset.name, int(j.resolved.ipc), int(j.resolved.seed))  # noqa: E731
+    out = []
+    for job in (j for j in jobs if j.resolved.method.name == "edd"):
+        base = [j for j in jobs if j.resolved.method.name == job.resolved.method.base and cell(j) == cell(job)]
+        ds, ipc, _ = cell(job)
+        out.append(edd_figures(job.out_dir, base[0].out_dir if base else None, Path(a.out or folder),
+                               f"{a.name}_{ds}_ipc{ipc}", a.cls, a.real))
+    if not out:
+        raise ConfigError(f"{a.exp} plans no EDD job (method=edd)")
+    return out
+
+
+def edd_figures(run_dir: Path, base_dir: Optional[Path], out: Path, name: str, cls: int, n_real: int) -> Path:
+    """Fig. 1 (cosine similarity of final - init per method, and between EDD's segments) and Fig. 2
+    (t-SNE of one class: real images, EDD's segments, the base method's set) of one EDD run."""
     from dfdistill.data.datasets import load_dataset
     from dfdistill.methods.edd import segment_bounds
     from dfdistill.reporting import plots as P
     from dfdistill.reporting.segments import (segment_cosine, slot_segments, tsne_2d, update_signals,
                                               within_class_cosine)
 
-    rec, fin = _run(Path(a.run))
+    rec, fin = _run(run_dir)
     if rec["method"] != "edd":
-        raise ConfigError(f"{a.run} is a {rec['method']} run; pass an EDD run (method=edd)")
+        raise ConfigError(f"{run_dir} is a {rec['method']} run; pass an EDD run (method=edd)")
     ipc = int(rec["ipc"])
     bounds = segment_bounds(ipc, int(rec["config"]["method"]["segments"]))
     sets = {"EDD": (rec, fin)}
-    if a.base:
-        brec, bfin = _run(Path(a.base))
+    if base_dir:
+        brec, bfin = _run(base_dir)
         sets[brec["method"].upper()] = (brec, bfin)
-    out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     summary, signals = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,60 +183,64 @@ def edd_main(a: argparse.Namespace) -> Path:
     mat = segment_cosine(signals["EDD"], fin["labels"], seg, len(bounds))
     names = [f"S{k + 1}" for k in range(len(bounds))]
     matrix = pd.DataFrame(mat.numpy(), index=names, columns=names)
-    pd.DataFrame(summary).to_csv(out / f"{a.name}_fig1.csv", index=False)
-    matrix.to_csv(out / f"{a.name}_fig1_segments.csv")
-    P.segment_similarity(pd.DataFrame(summary), matrix, out / f"{a.name}_fig1.png",
+    pd.DataFrame(summary).to_csv(out / f"{name}_fig1.csv", index=False)
+    matrix.to_csv(out / f"{name}_fig1_segments.csv")
+    P.segment_similarity(pd.DataFrame(summary), matrix, out / f"{name}_fig1.png",
                          title="EDD Fig. 1: cosine similarity of update signals (final - init)")
 
     train, _ = load_dataset(OmegaConf.create(rec["config"]).dataset, device=torch.device("cpu"))
-    c = a.cls
-    real_rows = train.class_indices[c][: a.real]
+    c = cls
+    real_rows = train.class_indices[c][: n_real]
     parts = [("real", train.images[real_rows].cpu())]
-    for k, name in enumerate(names):
-        parts.append((f"EDD {name}", fin["images"][(fin["labels"] == c) & (seg == k)]))
+    for k, seg_name in enumerate(names):
+        parts.append((f"EDD {seg_name}", fin["images"][(fin["labels"] == c) & (seg == k)]))
     for label, (_, f) in sets.items():
         if label != "EDD":
             parts.append((label, f["images"][f["labels"] == c]))
     xy = tsne_2d(torch.cat([p for _, p in parts]).float(), seed=int(rec.get("seed") or 0))
     src = [s for s, p in parts for _ in range(p.shape[0])]
     df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "source": src})
-    df.to_csv(out / f"{a.name}_fig2.csv", index=False)
-    P.tsne_scatter(df, out / f"{a.name}_fig2.png", title=f"EDD Fig. 2: t-SNE, class {c}")
-    md = out / f"{a.name}.md"
-    md.write_text(_edd_markdown(a, summary, matrix, c))
+    df.to_csv(out / f"{name}_fig2.csv", index=False)
+    P.tsne_scatter(df, out / f"{name}_fig2.png", title=f"EDD Fig. 2: t-SNE, class {c}")
+    md = out / f"{name}.md"
+    md.write_text(_edd_markdown(run_dir, base_dir, name, summary, matrix, c))
     print(f"EDD figures -> {md}")
     return md
 
 
-def _edd_markdown(a: argparse.Namespace, summary: list[dict], matrix: pd.DataFrame, c: int) -> str:
+def _edd_markdown(run_dir: Path, base_dir: Optional[Path], name: str, summary: list[dict], matrix: pd.DataFrame,
+                  c: int) -> str:
     from dfdistill.reporting.render import to_markdown
 
     return "\n".join([
-        "# EDD Figs. 1-2", "", f"- EDD run: {a.run}", f"- base run: {a.base or '—'}",
+        "# EDD Figs. 1-2", "", f"- EDD run: {run_dir}", f"- base run: {base_dir or '—'}",
         "- Fig. 1: mean cosine similarity of the update signals (final - initial image) between distinct "
         "images of a class, averaged over classes; initial images re-created from each run's config with 0 "
         "iterations. Lower = images updated in more different directions.", "",
         to_markdown(pd.DataFrame(summary).round(3)), "EDD, between segments:", "", to_markdown(matrix.round(3), index=True),
-        f"![Fig. 1]({a.name}_fig1.png)", "",
+        f"![Fig. 1]({name}_fig1.png)", "",
         f"- Fig. 2: t-SNE (pixels of the normalised images) of class {c}: real images, EDD's segments, the base set "
-        f"(data: {a.name}_fig2.csv).", "", f"![Fig. 2]({a.name}_fig2.png)", ""])
+        f"(data: {name}_fig2.csv).", "", f"![Fig. 2]({name}_fig2.png)", ""])
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("diversity", help="BiLP Fig. 4: per-stratum diversity of one dataset (+ the figure)")
-    d.add_argument("--out", required=True)
+    d = sub.add_parser("diversity", help="BiLP Fig. 4: per-stratum diversity of one dataset or a sweep (+ the figure)")
     d.add_argument("--n-strata", type=int, default=10)
     d.add_argument("--name", default=None, help="file stem of the figure/table (default bilp_fig4)")
-    d.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=mnist profile=cpu")
-    e = sub.add_parser("edd", help="EDD Figs. 1-2 from a finished EDD run (+ its base method's run)")
-    e.add_argument("run")
+    e = sub.add_parser("edd", help="EDD Figs. 1-2 from a finished EDD run (+ its base method's run) or a sweep")
+    e.add_argument("run", nargs="?", default=None, help="a finished EDD run dir (or use --exp)")
     e.add_argument("--base", default=None, help="the base method's finished run (e.g. IDC) to compare with")
-    e.add_argument("--out", required=True)
     e.add_argument("--cls", type=int, default=0, help="class shown in the t-SNE (default 0)")
     e.add_argument("--real", type=int, default=300, help="real images of that class in the t-SNE")
     e.add_argument("--name", default="edd")
+    for p in (d, e):
+        p.add_argument("--exp", default=None, help="conf/exp/<exp>.yaml: every job its make target plans")
+        p.add_argument("--profile", default="cpu", help="with --exp: full | cpu | smoke")
+        p.add_argument("--sweep-dir", type=Path, default=None, help="with --exp: default the exp's hydra.sweep.dir")
+        p.add_argument("--out", default=None, help="where the figures go (default: the sweep dir)")
+        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=mnist profile=cpu")
     a = ap.parse_args(argv)
     try:
         diversity_main(a) if a.cmd == "diversity" else edd_main(a)

@@ -62,6 +62,10 @@ def test_plan_lists_settings_job_count_and_measured_cost(tmp_path: Path, capsys)
     assert "cost: 10 min on test-gpu (median wall time of 1 finished run(s))" in text
     # the profile's scaling shows as a difference from the method's YAML defaults
     assert "backbone.width=8" in text and "method.iterations=3" in text and "eval.num_eval=1" in text
+    # and which of the paper's cells the plan leaves empty (DC and Herding at IPC 1 on a stand-in only)
+    line = next(ln for ln in text.splitlines() if "paper cell(s) with no planned job" in ln)
+    # Table 4 has 81 paper cells outside its paper-only rows; DC and Herding at CIFAR10 IPC 1 are planned
+    assert line.startswith("[run_table] bilp_tab4 / smoke: 79 paper cell(s) with no planned job: Full dataset / ")
 
 
 def test_plan_shows_dataset_and_top_level_differences(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Every table target renders in its paper's shape (issue 15 item 5).
+"""Every table target renders in its paper's shape (issue 15 item 5) and plans every paper cell
+(issue 21 item 12).
 
 For each table spec (= each Makefile table-*/fig-* target) we write smoke-sized records that look like
 real runs -- one distinct value per paper cell -- build the table, and read the rendered markdown:
@@ -6,12 +7,17 @@ real runs -- one distinct value per paper cell -- build the table, and read the 
   independently of the layout code),
 - no pooled cells: each cell shows exactly its own runs' value (and count),
 - every number the paper prints for that table is in its cell.
+And we plan each target at PROFILE=full as `make` would (run_table's planning, in-process, nothing
+launched) and place every planned job where its run would land: every paper cell gets a job.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +26,7 @@ import pytest
 from dfdistill.reporting.build import build_table
 from dfdistill.reporting.layouts import SPECS
 from dfdistill.reporting.paper import PAPER_CSV
+from dfdistill.sweeps.coverage import target_jobs, uncovered
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = pd.read_csv(PAPER_CSV, dtype=str, keep_default_na=False)
@@ -51,7 +58,9 @@ def expected(exp: str) -> tuple[list[str], list[str], dict[tuple[str, str], list
         rows, cols = uniq(lab(r.dataset, r.ipc) for r in p.itertuples()), uniq(p.method)
         for r in p.itertuples():
             g = re.search(r"gain vs full real data ([+-][\d.]+)", r.note)
-            nums[(lab(r.dataset, r.ipc), r.method)] = [r.value, r.std] + ([g.group(1)] if g else [])
+            printed = re.search(r"printed '([^']+)'", r.note)  # Table 2's IDC / IDM text for three cells
+            nums[(lab(r.dataset, r.ipc), r.method)] = [r.value, r.std] + ([g.group(1)] if g else []) + \
+                ([printed.group(1)] if printed else [])
     elif exp == "bilp_tab6":
         rows, cols = ["ITE computation (s/iter)", "Total iteration (s/iter)"], uniq(p.method)
         for r in p.itertuples():
@@ -74,7 +83,8 @@ def expected(exp: str) -> tuple[list[str], list[str], dict[tuple[str, str], list
                 nums[(row, cols[3 if bilp else 1])] = [hours.group(1)]
     elif exp == "bilp_fig2":
         t1, t2 = paper_rows("bilp", "tab1"), paper_rows("bilp", "tab2")
-        both = {(r.dataset, r.ipc, r.method): r.value for r in t2.itertuples()}
+        both = {(r.dataset, r.ipc, r.method): r.value or re.search(r"printed '([^']+)'", r.note).group(1)
+                for r in t2.itertuples()}
         rows, cols = [], ["random selection (max ratio %)", "loss selection (max ratio %)"]
         for r in t1.itertuples():
             if (r.dataset, r.ipc, r.method) in both:
@@ -94,6 +104,9 @@ def expected(exp: str) -> tuple[list[str], list[str], dict[tuple[str, str], list
         for r in p.itertuples():
             for d, i in ([k for k in keys if k[0] == r.dataset] if r.ipc == "full" else [(r.dataset, r.ipc)]):
                 nums[(r.method, lab(d, i))] = [r.value, r.std]
+        if exp == "dfcolearn_tab1":  # the paper's "Type" column before its numbers
+            cols = ["Type"] + cols
+            nums.update({(row, "Type"): [DFCOLEARN_TYPES[row]] for row in rows})
     return rows, cols, {k: [x for x in v if x] for k, v in nums.items()}
 
 
@@ -127,6 +140,9 @@ ACCURACY_ROWS = {
     "+preemptive +prune large ITE": ("idc", "bilp", {}, {"adaptive": {"tail": "large"}}),
     "+preemptive +prune small ITE": ("idc", "bilp", {}, {"adaptive": {"tail": "small"}}),
     "BiLP (full)": ("idc", "bilp", {}, {"adaptive": {"tail": "both"}})}
+# DF-CoLearn Table 1's "Type" column as the paper prints it (not in results/paper: text, no number)
+DFCOLEARN_TYPES = {"Random": "Subset", "Herding": "Coreset", "DC+DSA": "Distill", "MTT": "Distill", "TESLA": "Distill",
+                   "DF-CoLearn": "Ours", "Improvement": "-"}
 ITE_SETTINGS = {"no optimisation": ("exact", "full", 1), "+running stats": ("exact", "running", 1),
                 "+Taylor approximation": ("taylor", "running", 1), "+lazy selection": ("taylor", "running", 10)}
 
@@ -227,6 +243,8 @@ def test_table_renders_in_the_papers_shape(exp: str, tmp_path: Path) -> None:
         spanned: set[str] = set()
         for row in rows:
             for col in cols:
+                if col == "Type":  # text the paper prints, no run
+                    continue
                 value += 1.0
                 if row == "Full dataset" and split_lab(col)[0] in spanned:  # one full-data run spans the columns
                     continue
@@ -256,3 +274,115 @@ def test_table_renders_in_the_papers_shape(exp: str, tmp_path: Path) -> None:
     assert {k for k, v in text.items() if v != "—" and not v.startswith("— / ")} >= set(want)
     if SPECS[exp].kind in ("arrows", "strata", "diversity"):
         assert t["figure"].exists() and t["figure"].with_suffix(".csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------- #
+# what each target plans at PROFILE=full
+# ---------------------------------------------------------------------------------------------- #
+@pytest.mark.parametrize("exp", TABLE_SPECS)
+def test_every_target_plans_every_paper_cell(exp: str) -> None:
+    """`make <target> PROFILE=full` plans a job for every paper cell (paper-only rows excepted: other
+    papers' methods in Table 4, Kinetics-400 in Table 7; Layout.paper_only)."""
+    assert uncovered(exp, "full") == []
+
+
+def test_coverage_sees_a_missing_job_set() -> None:
+    """Without its extra sets (the CIFAR10 IPC 50 row, Table 6's first and last columns) the plan
+    leaves exactly those paper cells empty."""
+    tab2 = uncovered("bilp_tab2", "full", adds=[])
+    assert tab2 and {r for r, _ in tab2} == {"CIFAR10 IPC 50"}
+    tab6 = uncovered("bilp_tab6", "full", adds=[])
+    assert {c for _, c in tab6} == {"no optimisation", "+lazy selection"}
+
+
+def test_table6_plans_the_papers_four_settings() -> None:
+    """Table 6's columns add one optimisation at a time; "no optimisation" is exact ITE of all data
+    every iteration, and runs only a few iterations (its cells are s/iter)."""
+    jobs = target_jobs("bilp_tab6", "full")
+    settings = {}
+    for j in jobs:
+        kv = dict(o.split("=", 1) for o in j.overrides)
+        if kv["pruning"] == "none":
+            continue
+        a = {k: kv.get(f"pruning.adaptive.{k}") for k in ("mode", "stats", "lazy_every")}
+        settings[(a["mode"], a["stats"] or "running", a["lazy_every"])] = kv.get("method.iterations")
+    assert settings == {("exact", "full", "1"): "3", ("exact", "running", "1"): None,
+                        ("taylor", "running", "1"): None, ("taylor", "running", "10"): None}
+    assert any("pruning=none" in j.overrides for j in jobs)  # the speed-up's unpruned IDC
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exp", TABLE_SPECS)
+def test_every_target_plans_every_paper_cell_exactly(exp: str) -> None:
+    """The same with every job composed and resolved as `--plan` and the run do (recipes, profile):
+    the fast check's configs (each exp composed once, group options and values on top) miss nothing."""
+    assert uncovered(exp, "full", exact=True) == []
+
+
+def test_search_cells_are_the_searchs_cells(tmp_path: Path) -> None:
+    """coverage.search_cells builds a max-ratio search's cells as MaxRatioSearch does."""
+    from dfdistill.sweeps import jobsets
+    from dfdistill.sweeps.coverage import search_cells
+    from dfdistill.sweeps.search import MaxRatioSearch
+
+    over = ["method=dc", "ipc=1,50", "dataset=digits"]
+    adds = jobsets.extra_sets("bilp_tab2", over)
+    s = MaxRatioSearch("bilp_tab2", "smoke", over, lambda jobs: [], sweep_dir=None, adds=adds)
+    ours = search_cells("bilp_tab2", "smoke", over, adds)
+    strip = lambda lines: [o for o in lines if not o.startswith(("pruning.ratio=", "pruning.seed_offset="))]  # noqa: E731
+    assert [strip(j.overrides) for j in ours] == [c.lines for c in s.cells] and len(ours) == 2
+
+
+# ---------------------------------------------------------------------------------------------- #
+# figure targets: each runs what its figure needs, then draws it; `make tables` includes them all
+# ---------------------------------------------------------------------------------------------- #
+def _make_n(*args: str) -> str:
+    return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("target,kind,exp", [("fig-bilp-4", "diversity", "bilp_fig4"), ("fig-edd", "edd", "edd_figs")])
+def test_figure_target_runs_its_sweep_then_draws(target: str, kind: str, exp: str) -> None:
+    lines = _make_n(target, "PROFILE=full", "SWEEP_DIR=/s").splitlines()
+    run = next(i for i, ln in enumerate(lines) if "scripts/run_table.py" in ln and f" {exp} " in ln)
+    draw = next(i for i, ln in enumerate(lines) if f"scripts/make_figure.py {kind} --exp {exp} --profile full" in ln)
+    assert run < draw and f"--sweep-dir /s/{exp}" in lines[draw]  # the figure reads the jobs the sweep ran
+    assert "make_figure.py" not in _make_n(target, "PLAN=1")  # PLAN=1 plans, draws nothing
+
+
+def test_make_tables_includes_every_table_and_figure_target() -> None:
+    targets = re.findall(r"^((?:table|fig)-[a-z0-9-]+):", (ROOT / "Makefile").read_text(), re.M)
+    every = _make_n("tables", "PROFILE=full")
+    for t in targets:
+        recipe = [ln for ln in _make_n(t, "PROFILE=full").splitlines() if ln.strip()]
+        assert recipe and all(ln in every for ln in recipe), t
+
+
+def test_edd_figure_target_plans_an_edd_run_and_its_base() -> None:
+    """Fig. 1 compares EDD's update signals with its base method's (IDC) from the same seed and data."""
+    from dfdistill.sweeps.coverage import sketch_config
+
+    cfgs = [sketch_config(j) for j in target_jobs("edd_figs", "full")]
+    by = {c["method"]["name"]: (c["dataset"]["name"], c["ipc"], c["seed"]) for c in cfgs}
+    edd = next(c for c in cfgs if c["method"]["name"] == "edd")
+    assert set(by) == {"edd", edd["method"]["base"]} and by["edd"] == by[edd["method"]["base"]]
+
+
+@pytest.mark.slow
+def test_fig_bilp_4_target_end_to_end_smoke(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run(["make", "fig-bilp-4", "PROFILE=smoke", "DATASET=digits", "LAUNCHER=inprocess",
+                    f"SWEEP_DIR={tmp_path}", f"PYTHON={sys.executable}"], cwd=ROOT, env=env, check=True)
+    rows = json.loads(next((tmp_path / "bilp_fig4").rglob("diversity.json")).read_text())
+    assert [r["stratum"] for r in rows] == list(range(1, 11))
+    assert (tmp_path / "bilp_fig4" / "bilp_fig4.png").exists()
+
+
+@pytest.mark.slow
+def test_fig_edd_target_end_to_end_smoke(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run(["make", "fig-edd", "PROFILE=smoke", "DATASET=digits", "LAUNCHER=inprocess", f"SWEEP_DIR={tmp_path}",
+                    "EXTRA=ipc=4 eval.compare_random=false", f"PYTHON={sys.executable}"], cwd=ROOT, env=env, check=True)
+    out = tmp_path / "edd_figs"
+    for f in ("edd_digits_ipc4_fig1.png", "edd_digits_ipc4_fig2.png", "edd_digits_ipc4.md"):
+        assert (out / f).exists(), f
+    assert "IDC" in (out / "edd_digits_ipc4_fig1.csv").read_text()  # the base run is in Fig. 1

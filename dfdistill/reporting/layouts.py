@@ -8,7 +8,9 @@ are then placed into that grid (reporting/grids.py); runs that fit no paper cell
 Orientation, read from each paper's table:
 - BiLP Tables 1, 2, 3 and 5: rows = dataset × IPC, columns = methods (settings for Table 5).
 - BiLP Table 4, DF-CoLearn Tables 1-2, EDD's claim: rows = methods, columns = dataset × IPC; the
-  "Full dataset" row spans its dataset's IPC columns (shown in each).
+  "Full dataset" row spans its dataset's IPC columns (shown in each). DF-CoLearn Table 1 also has
+  the paper's "Type" text column and its "Improvement" row (own method minus the best other row).
+  Rows only the paper ran (other papers' methods, Kinetics-400) are `paper_only`: no target plans them.
 - BiLP Table 6: rows = "ITE computation" and "total iteration" s/iter, columns = the four settings.
 - BiLP Table 7: rows = dataset × IPC × algorithm, columns = full-data accuracy and training time,
   BiLP accuracy and training time, random real.
@@ -29,7 +31,7 @@ from typing import Mapping, Optional
 import pandas as pd
 
 from dfdistill.errors import ConfigError
-from dfdistill.reporting.paper import PaperValue, gain, ite_part, table_rows, train_hours
+from dfdistill.reporting.paper import UNPLACED, PaperValue, gain, ite_part, table_rows, train_hours, unplaced
 
 KINDS = ("accuracy", "max_ratio", "best_ratio", "timing", "large_scale", "arrows", "strata", "diversity")
 
@@ -52,6 +54,8 @@ RANDOM_COL, LOSS_COL = "random selection (max ratio %)", "loss selection (max ra
 STRATA_TRIALS, STRATA_EPOCHS, N_STRATA = (1, 5, 10, 50), (1, 5, 10, 100), 10
 FIG3_SETTING = {"dataset": "cifar10", "ipc": "1", "method": "dc"}
 FIG4_DATASETS = ("mnist", "cifar10", "cifar100", "svhn")
+# BiLP Table 4's rows of methods that only the paper ran (no implementation here).
+OTHER_METHODS = ("KIP", "FRePo", "HaBa", "DREAM", "PDD", "Zhang et al.")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,15 @@ class Layout:
     row_order: tuple[str, ...] = ()  # where the paper's row order differs from the CSV's
     caveat: str = ""  # what of the paper's table the layout cannot show, and why
     rule: str = "both_std"  # max-ratio kinds: the keep rule (search.rule; reporting.cells.KEEP_RULES)
+    # a text column the paper prints before its numbers (DF-CoLearn's "Type"): (header, {paper row: text})
+    row_info: tuple[str, Mapping[str, str]] = ()
+    # the paper's "Improvement" row: (its label, the row it is computed for = the paper's own method)
+    improvement: tuple[str, str] = ()
+    paper_only: tuple[str, ...] = ()  # rows (or row-label prefixes) nothing here can run: the paper's numbers only
+
+    def runs_row(self, row: str) -> bool:
+        """Whether a target is expected to run something for this row (not paper-only, not derived)."""
+        return not any(row.startswith(p) for p in self.paper_only) and row not in self.improvement[:1]
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -87,12 +100,16 @@ SPECS: dict[str, Layout] = {s.exp: s for s in [
            methods_as_columns=True, criterion="random"),
     Layout("bilp_tab2", "bilp", "tab2", "BiLP Table 2: maximum pruning ratio, empirical-loss selection",
            "max_ratio", methods_as_columns=True, criterion="loss",
-           caveat="The paper's CIFAR100 rows and CIFAR10 IPC 50 row are garbled in our copy of the paper, so "
-                  "results/paper has (and this table shows) only the rows it could read."),
+           caveat=f"The CIFAR10 IPC 50 and CIFAR100 rows are garbled in our copy of the paper: read as each "
+                  f"method's three values in order CIFAR10 IPC 50, CIFAR100 IPC 1, IPC 10. IDC and IDM print only "
+                  f"two values for those three cells; each of the three shows them as printed, marked {UNPLACED} "
+                  f"(no Δ: which cell they belong to is unknown)."),
     Layout("bilp_tab3", "bilp", "tab3", "BiLP Table 3: best accuracy with loss-based data dropping (gain vs full "
            "real data)", "best_ratio", methods_as_columns=True, criterion="loss"),
     Layout("bilp_tab4", "bilp", "tab4", "BiLP Table 4: distillation accuracy (%)",
-           renames={"RFAD": "RFAD-NN"}, row_order=(FULL_DATASET,)),
+           renames={"RFAD": "RFAD-NN"}, row_order=(FULL_DATASET,), paper_only=OTHER_METHODS,
+           caveat=f"{', '.join(OTHER_METHODS)} are other papers' methods, not implemented here: their rows show "
+                  "the paper's numbers only."),
     Layout("bilp_tab5", "bilp", "tab5", "BiLP Table 5: pruning-criteria ablation on IDC", methods_as_columns=True,
            renames={"IDC": "IDC (no pruning)", "IDC + loss pruning": "+preemptive", "BiLP+IDC": "BiLP (full)",
                     "BiLP+IDC [tail small]": "+preemptive +prune small ITE",
@@ -103,9 +120,11 @@ SPECS: dict[str, Layout] = {s.exp: s for s in [
                               "IDC [taylor, running stats, lazy 1]": "+Taylor approximation",
                               "IDC [taylor, running stats, lazy 10]": "+lazy selection"}),
     Layout("bilp_tab7", "bilp", "tab7", "BiLP Table 7: large-scale distillation", "large_scale",
+           paper_only=("Kinetics-400",),
            caveat="Kinetics-400 (video) has no loader here; its rows show the paper's numbers only."),
     Layout("bilp_fig2", "bilp", "fig2", "BiLP Fig. 2: maximum pruning ratio, random -> empirical-loss selection",
-           "arrows"),
+           "arrows", caveat=f"Loss-selection numbers are Table 2's: where IDC / IDM print two values for three cells "
+                            f"(CIFAR10 IPC 50, CIFAR100), they are shown as printed, marked {UNPLACED}."),
     Layout("bilp_fig3", "bilp", "fig3", "BiLP Fig. 3: stratified distillation (DC, CIFAR10, IPC 1)", "strata",
            caveat="A figure: the paper prints no numbers, so cells show ours only. 'epochs E' = the loss read "
                   "over the first E classification epochs (the last epoch in `pruning.epochs`)."),
@@ -113,7 +132,10 @@ SPECS: dict[str, Layout] = {s.exp: s for s in [
            caveat="The figure's dataset list is not in our copy of the paper (the text names MNIST and CIFAR); the "
                   "rows are conf/exp/bilp_fig4.yaml's datasets."),
     Layout("dfcolearn_tab1", "dfcolearn", "tab1", "DF-CoLearn Table 1: top-1 accuracy (%), ConvNet",
-           renames={"DSA": "DC+DSA", "DF-CoLearn [full]": "DF-CoLearn"}),
+           renames={"DSA": "DC+DSA", "DF-CoLearn [full]": "DF-CoLearn"},
+           row_info=("Type", {"Random": "Subset", "Herding": "Coreset", "DC+DSA": "Distill", "MTT": "Distill",
+                              "TESLA": "Distill", "DF-CoLearn": "Ours", "Improvement": "-"}),
+           improvement=("Improvement", "DF-CoLearn")),
     Layout("dfcolearn_tab2", "dfcolearn", "tab2", "DF-CoLearn Table 2: component ablation (CIFAR-10, IPC 10)",
            renames={"DF-CoLearn [random]": "Baseline A: random selection",
                     "DF-CoLearn [filter_only]": "Baseline B: filtering only",
@@ -121,6 +143,8 @@ SPECS: dict[str, Layout] = {s.exp: s for s in [
                     "DF-CoLearn [filter_then_distill]": "Variant D: filter then distill",
                     "DF-CoLearn [full]": "DF-CoLearn: full loop", "DF-CoLearn": "DF-CoLearn: full loop"}),
     Layout("edd_tinyimagenet", "edd", "text", "EDD: Tiny-ImageNet, IPC 50"),
+    # EDD Figs. 1-2 are drawn by scripts/make_figure.py edd from these runs; the table lists the runs
+    Layout("edd_figs", "none", "none", "EDD Figs. 1-2: the EDD run and its base method's run"),
 ]}
 
 
@@ -206,7 +230,14 @@ def _value(layout: Layout, r) -> PaperValue:
     if layout.kind == "best_ratio":
         g = gain(r.note)
         return PaperValue.of(r.value, r.std, f"({g})" if g else "")
-    return PaperValue.of(r.value, r.std)
+    return _printed(r)
+
+
+def _printed(r) -> PaperValue:
+    """The paper's number of a CSV row; where the paper prints text for several cells at once and none
+    is this cell's own (BiLP Table 2's IDC / IDM), that text marked as such, with no value."""
+    text = unplaced(r.note) if not r.value else None
+    return PaperValue.of(r.value, r.std, f"{text}{UNPLACED}" if text else "")
 
 
 def _timing_grid(layout: Layout, paper: pd.DataFrame) -> PaperGrid:
@@ -251,15 +282,15 @@ def _hours(note: str) -> PaperValue:
 
 
 def _arrows_grid(layout: Layout, paper: pd.DataFrame) -> PaperGrid:
-    rnd = {(r.dataset, r.ipc, r.method): r.value for r in table_rows(paper, "bilp", "tab1").itertuples()}
-    los = {(r.dataset, r.ipc, r.method): r.value for r in table_rows(paper, "bilp", "tab2").itertuples()}
+    rnd = {(r.dataset, r.ipc, r.method): _printed(r) for r in table_rows(paper, "bilp", "tab1").itertuples()}
+    los = {(r.dataset, r.ipc, r.method): _printed(r) for r in table_rows(paper, "bilp", "tab2").itertuples()}
     rows, values = [], {}
     for key in rnd:
         if key in los:
             row = ds_ipc_method(*key)
             rows.append(row)
-            values[(row, RANDOM_COL)] = PaperValue.of(rnd[key])
-            values[(row, LOSS_COL)] = PaperValue.of(los[key])
+            values[(row, RANDOM_COL)] = rnd[key]
+            values[(row, LOSS_COL)] = los[key]
     return PaperGrid(rows, [RANDOM_COL, LOSS_COL], values, _uniq(k[0] for k in rnd if k in los))
 
 

@@ -42,7 +42,12 @@ def cell_text(c: Cell, paper: bool = True) -> str:
     if ours == "—" and ptxt == "—":
         return "—"
     d = c.delta
-    return f"{ours} / {ptxt}" + ("" if d is None else f" (Δ {d:+{c.fmt}})")
+    return f"{ours} / {ptxt}" + ("" if d is None else f" (Δ {d:{signed(c.fmt)}})")
+
+
+def signed(fmt: str) -> str:
+    """`fmt` with a sign always shown (a difference; some cells already print theirs signed)."""
+    return "+" + fmt.lstrip("+")
 
 
 def wide_frame(grid: Grid) -> pd.DataFrame:
@@ -51,6 +56,9 @@ def wide_frame(grid: Grid) -> pd.DataFrame:
     data = [[cell_text(grid.cells[(r, c)], paper) if (r, c) in grid.cells else "—" for c in grid.cols]
             for r in grid.rows]
     df = pd.DataFrame(data, index=pd.Index(grid.rows, name=CORNER.get(grid.layout.kind, "method")), columns=grid.cols)
+    if grid.layout.row_info:  # the paper's text column before its numbers (DF-CoLearn's "Type")
+        header, texts = grid.layout.row_info
+        df.insert(0, header, [texts.get(r, "") for r in grid.rows])
     return df
 
 
@@ -83,7 +91,7 @@ def detail_frame(grid: Grid, images: dict[int, str]) -> pd.DataFrame:
             spans.add((c.row, c.dataset))
         d = {"row": c.row, "column": c.col, "dataset": c.dataset, "IPC": c.ipc,
              "ours (mean ± std, n)": f"{ours_text(c)} (n={c.ours.n})" if not c.ours.empty else "—",
-             "paper": c.paper.text if c.paper else "—", "Δ": _num(c.delta, "+" + c.fmt) if c.delta is not None else "—"}
+             "paper": c.paper.text if c.paper else "—", "Δ": _num(c.delta, signed(c.fmt)) if c.delta is not None else "—"}
         d.update({k: _num(v) for k, v in c.measures.items()})
         d["note"] = c.note
         d["grid"] = f"![]({images[i]})" if i in images else ""

@@ -83,6 +83,15 @@ def reuse_dirs(a: argparse.Namespace) -> list[Path]:
     return [d.resolve() for d in dirs]
 
 
+def print_coverage(a: argparse.Namespace, overrides: list[str], adds: list[list[str]]) -> None:
+    """Which of the paper's cells the plan leaves without a job (dfdistill/sweeps/coverage.py)."""
+    from dfdistill.reporting.layouts import spec_for
+    from dfdistill.sweeps.coverage import report_line
+
+    if spec_for(a.exp).paper != "none":
+        print(report_line(a.exp, a.profile, overrides, adds), flush=True)
+
+
 def build(a: argparse.Namespace, sweep_dir: Path) -> Optional[dict]:
     if a.no_table:
         return None
@@ -103,7 +112,10 @@ def run_search(a: argparse.Namespace, overrides: list[str], hydra_overrides: lis
     s = MaxRatioSearch(a.exp, a.profile, overrides, launch, cfg, a.sweep_dir, adds, reuse=reuse_dirs(a))
     holder["s"] = s
     if a.plan or a.dry_run:
-        return plan_search(s, a)
+        out = plan_search(s, a)
+        if a.plan:
+            print_coverage(a, overrides, adds)
+        return out
     cells = s.run()
     path = s.write_summary()
     for c in cells:
@@ -174,6 +186,7 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
         lines, totals = preview.job_lines(jobs, cost.collect(cost.default_roots(sweep_dir)))
         print("\n".join(lines))
         print(f"[run_table] {a.exp} / {a.profile}: {preview.totals_line(totals)}")
+        print_coverage(a, overrides, adds)
         return {"jobs": jobs, "launched": [], "sweep_dir": sweep_dir, "totals": totals, "rcs": []}
     if a.dry_run:
         for j in jobs:

@@ -20,6 +20,8 @@ from dfdistill.sweeps import overrides as ov
 
 EXTRA_JOB_SETS: dict[str, list[str]] = {
     "bilp_tab1": ["dataset=cifar10 ipc=50"],
+    "bilp_tab2": ["dataset=cifar10 ipc=50"],
+    "bilp_fig2": ["dataset=cifar10 ipc=50"],                          # Tables 1-2's CIFAR10 IPC 50 row
     "bilp_tab3": ["dataset=cifar10 ipc=50"],
     "bilp_tab4": ["method=dc,idc pruning=bilp",                      # BiLP+DC, BiLP+IDC
                   "method=idc pruning=bilp method.factor=3",          # BiLP+IDC (x3)
@@ -28,7 +30,9 @@ EXTRA_JOB_SETS: dict[str, list[str]] = {
                   "dataset=cifar10,svhn ipc=50 method=dc,idc pruning=bilp",
                   "dataset=cifar10,svhn ipc=50 method=idc pruning=bilp method.factor=3"],
     "bilp_tab5": ["pruning=bilp pruning.adaptive.tail=small,large"],  # the one-tailed ITE rows
-    "bilp_tab6": ["pruning=none"],                                    # the unpruned IDC (speed-up)
+    "bilp_tab6": ["pruning.adaptive.mode=exact pruning.adaptive.stats=full method.iterations=3",  # no optimisation
+                  "pruning.adaptive.mode=taylor pruning.adaptive.lazy_every=10",  # +lazy selection
+                  "pruning=none"],                                    # the unpruned IDC (speed-up)
     "bilp_tab7": ["method=dm ipc=10,50"],                             # DM alone at IPC 10 and 50
     "dfcolearn_tab1": ["dataset=cifar10 ipc=50"],
 }
