@@ -329,12 +329,22 @@ def report(s: Session, data: Data, evals: dict, info: dict, source: Optional[dic
     return record
 
 
+def run_label(rec: dict) -> str:
+    """The method as the summary names it: with its variant (DF-CoLearn's Table 2 rows differ only there),
+    so the lines of one sweep are told apart."""
+    variant = ((rec.get("config") or {}).get("method") or {}).get("variant")
+    return f"{rec['method']}[{variant}]" if variant else rec["method"]
+
+
 def format_summary(rec: dict) -> str:
     """The human line at the end of `python run.py`."""
     if "acc_mean" not in rec:
         return f"stage {rec.get('stage')} finished"
-    line = (f"{rec['method']} @ IPC {rec['ipc']} on {rec['dataset']}: "
+    line = (f"{run_label(rec)} @ IPC {rec['ipc']} on {rec['dataset']}: "
             f"{100 * rec['acc_mean']:.2f} ± {100 * rec['acc_std']:.2f}% (n={rec['n_eval']})")
+    if rec.get("cross_arch"):
+        line += "  |  cross-arch: " + ", ".join(f"{arch} {100 * c['mean']:.2f} ± {100 * c['std']:.2f}%"
+                                                for arch, c in rec["cross_arch"].items())
     if "random_mean" in rec:
         line += f"  |  random real subset, same protocol: {100 * rec['random_mean']:.2f} ± {100 * rec['random_std']:.2f}%"
     line += f"  |  {rec['wall_seconds']:.0f}s, results: {rec['output_dir']}/results.jsonl"
