@@ -97,7 +97,22 @@ def check_argv(argv: list[str]) -> list[str]:
     check_overrides(overrides, method_schemas_by_option())
     for o in overrides:
         check_override(o)
-    return [expand_home(a) if a in overrides else a for a in argv]
+    return [quote_path(expand_home(a)) if a in overrides else a for a in argv]
+
+
+_PATH_KEYS = ("synthetic", "resume")  # values that are run dirs, whose names hold `=` and `,`
+
+
+def quote_path(o: str) -> str:
+    """`synthetic=outputs/digits/dm-ipc1/ipc=1,method=dm` -> the value quoted for Hydra's override grammar,
+    which would read the `,` as a sweep and the `=` as a syntax error; only when the whole value is an
+    existing path (so `-m synthetic=a.pt,b.pt` still sweeps)."""
+    key, eq, value = o.partition("=")
+    if not eq or key.lstrip("+~") not in _PATH_KEYS or value[:1] in ("'", '"') or not os.path.exists(value):
+        return o
+    if "'" in value or "\\" in value or not any(c in value for c in "=,[]{}()\" :$*?"):
+        return o  # nothing to quote, or what single quotes cannot hold as typed
+    return f"{key}='{value}'"
 
 
 def check_override(o: str) -> None:

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from dfdistill.artifacts import ArtifactCache, atomic_write_text
 from dfdistill.config.resolve import distill_key, method_class, method_config, resolve_config, result_key
 from dfdistill.data.real import RealData
 from dfdistill.errors import Interrupted
+from dfdistill.eval_set import apply_set_metadata, check_set
 from dfdistill.evaluation.protocol import evaluate_set, is_batchnorm_convnet, resolve_eval
 from dfdistill.log import log
 from dfdistill.loop import distill_loop
@@ -73,13 +74,18 @@ class Data:
 # ---------------------------------------------------------------------------------------------- #
 def run(cfg: DictConfig) -> dict:
     """Execute one configured run and return its result record (also written to results.jsonl)."""
+    syn = None
+    if cfg.get("stage") == "eval" and cfg.get("synthetic"):  # the set's method and IPC, unless typed
+        syn = load_synthetic(cfg.synthetic)
+        check_set(syn)
+        cfg = apply_set_metadata(cfg, syn)
     cfg = resolve_config(cfg)
     check_config(cfg)
     out_dir = Path(cfg.output_dir).expanduser().resolve()
     with run_lock(out_dir):
         atomic_write_text(out_dir / RESOLVED_FILE, OmegaConf.to_yaml(cfg))  # what runs, with its provenance
         if cfg.stage == "eval":
-            return run_eval(cfg, out_dir)
+            return run_eval(cfg, out_dir, syn or load_synthetic(cfg.synthetic))
         key = distill_key(cfg)
         stored = stored_result(out_dir, result_key(key, cfg), cfg.force or cfg.stage != "all")
         if stored is not None:
@@ -96,14 +102,9 @@ def run(cfg: DictConfig) -> dict:
             return report(s, data, evaluate(s, data, syn, distiller.evaluate), info)
 
 
-def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
-    """stage=eval: evaluate a saved set (ours or another codebase's) under this config's protocol."""
-    syn = load_synthetic(cfg.synthetic)
-    if syn.per_class() != cfg.ipc:
-        log.info(f"stage=eval: the set has {syn.per_class()} images per class; recording ipc={syn.per_class()} "
-                 "(the random baseline's size)")
-    with open_dict(cfg):
-        cfg.ipc = syn.per_class()
+def run_eval(cfg: DictConfig, out_dir: Path, syn: SyntheticSet) -> dict:
+    """stage=eval: evaluate a saved set (ours or another codebase's) under this config's protocol (the
+    set's own method and IPC where the command names none: dfdistill.eval_set)."""
     stored = stored_result(out_dir, result_key(syn.key(), cfg), cfg.force)
     if stored is not None:
         return stored

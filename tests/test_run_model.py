@@ -29,7 +29,8 @@ def _output_dir(args: list[str], capsys) -> str:
 
     capsys.readouterr()
     assert cli_main(_entry(), [*args, "print_config=true"]) == 0
-    return [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("output_dir:")][0]
+    lines = capsys.readouterr().out.splitlines()
+    return [line.split(": ", 1)[1] for line in lines if line.startswith("output_dir:")][0]
 
 
 def test_sweep_dir_does_not_depend_on_the_order_of_values():
@@ -86,10 +87,80 @@ def test_summary_names_the_variant_and_prints_cross_arch_accuracies():
     from dfdistill.pipeline import format_summary
 
     rec = {"method": "dfcolearn", "ipc": 1, "dataset": "digits", "acc_mean": 0.5, "acc_std": 0.01, "n_eval": 2,
-           "wall_seconds": 3.0, "output_dir": "/o", "config": {"method": {"name": "dfcolearn", "variant": "filter_only"}},
+           "wall_seconds": 3.0, "output_dir": "/o",
+           "config": {"method": {"name": "dfcolearn", "variant": "filter_only"}},
            "cross_arch": {"mlp": {"mean": 0.25, "std": 0.0}, "lenet": {"mean": 0.125, "std": 0.5}}}
     line = format_summary(rec)
     assert line.startswith("dfcolearn[filter_only] @ IPC 1 on digits: 50.00")
     assert "cross-arch: mlp 25.00 ± 0.00%, lenet 12.50 ± 50.00%" in line
     assert format_summary({**rec, "config": {"method": {"name": "dm"}}, "method": "dm", "cross_arch": {}}).startswith(
         "dm @ IPC 1")
+
+
+def test_a_run_dir_name_with_equals_and_commas_is_a_valid_synthetic_value(tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "outputs/digits/dm-ipc1/dataset=digits,ipc=1,method=dm,profile=smoke"
+    run_dir.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    for given in (str(run_dir), str(run_dir.relative_to(tmp_path))):
+        capsys.readouterr()
+        from dfdistill.cli import main as cli_main
+
+        assert cli_main(_entry(), [*SMOKE, "stage=eval", f"synthetic={given}", "print_config=true"]) == 0, \
+            capsys.readouterr().err
+        assert f"synthetic: {given}\n" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # a DC run and its evaluation (~8 CPU-s)
+def test_stage_eval_takes_method_and_ipc_from_the_set(tmp_path, monkeypatch, capsys):
+    """A DC set evaluated without method=/ipc=: DC's protocol, recorded as dc at the set's IPC -- the
+    same evaluation (config_key, accuracies) as the DC run's own; given by its real run dir name."""
+    import json
+
+    from dfdistill.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(_entry(), [*SMOKE, "logger=none", "progress=false", "method=dc", "ipc=1"]) == 0
+    src = next((tmp_path / "outputs/digits/dc-ipc1").iterdir())
+    own = json.loads((src / "results.jsonl").read_text())
+    capsys.readouterr()
+    assert cli_main(_entry(), [*SMOKE, "logger=none", "progress=false", "stage=eval", f"synthetic={src}"]) == 0
+    out = capsys.readouterr().out
+    ev = json.loads(next((tmp_path / "outputs/eval").rglob("results.jsonl")).read_text())
+    assert ev["config"]["method"]["name"] == "dc" and ev["method"] == "dc" and ev["ipc"] == 1
+    assert ev["config_key"] == own["config_key"] and ev["accs"] == own["accs"]
+    assert "ipc=10" not in out and "dc @ IPC 1" in out
+
+
+def test_stage_eval_refuses_an_empty_set_and_a_one_class_set(compose_cfg, tmp_path):
+    from dfdistill.errors import DataError
+    from dfdistill.pipeline import run
+
+    torch.save({"images": torch.zeros(0, 1, 16, 16), "labels": torch.zeros(0, dtype=torch.long)}, tmp_path / "e.pt")
+    torch.save({"images": torch.zeros(4, 1, 16, 16), "labels": torch.full((4,), 3)}, tmp_path / "one.pt")
+    with pytest.raises(DataError, match="holds no images"):
+        run(compose_cfg([*SMOKE, "stage=eval", f"synthetic={tmp_path / 'e.pt'}"]))
+    with pytest.raises(DataError, match="all 4 labels are class 3"):
+        run(compose_cfg([*SMOKE, "stage=eval", f"synthetic={tmp_path / 'one.pt'}"]))
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_stage_eval_says_when_the_ipc_is_not_uniform(tmp_path, capsys):
+    from dfdistill.eval_set import check_set
+    from dfdistill.synthetic import load_synthetic
+
+    torch.save({"images": torch.zeros(5, 1, 16, 16), "labels": torch.tensor([0, 0, 0, 1, 2])}, tmp_path / "s.pt")
+    capsys.readouterr()
+    check_set(load_synthetic(tmp_path / "s.pt"))
+    assert "not uniform (1 to 3 images per class over 3 classes); recording ipc=1" in capsys.readouterr().out
+
+
+def test_the_sets_method_and_ipc_apply_unless_typed(compose_cfg):
+    from dfdistill.config.resolve import resolve_config
+    from dfdistill.eval_set import apply_set_metadata
+    from dfdistill.synthetic import SyntheticSet
+
+    syn = SyntheticSet(torch.zeros(10, 1, 16, 16), torch.arange(10), meta={"method": "dc", "ipc": 1})
+    cfg = resolve_config(apply_set_metadata(compose_cfg([*SMOKE, "stage=eval", "synthetic=x"]), syn))
+    assert cfg.method.name == "dc" and cfg.ipc == 1 and cfg.method.eval_aug == "none"  # DC's protocol, not dsa
+    typed = apply_set_metadata(compose_cfg([*SMOKE, "stage=eval", "synthetic=x", "method=dm", "ipc=5"]), syn)
+    assert typed.method.name == "dm" and typed.ipc == 1  # the method typed wins; the IPC is the set's
