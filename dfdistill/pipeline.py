@@ -30,7 +30,7 @@ from dfdistill.log import log
 from dfdistill.loop import distill_loop
 from dfdistill.methods.base import DistillContext, Distiller
 from dfdistill.models.factory import ModelFactory, backbone_config, check_backbone_fits, make_model_factory
-from dfdistill.preflight import check_classes, check_config, check_per_class
+from dfdistill.preflight import check_classes, check_config, check_per_class, check_trains
 from dfdistill.reporting.logger import NullLogger, build_logger
 from dfdistill.reporting.results import RESULTS_FILE, mean_std, read_results, save_grid, write_results
 from dfdistill.rundir import run_lock
@@ -81,6 +81,7 @@ def run(cfg: DictConfig) -> dict:
         cfg = apply_set_metadata(cfg, syn)
     cfg = resolve_config(cfg)
     check_config(cfg)
+    check_trains(cfg)
     out_dir = Path(cfg.output_dir).expanduser().resolve()
     with run_lock(out_dir):
         atomic_write_text(out_dir / RESOLVED_FILE, OmegaConf.to_yaml(cfg))  # what runs, with its provenance
