@@ -27,7 +27,7 @@ from dfdistill.errors import Interrupted
 from dfdistill.eval_set import apply_set_metadata, check_set
 from dfdistill.evaluation.protocol import evaluate_set, is_batchnorm_convnet, resolve_eval
 from dfdistill.log import log
-from dfdistill.loop import distill_loop
+from dfdistill.loop import check_resume_before_work, distill_loop
 from dfdistill.methods.base import DistillContext, Distiller
 from dfdistill.models.factory import ModelFactory, backbone_config, check_backbone_fits, make_model_factory
 from dfdistill.preflight import check_classes, check_config, check_per_class, check_trains
@@ -90,7 +90,11 @@ def run(cfg: DictConfig) -> dict:
         key = distill_key(cfg)
         stored = stored_result(out_dir, result_key(key, cfg), cfg.force or cfg.stage != "all")
         if stored is not None:
+            if cfg.resume:
+                log.info(f"resume={cfg.resume} not used: this config's result is already stored (above); "
+                         "delete that results.jsonl line, or change what resume= should change")
             return stored
+        check_resume_before_work(cfg, out_dir, key)
         with session(cfg, out_dir, key, result_key(key, cfg)) as s:
             data = prune(s, load_data(s))
             distiller = prepare_method(s, data)

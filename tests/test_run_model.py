@@ -178,3 +178,21 @@ def test_zero_iterations_is_refused_for_an_evaluated_run(compose_cfg, tmp_path):
     check_trains(resolve_config(compose_cfg([*SMOKE, "method=random", "ipc=1"])))  # a coreset has no iterations
     rec = run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "method.iterations=0", "stage=distill"]))
     assert rec["stage"] == "distill" and rec["iterations"] == 0  # the initial set (scripts/make_figure.py)
+
+
+def test_resume_refuses_another_distillation_and_is_never_ignored_silently(compose_cfg, tmp_path, capsys):
+    from dfdistill.errors import ConfigError
+    from dfdistill.pipeline import run
+
+    src = tmp_path / "dm"
+    run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "stage=distill"], src))
+    with pytest.raises(ConfigError, match=r"resume=.* is another distillation: it differs in seed \(0 -> 5\), method.name \(dm -> dc\)"):
+        run(compose_cfg([*SMOKE, "method=dc", "ipc=1", "seed=5", f"resume={src}"], tmp_path / "dc"))
+    assert not (tmp_path / "dc" / "checkpoint.pt").exists()  # refused before any work
+    rec = run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "method.lr_img=0.5", "profile.iterations=4",
+                           f"resume={src}", "stage=distill"], tmp_path / "lower"))  # the keys meant to change
+    assert rec["continued_from"]["iteration"] == 3 and set(rec["continued_from"]["changed"]) == {
+        "method.lr_img", "method.iterations", "profile.iterations"}
+    capsys.readouterr()
+    run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "stage=distill", f"resume={tmp_path / 'lower'}"], src))
+    assert "resume=" in capsys.readouterr().out  # this dir's own checkpoint continues, and it says so
