@@ -6,6 +6,8 @@ Identities (dfdistill.config.resolve): the distillation's key tags the checkpoin
 then `stage=all` (or another `eval=`) continue one distillation; each evaluation of a set is its own
 line in results.jsonl. A finished evaluation is returned as stored (`force=true` recomputes); an
 unfinished distillation resumes from its last checkpoint (dfdistill.loop, dfdistill.checkpoint).
+A run dir that differs only in what is outside the distillation's identity (e.g. `eval.num_eval=2`)
+finds the finished distillation by its key (dfdistill.distilled) and only evaluates it.
 `stage=eval synthetic=<file or run dir>` evaluates a saved set without distilling.
 """
 
@@ -20,7 +22,9 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from dfdistill import distilled
 from dfdistill.artifacts import ArtifactCache, atomic_write_text
+from dfdistill.checkpoint import CHECKPOINT_FILE
 from dfdistill.config.resolve import distill_key, method_class, method_config, resolve_config, result_key
 from dfdistill.data.real import RealData
 from dfdistill.errors import Interrupted
@@ -95,12 +99,13 @@ def run(cfg: DictConfig) -> dict:
                          "delete that results.jsonl line, or change what resume= should change")
             return stored
         check_resume_before_work(cfg, out_dir, key)
+        distilled_in = reuse_distillation(cfg, out_dir, key)
         with session(cfg, out_dir, key, result_key(key, cfg)) as s:
             data = prune(s, load_data(s))
             distiller = prepare_method(s, data)
             if cfg.stage in ("experts", "scores"):
                 return {"stage": cfg.stage, "stage_seconds": s.timer.seconds}
-            info = distill(s, distiller)
+            info = {**distill(s, distiller), "distilled_in": distilled_in}
             syn = save_outputs(s, distiller, data.train, info)
             if cfg.stage == "distill":
                 return {"stage": "distill", **info, "stage_seconds": s.timer.seconds}
@@ -118,6 +123,20 @@ def run_eval(cfg: DictConfig, out_dir: Path, syn: SyntheticSet) -> dict:
         syn = fit_to_data(syn, data.train, cfg.dataset.name)
         source = {"synthetic": str(syn.source), **syn.meta}
         return report(s, data, evaluate(s, data, syn, method_evaluator(s, data)), {}, source)
+
+
+def reuse_distillation(cfg: DictConfig, out_dir: Path, key: str) -> Optional[str]:
+    """The run dir whose finished distillation this run continues instead of distilling (only the
+    evaluation differs: dfdistill.distilled), its checkpoint copied in; None when there is none to use."""
+    if cfg.stage not in ("all", "distill") or cfg.force or cfg.resume or (out_dir / CHECKPOINT_FILE).exists():
+        return None
+    source = distilled.find(ArtifactCache(cfg.cache_dir), key, out_dir)
+    if source is None:
+        return None
+    distilled.adopt(source, out_dir)
+    log.info(f"this distillation was finished in {source}; evaluating its set without distilling again "
+             "(force=true distils from scratch)")
+    return str(source)
 
 
 def stored_result(out_dir: Path, record_key: str, recompute: bool) -> Optional[dict]:
@@ -240,6 +259,8 @@ def save_outputs(s: Session, distiller: Distiller, train: RealData, info: dict) 
             "code_version": code_version()}
     syn = SyntheticSet(images, labels, distiller.eval_lr(), meta=meta)
     save_synthetic(s.out_dir / SYNTHETIC_FILE, syn, train)
+    last = info["stopped_at"] + 1 if info.get("stopped_at") is not None else info["iterations"]
+    distilled.register(s.cache, s.key, s.out_dir, last)  # a run dir with other eval.* finds it
     grid = save_grid(train.denormalize(images.float()), labels, s.out_dir / "synthetic.png")
     s.logger.image("synthetic/grid", grid)
     return syn
@@ -323,7 +344,7 @@ def report(s: Session, data: Data, evals: dict, info: dict, source: Optional[dic
         "sec_per_iter": info.get("sec_per_iter"), "ite_seconds_per_iter": info.get("ite_seconds_per_iter"),
         "iterations": info.get("iterations", (source or {}).get("iterations")), "resumed_from": info.get("resumed_from"),
         "stopped_at": info.get("stopped_at"),
-        "continued_from": info.get("continued_from"), "source": source,
+        "continued_from": info.get("continued_from"), "distilled_in": info.get("distilled_in"), "source": source,
         "peak_memory_mb": peak_memory_mb(device), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "code_version": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

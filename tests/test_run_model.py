@@ -196,3 +196,21 @@ def test_resume_refuses_another_distillation_and_is_never_ignored_silently(compo
     capsys.readouterr()
     run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "stage=distill", f"resume={tmp_path / 'lower'}"], src))
     assert "resume=" in capsys.readouterr().out  # this dir's own checkpoint continues, and it says so
+
+
+def test_another_evaluation_in_another_run_dir_does_not_distil_again(compose_cfg, tmp_path, monkeypatch, capsys):
+    """`eval.num_eval=2` names another run dir (its overrides), but the same distillation: it is found
+    by its identity and only evaluated -- a step of the method would fail the test."""
+    from dfdistill.methods.dm import DM
+    from dfdistill.pipeline import run
+
+    first = run(compose_cfg([*SMOKE, "method=dm", "ipc=1"], tmp_path / "a"))
+    monkeypatch.setattr(DM, "step", lambda self, it: pytest.fail("distilled again"))
+    capsys.readouterr()
+    rec = run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "eval.num_eval=2", "eval.compare_random=false"],
+                          tmp_path / "b"))
+    assert rec["distilled_in"] == str(tmp_path / "a") and rec["resumed_from"] == rec["iterations"] == 3
+    assert rec["n_eval"] == 2 and rec["accs"][0] == first["accs"][0] and rec["distill_key"] == first["distill_key"]
+    assert "finished in" in capsys.readouterr().out
+    a, b = (torch.load(tmp_path / d / "synthetic.pt")["images"] for d in "ab")
+    assert torch.equal(a, b)
