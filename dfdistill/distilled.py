@@ -29,6 +29,19 @@ def register(cache: ArtifactCache, key: str, out_dir: Path, iteration: int) -> N
     atomic_write_text(index_path(cache, key), json.dumps({"run_dir": str(out_dir), "iteration": int(iteration)}))
 
 
+def register_existing(cache: ArtifactCache, key: str, out_dir: Path) -> None:
+    """Index a distillation finished before the index existed (or in another cache), when its run dir's
+    stored result is reused, so that other run dirs find it from then on."""
+    if index_path(cache, key).exists():
+        return
+    try:
+        ck = load_tensor_file(out_dir / CHECKPOINT_FILE)
+    except Exception:  # noqa: BLE001 - no readable checkpoint: nothing to offer
+        return
+    if ck.get("config_key") == key:
+        register(cache, key, out_dir, ck["iteration"])
+
+
 def find(cache: ArtifactCache, key: str, out_dir: Path) -> Optional[Path]:
     """Another run dir whose checkpoint is the finished distillation `key`, else None (an entry whose dir
     was moved, deleted, or since holds another state is ignored)."""

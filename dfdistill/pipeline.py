@@ -94,6 +94,7 @@ def run(cfg: DictConfig) -> dict:
         key = distill_key(cfg)
         stored = stored_result(out_dir, result_key(key, cfg), cfg.force or cfg.stage != "all")
         if stored is not None:
+            distilled.register_existing(ArtifactCache(cfg.cache_dir), key, out_dir)
             if cfg.resume:
                 log.info(f"resume={cfg.resume} not used: this config's result is already stored (above); "
                          "delete that results.jsonl line, or change what resume= should change")

@@ -4,8 +4,11 @@ written by print_config, Ctrl-C's own exit code, summaries that tell runs apart.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -205,6 +208,8 @@ def test_another_evaluation_in_another_run_dir_does_not_distil_again(compose_cfg
     from dfdistill.pipeline import run
 
     first = run(compose_cfg([*SMOKE, "method=dm", "ipc=1"], tmp_path / "a"))
+    shutil.rmtree(Path(os.environ["DFDISTILL_CACHE"]) / "distilled")  # as if finished before the index existed:
+    run(compose_cfg([*SMOKE, "method=dm", "ipc=1"], tmp_path / "a"))  # reusing its stored result indexes it
     monkeypatch.setattr(DM, "step", lambda self, it: pytest.fail("distilled again"))
     capsys.readouterr()
     rec = run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "eval.num_eval=2", "eval.compare_random=false"],
