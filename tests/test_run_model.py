@@ -209,7 +209,9 @@ def test_another_evaluation_in_another_run_dir_does_not_distil_again(compose_cfg
 
     first = run(compose_cfg([*SMOKE, "method=dm", "ipc=1"], tmp_path / "a"))
     shutil.rmtree(Path(os.environ["DFDISTILL_CACHE"]) / "distilled")  # as if finished before the index existed:
-    run(compose_cfg([*SMOKE, "method=dm", "ipc=1"], tmp_path / "a"))  # reusing its stored result indexes it
+    capsys.readouterr()
+    run(compose_cfg([*SMOKE, "method=dm", "ipc=1", f"resume={tmp_path / 'a'}"], tmp_path / "a"))  # stored: indexed
+    assert f"resume={tmp_path / 'a'} not used" in capsys.readouterr().out  # never ignored silently
     monkeypatch.setattr(DM, "step", lambda self, it: pytest.fail("distilled again"))
     capsys.readouterr()
     rec = run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "eval.num_eval=2", "eval.compare_random=false"],
