@@ -68,11 +68,19 @@ def read_checkpoint(path: Path) -> Optional[dict]:
         return None
 
 
-def load_checkpoint(out_dir: Path, key: str, allow_other_config: bool = False) -> Optional[dict]:
-    """This run's own checkpoint; one written by another config is refused unless `resume=` names this dir."""
+def load_checkpoint(out_dir: Path, key: str, allow_other_config: bool = False,
+                    identity: Optional[dict] = None) -> Optional[dict]:
+    """This run's own checkpoint; one written by another config is refused unless `resume=` names this dir
+    (offered only when `identity`, the current config's, differs from its own in RESUMABLE_KEYS alone)."""
     path = out_dir / CHECKPOINT_FILE
     ck = read_checkpoint(path)
     if ck is not None and ck.get("config_key") != key and not allow_other_config:
+        changed = changed_keys(ck.get("identity"), identity) if identity is not None else {}
+        other = [k for k in changed if k not in RESUMABLE_KEYS]
+        if other:
+            raise ConfigError(f"{path} belongs to another distillation (it differs in {', '.join(other[:8])}"
+                              f"{' ...' if len(other) > 8 else ''}); use another output dir (hydra.run.dir=...) "
+                              "or delete the checkpoint")
         raise ConfigError(f"{path} belongs to a different config; use another output dir (hydra.run.dir=...), "
                           f"continue it under this config with resume={out_dir}, or delete the checkpoint")
     return ck

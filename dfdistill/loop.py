@@ -84,7 +84,8 @@ def start_state(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str) 
         elif (out_dir / CHECKPOINT_FILE).exists():
             log.info("force=true: distilling from scratch (the existing checkpoint is not resumed)")
         return 0, [], None, False
-    source, ck = out_dir, load_checkpoint(out_dir, key, allow_other_config=resume_dir == out_dir)
+    source, ck = out_dir, load_checkpoint(out_dir, key, allow_other_config=resume_dir == out_dir,
+                                          identity=identity(cfg))
     if ck is not None and resume_dir is not None and resume_dir != out_dir:
         log.info(f"resume={cfg.resume} not used: this run dir holds its own checkpoint of this config (iteration "
                  f"{ck['iteration']}), which continues")

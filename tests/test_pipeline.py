@@ -80,7 +80,7 @@ def test_missing_root_and_too_small_images_fail_clearly(compose_cfg, tmp_path):
 def test_checkpoint_of_other_config_is_refused(compose_cfg, tmp_path):
     out = tmp_path / "shared"
     run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "stage=distill"], out))
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match="belongs to another distillation .it differs in ipc"):
         run(compose_cfg([*SMOKE, "method=dm", "ipc=2"], out))
 
 
