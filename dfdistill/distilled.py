@@ -16,6 +16,7 @@ from typing import Optional
 
 from dfdistill.artifacts import ArtifactCache, atomic_write_bytes, atomic_write_text, load_tensor_file
 from dfdistill.checkpoint import CHECKPOINT_FILE
+from dfdistill.log import log
 
 INDEX_KIND = "distilled"
 
@@ -25,8 +26,13 @@ def index_path(cache: ArtifactCache, key: str) -> Path:
 
 
 def register(cache: ArtifactCache, key: str, out_dir: Path, iteration: int) -> None:
-    """Record that `out_dir` holds the finished distillation `key` (its checkpoint at `iteration`)."""
-    atomic_write_text(index_path(cache, key), json.dumps({"run_dir": str(out_dir), "iteration": int(iteration)}))
+    """Record that `out_dir` holds the finished distillation `key` (its checkpoint at `iteration`); a cache
+    that cannot be written costs only the reuse, never the finished run."""
+    try:
+        atomic_write_text(index_path(cache, key), json.dumps({"run_dir": str(out_dir), "iteration": int(iteration)}))
+    except OSError as exc:
+        log.info(f"could not index this distillation in {cache.root} ({exc.strerror or exc}); other run dirs "
+                 "will not find it")
 
 
 def register_existing(cache: ArtifactCache, key: str, out_dir: Path) -> None:
