@@ -45,8 +45,10 @@ test: ## fast unit tests (excludes @slow)
 test-slow: ## the slow pipeline / sweep tests
 	$(PYTHON) -m pytest -q -m slow
 
+# the plain command (a value equal to the default is left out, logger is not in the run dir's name), so
+# `make quickstart PROFILE=smoke` and `python run.py profile=smoke` are one job in one run dir
 quickstart: ## the default job: DM, IPC 10, digits (PROFILE=smoke for seconds)
-	$(PYTHON) run.py +exp=quickstart profile=$(PROFILE) logger=$(LOGGER) $(if $(DATASET),dataset=$(DATASET),) $(EXTRA)
+	$(PYTHON) run.py $(if $(filter-out cpu,$(PROFILE)),profile=$(PROFILE),) logger=$(LOGGER) $(if $(DATASET),dataset=$(DATASET),) $(EXTRA)
 
 table-bilp-1: ## BiLP Table 1: max pruning ratio, random selection (search, 5 removal trials)
 	$(call RUN_TABLE,bilp_tab1)

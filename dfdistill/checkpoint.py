@@ -23,6 +23,13 @@ from dfdistill.methods.base import Distiller
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
+# What `resume=<dir>` may change in the distillation's identity: how the optimisation goes on (learning
+# rates of what is optimised, how long, how often it is saved), not what is optimised. Anything else
+# (method, dataset, ipc, seed, backbone, pruning, ...) makes the checkpoint another distillation.
+RESUMABLE_KEYS = ("method.lr_img", "method.lr_lr", "method.lr_net", "method.lr_label", "method.lr_transform",
+                  "method.lr_platt", "method.mask_lr", "method.unroll_lr", "method.filter_lr", "method.iterations",
+                  "profile.iterations", "checkpoint_every", "profile.checkpoint_every", "log_every")
+
 
 def rng_state() -> dict[str, Any]:
     st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
@@ -61,14 +68,41 @@ def read_checkpoint(path: Path) -> Optional[dict]:
         return None
 
 
-def load_checkpoint(out_dir: Path, key: str, allow_other_config: bool = False) -> Optional[dict]:
-    """This run's own checkpoint; one written by another config is refused unless `resume=` names this dir."""
+def load_checkpoint(out_dir: Path, key: str, allow_other_config: bool = False,
+                    identity: Optional[dict] = None) -> Optional[dict]:
+    """This run's own checkpoint; one written by another config is refused unless `resume=` names this dir
+    (offered only when `identity`, the current config's, differs from its own in RESUMABLE_KEYS alone)."""
     path = out_dir / CHECKPOINT_FILE
     ck = read_checkpoint(path)
     if ck is not None and ck.get("config_key") != key and not allow_other_config:
+        changed = changed_keys(ck.get("identity"), identity) if identity is not None else {}
+        other = [k for k in changed if k not in RESUMABLE_KEYS]
+        if other:
+            raise ConfigError(f"{path} belongs to another distillation (it differs in {', '.join(other[:8])}"
+                              f"{' ...' if len(other) > 8 else ''}); use another output dir (hydra.run.dir=...) "
+                              "or delete the checkpoint")
         raise ConfigError(f"{path} belongs to a different config; use another output dir (hydra.run.dir=...), "
                           f"continue it under this config with resume={out_dir}, or delete the checkpoint")
     return ck
+
+
+def check_resumable(ck: dict, identity: dict, source: Path) -> dict[str, list]:
+    """The keys a `resume=` checkpoint changes ({key: [old, new]}); a ConfigError naming them when any is
+    outside RESUMABLE_KEYS (continuing it would label another distillation's set as this config's)."""
+    if not isinstance(ck.get("identity"), dict):
+        raise ConfigError(f"resume={source}: its {CHECKPOINT_FILE} does not record the config it was made with, so "
+                          "it cannot be checked against this one; drop resume= (or rerun that run's own command)")
+    changed = changed_keys(ck["identity"], identity)
+    # the telling keys first: top-level ones (seed, ipc), then each group's name
+    other = sorted((k for k in changed if k not in RESUMABLE_KEYS),
+                   key=lambda k: (k.count("."), not k.endswith(".name"), k))
+    if other:
+        shown = ", ".join([f"{k} ({changed[k][0]} -> {changed[k][1]})" for k in other[:3]] + other[3:10])
+        more = f" and {len(other) - 10} more" if len(other) > 10 else ""
+        raise ConfigError(f"resume={source} is another distillation: it differs in {shown}{more}; resume= continues "
+                          "a run only under other learning rates, iterations or checkpoint cadence "
+                          "(dfdistill.checkpoint.RESUMABLE_KEYS); type that run's values, or drop resume=")
+    return changed
 
 
 def restore(distiller: Distiller, ck: dict) -> None:

@@ -26,6 +26,7 @@ from dfdistill.errors import ConfigError, DfdistillError
 from dfdistill.log import preserved_logging
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it, so scripts tell Ctrl-C from a bad input
 # Hydra flags that take a value (the next word is not an override)
 _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
                      "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion"}
@@ -39,7 +40,7 @@ class Reported(Exception):
 
 
 class ReportedInterrupt(KeyboardInterrupt):
-    """An interrupt already reported inside the job; stops a sweep, exits 2."""
+    """An interrupt already reported inside the job; stops a sweep, exits 130."""
 
 
 def debug() -> bool:
@@ -96,7 +97,22 @@ def check_argv(argv: list[str]) -> list[str]:
     check_overrides(overrides, method_schemas_by_option())
     for o in overrides:
         check_override(o)
-    return [expand_home(a) if a in overrides else a for a in argv]
+    return [quote_path(expand_home(a)) if a in overrides else a for a in argv]
+
+
+_PATH_KEYS = ("synthetic", "resume")  # values that are run dirs, whose names hold `=` and `,`
+
+
+def quote_path(o: str) -> str:
+    """`synthetic=outputs/digits/dm-ipc1/ipc=1,method=dm` -> the value quoted for Hydra's override grammar,
+    which would read the `,` as a sweep and the `=` as a syntax error; only when the whole value is an
+    existing path (so `-m synthetic=a.pt,b.pt` still sweeps)."""
+    key, eq, value = o.partition("=")
+    if not eq or key.lstrip("+~") not in _PATH_KEYS or value[:1] in ("'", '"') or not os.path.exists(value):
+        return o
+    if "'" in value or "\\" in value or not any(c in value for c in "=,[]{}()\" :$*?"):
+        return o  # nothing to quote, or what single quotes cannot hold as typed
+    return f"{key}='{value}'"
 
 
 def check_override(o: str) -> None:
@@ -219,13 +235,18 @@ def main(hydra_main: Callable[[], Any], argv: Optional[list[str]] = None) -> int
     try:
         sys.argv = [saved_argv[0] if saved_argv else "run.py", *check_argv(argv)]
         hide_schema_options()
+        if wants_print_config(sys.argv[1:]):
+            print_config(split_args(sys.argv[1:])[1])
+            return 0
         if user_full_error:
             os.environ["_DFDISTILL_USER_FULL_ERROR"] = "1"
         os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's partial traceback
         with preserved_logging():
             hydra_main()
         return 0
-    except (Reported, ReportedInterrupt):
+    except ReportedInterrupt:
+        return EXIT_INTERRUPTED
+    except Reported:
         return EXIT_USER_ERROR
     except SystemExit as exc:  # a reported error of a single run, argparse, --help
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -234,7 +255,7 @@ def main(hydra_main: Callable[[], Any], argv: Optional[list[str]] = None) -> int
         if msg is None or debug():
             raise
         print(f"error: {msg}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_USER_ERROR
     finally:
         forget_hydra_run()
         sys.argv = saved_argv
@@ -243,6 +264,41 @@ def main(hydra_main: Callable[[], Any], argv: Optional[list[str]] = None) -> int
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = user_full_error
+
+
+def wants_print_config(argv: list[str]) -> bool:
+    """A single run with `print_config=true` (a sweep or a Hydra flag such as --cfg goes through Hydra)."""
+    flags, overrides = split_args(argv)
+    return not flags and any(o.partition("=")[0] == "print_config" and
+                             o.partition("=")[2].lower() in ("true", "yes", "1", "on") for o in overrides)
+
+
+def print_config(overrides: list[str]) -> None:
+    """The effective config on stdout, composed without Hydra's run: Hydra creates the run dir, its
+    `.hydra/` and `run.log` before the job starts, and a look at the config must write nothing (it would
+    also rewrite `.hydra/` of an existing run). `output_dir` is the dir the same command would run in."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from dfdistill.config.compose import compose_run_config
+    from dfdistill.config.resolve import resolve_config
+    from dfdistill.log import log
+
+    cfg = compose_run_config(overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        run_dir = str(cfg.hydra.run.dir)
+    finally:
+        HydraConfig.instance().cfg = None  # type: ignore[assignment]
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.output_dir = os.path.abspath(run_dir)
+    level = log.level
+    log.setLevel(logging.WARNING)  # stdout is the config alone, so it can be piped or parsed
+    try:
+        print(OmegaConf.to_yaml(resolve_config(cfg)), end="")
+    finally:
+        log.setLevel(level)
 
 
 def in_sweep() -> bool:

@@ -59,6 +59,19 @@ def ensure_console() -> None:
 ensure_console()  # at import: scripts and tests see messages; Hydra's job logging replaces these handlers
 
 
+class _NoCudaRuntimeNotice(logging.Filter):
+    """Drops torch's `No CUDA runtime is found, using CUDA_HOME=...`: torch.compile's C++ builder imports
+    torch.utils.cpp_extension, which logs it on every CPU-only machine that has a CUDA toolkit installed
+    (it is only logged when no CUDA device is usable, so it never hides anything a GPU run needs), and it
+    lands in the middle of the progress bar."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No CUDA runtime is found")
+
+
+logging.getLogger("torch.utils.cpp_extension").addFilter(_NoCudaRuntimeNotice())
+
+
 class preserved_logging:
     """Restore the root and `dfdistill` loggers after an in-process Hydra run (tests, notebooks), whose
     job logging would otherwise leave handlers on the run's log file and on replaced console streams."""

@@ -21,8 +21,8 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from dfdistill.checkpoint import (CHECKPOINT_FILE, changed_keys, load_checkpoint, optimizer_lrs, read_checkpoint,
-                                  restore, save_checkpoint, set_optimizer_lrs)
+from dfdistill.checkpoint import (CHECKPOINT_FILE, changed_keys, check_resumable, load_checkpoint, optimizer_lrs,
+                                  read_checkpoint, restore, save_checkpoint, set_optimizer_lrs)
 from dfdistill.config.resolve import identity
 from dfdistill.errors import DivergenceError, Interrupted
 from dfdistill.log import log
@@ -57,6 +57,20 @@ def deferred_interrupts() -> Iterator[StopRequest]:
             signal.signal(s, h)
 
 
+def check_resume_before_work(cfg: DictConfig, out_dir: Path, key: str) -> None:
+    """`resume=<dir>` checked against this config before data, experts or scores are computed (the
+    loop checks the same again when it loads the checkpoint)."""
+    if not cfg.resume or cfg.force:
+        return
+    own = read_checkpoint(out_dir / CHECKPOINT_FILE)
+    if own is not None and own.get("config_key") == key:
+        return
+    resume_dir = Path(cfg.resume).expanduser().resolve()
+    ck = read_checkpoint(resume_dir / CHECKPOINT_FILE)
+    if ck is not None and ck.get("config_key") != key:
+        check_resumable(ck, identity(cfg), resume_dir)
+
+
 def start_state(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str) -> tuple[int, list, Optional[dict], bool]:
     """(first iteration, loss history, continued_from, whether it was this dir's own checkpoint) after
     loading the checkpoint that applies, if any.
@@ -65,14 +79,22 @@ def start_state(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str) 
     this config with the config's learning rates; `force=true` ignores both and starts from scratch."""
     resume_dir = Path(cfg.resume).expanduser().resolve() if cfg.resume else None
     if cfg.force:
-        if (out_dir / CHECKPOINT_FILE).exists():
+        if resume_dir is not None:
+            log.info(f"force=true: resume={cfg.resume} not used, distilling from scratch")
+        elif (out_dir / CHECKPOINT_FILE).exists():
             log.info("force=true: distilling from scratch (the existing checkpoint is not resumed)")
         return 0, [], None, False
-    source, ck = out_dir, load_checkpoint(out_dir, key, allow_other_config=resume_dir == out_dir)
+    source, ck = out_dir, load_checkpoint(out_dir, key, allow_other_config=resume_dir == out_dir,
+                                          identity=identity(cfg))
+    if ck is not None and resume_dir is not None and resume_dir != out_dir:
+        log.info(f"resume={cfg.resume} not used: this run dir holds its own checkpoint of this config (iteration "
+                 f"{ck['iteration']}), which continues")
     if ck is None and resume_dir is not None:
         source, ck = resume_dir, read_checkpoint(resume_dir / CHECKPOINT_FILE)
     if ck is None:
         return 0, [], None, False
+    if ck["config_key"] != key:
+        check_resumable(ck, identity(cfg), source)
     fresh_lrs = optimizer_lrs(distiller)
     restore(distiller, ck)
     start, history, continued = int(ck["iteration"]), list(ck["history"]), ck.get("continued_from")

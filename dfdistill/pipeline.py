@@ -6,6 +6,8 @@ Identities (dfdistill.config.resolve): the distillation's key tags the checkpoin
 then `stage=all` (or another `eval=`) continue one distillation; each evaluation of a set is its own
 line in results.jsonl. A finished evaluation is returned as stored (`force=true` recomputes); an
 unfinished distillation resumes from its last checkpoint (dfdistill.loop, dfdistill.checkpoint).
+A run dir that differs only in what is outside the distillation's identity (e.g. `eval.num_eval=2`)
+finds the finished distillation by its key (dfdistill.distilled) and only evaluates it.
 `stage=eval synthetic=<file or run dir>` evaluates a saved set without distilling.
 """
 
@@ -18,19 +20,21 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from dfdistill import compiled
+from dfdistill import compiled, distilled
 from dfdistill.artifacts import ArtifactCache, atomic_write_text
+from dfdistill.checkpoint import CHECKPOINT_FILE
 from dfdistill.config.resolve import distill_key, method_class, method_config, resolve_config, result_key
 from dfdistill.data.real import RealData
 from dfdistill.errors import Interrupted
+from dfdistill.eval_set import apply_set_metadata, check_set
 from dfdistill.evaluation.protocol import evaluate_set, is_convnet_bn, resolve_eval
 from dfdistill.log import log
-from dfdistill.loop import distill_loop
+from dfdistill.loop import check_resume_before_work, distill_loop
 from dfdistill.methods.base import DistillContext, Distiller
 from dfdistill.models.factory import ModelFactory, backbone_config, check_backbone_fits, make_model_factory
-from dfdistill.preflight import check_classes, check_config, check_per_class
+from dfdistill.preflight import check_classes, check_config, check_per_class, check_trains
 from dfdistill.reporting.logger import NullLogger, build_logger
 from dfdistill.reporting.results import RESULTS_FILE, mean_std, read_results, save_grid, write_results
 from dfdistill.rundir import run_lock
@@ -74,37 +78,44 @@ class Data:
 # ---------------------------------------------------------------------------------------------- #
 def run(cfg: DictConfig) -> dict:
     """Execute one configured run and return its result record (also written to results.jsonl)."""
+    syn = None
+    if cfg.get("stage") == "eval" and cfg.get("synthetic"):  # the set's method and IPC, unless typed
+        syn = load_synthetic(cfg.synthetic)
+        check_set(syn)
+        cfg = apply_set_metadata(cfg, syn)
     cfg = resolve_config(cfg)
     check_config(cfg)
+    check_trains(cfg)
     out_dir = Path(cfg.output_dir).expanduser().resolve()
     with run_lock(out_dir):
         atomic_write_text(out_dir / RESOLVED_FILE, OmegaConf.to_yaml(cfg))  # what runs, with its provenance
         if cfg.stage == "eval":
-            return run_eval(cfg, out_dir)
+            return run_eval(cfg, out_dir, syn or load_synthetic(cfg.synthetic))
         key = distill_key(cfg)
         stored = stored_result(out_dir, result_key(key, cfg), cfg.force or cfg.stage != "all")
         if stored is not None:
+            distilled.register_existing(ArtifactCache(cfg.cache_dir), key, out_dir)
+            if cfg.resume:
+                log.info(f"resume={cfg.resume} not used: this config's result is already stored (above); "
+                         "delete that results.jsonl line, or change what resume= should change")
             return stored
+        check_resume_before_work(cfg, out_dir, key)
+        distilled_in = reuse_distillation(cfg, out_dir, key)
         with session(cfg, out_dir, key, result_key(key, cfg)) as s:
             data = prune(s, load_data(s))
             distiller = prepare_method(s, data)
             if cfg.stage in ("experts", "scores"):
                 return {"stage": cfg.stage, "stage_seconds": s.timer.seconds}
-            info = distill(s, distiller)
+            info = {**distill(s, distiller), "distilled_in": distilled_in}
             syn = save_outputs(s, distiller, data.train, info)
             if cfg.stage == "distill":
                 return {"stage": "distill", **info, "stage_seconds": s.timer.seconds}
             return report(s, data, evaluate(s, data, syn, distiller.evaluate), info)
 
 
-def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
-    """stage=eval: evaluate a saved set (ours or another codebase's) under this config's protocol."""
-    syn = load_synthetic(cfg.synthetic)
-    if syn.per_class() != cfg.ipc:
-        log.info(f"stage=eval: the set has {syn.per_class()} images per class; recording ipc={syn.per_class()} "
-                 "(the random baseline's size)")
-    with open_dict(cfg):
-        cfg.ipc = syn.per_class()
+def run_eval(cfg: DictConfig, out_dir: Path, syn: SyntheticSet) -> dict:
+    """stage=eval: evaluate a saved set (ours or another codebase's) under this config's protocol (the
+    set's own method and IPC where the command names none: dfdistill.eval_set)."""
     stored = stored_result(out_dir, result_key(syn.key(), cfg), cfg.force)
     if stored is not None:
         return stored
@@ -113,6 +124,20 @@ def run_eval(cfg: DictConfig, out_dir: Path) -> dict:
         syn = fit_to_data(syn, data.train, cfg.dataset.name)
         source = {"synthetic": str(syn.source), **syn.meta}
         return report(s, data, evaluate(s, data, syn, method_evaluator(s, data)), {}, source)
+
+
+def reuse_distillation(cfg: DictConfig, out_dir: Path, key: str) -> Optional[str]:
+    """The run dir whose finished distillation this run continues instead of distilling (only the
+    evaluation differs: dfdistill.distilled), its checkpoint copied in; None when there is none to use."""
+    if cfg.stage not in ("all", "distill") or cfg.force or cfg.resume or (out_dir / CHECKPOINT_FILE).exists():
+        return None
+    source = distilled.find(ArtifactCache(cfg.cache_dir), key, out_dir)
+    if source is None:
+        return None
+    distilled.adopt(source, out_dir)
+    log.info(f"this distillation was finished in {source}; evaluating its set without distilling again "
+             "(force=true distils from scratch)")
+    return str(source)
 
 
 def stored_result(out_dir: Path, record_key: str, recompute: bool) -> Optional[dict]:
@@ -237,6 +262,8 @@ def save_outputs(s: Session, distiller: Distiller, train: RealData, info: dict) 
             "code_version": code_version()}
     syn = SyntheticSet(images, labels, distiller.eval_lr(), meta=meta)
     save_synthetic(s.out_dir / SYNTHETIC_FILE, syn, train)
+    last = info["stopped_at"] + 1 if info.get("stopped_at") is not None else info["iterations"]
+    distilled.register(s.cache, s.key, s.out_dir, last)  # a run dir with other eval.* finds it
     grid = save_grid(train.denormalize(images.float()), labels, s.out_dir / "synthetic.png")
     s.logger.image("synthetic/grid", grid)
     return syn
@@ -320,7 +347,7 @@ def report(s: Session, data: Data, evals: dict, info: dict, source: Optional[dic
         "sec_per_iter": info.get("sec_per_iter"), "ite_seconds_per_iter": info.get("ite_seconds_per_iter"),
         "iterations": info.get("iterations", (source or {}).get("iterations")), "resumed_from": info.get("resumed_from"),
         "stopped_at": info.get("stopped_at"),
-        "continued_from": info.get("continued_from"), "source": source,
+        "continued_from": info.get("continued_from"), "distilled_in": info.get("distilled_in"), "source": source,
         "peak_memory_mb": peak_memory_mb(device), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "threads": torch.get_num_threads(), "compiled": compiled.compiles_on(device),
@@ -333,12 +360,22 @@ def report(s: Session, data: Data, evals: dict, info: dict, source: Optional[dic
     return record
 
 
+def run_label(rec: dict) -> str:
+    """The method as the summary names it: with its variant (DF-CoLearn's Table 2 rows differ only there),
+    so the lines of one sweep are told apart."""
+    variant = ((rec.get("config") or {}).get("method") or {}).get("variant")
+    return f"{rec['method']}[{variant}]" if variant else rec["method"]
+
+
 def format_summary(rec: dict) -> str:
     """The human line at the end of `python run.py`."""
     if "acc_mean" not in rec:
         return f"stage {rec.get('stage')} finished"
-    line = (f"{rec['method']} @ IPC {rec['ipc']} on {rec['dataset']}: "
+    line = (f"{run_label(rec)} @ IPC {rec['ipc']} on {rec['dataset']}: "
             f"{100 * rec['acc_mean']:.2f} ± {100 * rec['acc_std']:.2f}% (n={rec['n_eval']})")
+    if rec.get("cross_arch"):
+        line += "  |  cross-arch: " + ", ".join(f"{arch} {100 * c['mean']:.2f} ± {100 * c['std']:.2f}%"
+                                                for arch, c in rec["cross_arch"].items())
     if "random_mean" in rec:
         line += f"  |  random real subset, same protocol: {100 * rec['random_mean']:.2f} ± {100 * rec['random_std']:.2f}%"
     line += f"  |  {rec['wall_seconds']:.0f}s, results: {rec['output_dir']}/results.jsonl"

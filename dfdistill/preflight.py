@@ -74,3 +74,18 @@ def check_per_class(real: RealData, ipc: int, why: str) -> None:
         raise DataError(f"class {real.class_names[c]!r} has {n} real images (after pruning), fewer than ipc={ipc}, "
                         f"so {why} would be smaller than IPC; lower ipc or pruning.ratio"
                         + (" or set eval.compare_random=false" if "baseline" in why else ""))
+
+
+def check_trains(cfg: DictConfig) -> None:
+    """A learning method with 0 iterations would report its untrained initial images under its own name;
+    refused for an evaluated run (stage=distill with 0 saves the initial set, as scripts/make_figure.py does)."""
+    from dataclasses import MISSING, fields
+
+    from dfdistill.config.resolve import method_class
+
+    default = {f.name: f.default for f in fields(method_class(cfg).config_cls)}.get("iterations", MISSING)
+    learns = isinstance(default, int) and default > 0
+    if learns and cfg.stage == "all" and int(cfg.method.get("iterations") or 0) == 0:
+        raise ConfigError(f"method.iterations is 0, so {cfg.method.name} would report its untrained initial images as "
+                          f"{cfg.method.name}'s result; give method.iterations >= 1 (or stage=distill to only save the "
+                          "initial set, or method=random for a random real subset)")

@@ -36,8 +36,25 @@ def sweep_name(task_overrides: Any) -> str:
 
     Hydra caches the value it resolved for the whole sweep and hands that cache to every job, so
     all jobs of one launch share it, and a relaunch of the same command gets the same directory."""
-    items = sorted(str(o) for o in (task_overrides or []) if not _NOT_IN_NAME.match(str(o)))
+    items = sorted(sorted_choices(str(o)) for o in (task_overrides or []) if not _NOT_IN_NAME.match(str(o)))
     return _safe(",".join(items))
+
+
+def _natural(value: str) -> tuple:
+    """Sort key: numbers by value (`ipc=1,10,50`), then words."""
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def sorted_choices(override: str) -> str:
+    """`method=dm,dc` -> `method=dc,dm`: a sweep's value list is a set, so its order must not name a
+    different directory. Values with brackets, quotes or sweep functions (`range(...)`) stay as typed."""
+    key, eq, value = override.partition("=")
+    if not eq or "," not in value or any(c in value for c in "[]{}()'\"\\"):
+        return override
+    return f"{key}={','.join(sorted(value.split(','), key=_natural))}"
 
 
 def run_dir(stage: str, synthetic: Optional[str], base: str, override_dirname: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -43,8 +44,12 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Artifacts of tests never touch the user's cache."""
-    monkeypatch.setenv("DFDISTILL_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    """Artifacts of tests never touch the user's cache. Experts and scores are shared across tests (content
+    keys, same bytes either way); finished distillations are not (dfdistill.distilled), or whether a test
+    distils would depend on which tests ran before it."""
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setenv("DFDISTILL_CACHE", str(cache))
+    shutil.rmtree(cache / "distilled", ignore_errors=True)
 
 
 def interrupted_then_resumed(compose_cfg, tmp_path: Path, monkeypatch, method_cls: type, args: list[str],
@@ -65,8 +70,8 @@ def interrupted_then_resumed(compose_cfg, tmp_path: Path, monkeypatch, method_cl
         return real_step(self, it)
 
     monkeypatch.setattr(method_cls, "step", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_cfg(args, tmp_path / "killed"))
+    with pytest.raises(KeyboardInterrupt):  # force: distil here, not reuse the straight run's finished set
+        run(compose_cfg([*args, "force=true"], tmp_path / "killed"))
     assert load_tensor_file(tmp_path / "killed" / CHECKPOINT_FILE)["iteration"] == crash_at
     monkeypatch.setattr(method_cls, "step", real_step)
     info = run(compose_cfg(args, tmp_path / "killed"))

@@ -175,7 +175,8 @@ def test_second_process_on_the_same_run_dir(cli, tmp_path):
 
 def test_checkpoint_of_another_config(cli, tmp_path):
     assert cli("method=dm", "stage=distill")[0] == 0
-    _fails(cli, f"resume={tmp_path / 'run'}", "method=dm", "ipc=2", "stage=distill")
+    _fails(cli, "belongs to another distillation (it differs in ipc", "method=dm", "ipc=2", "stage=distill")
+    _fails(cli, f"resume={tmp_path / 'run'}", "method=dm", "method.lr_img=0.5", "stage=distill")  # resumable
 
 
 def _dm_step_hook(monkeypatch, at: int, action):
@@ -202,7 +203,8 @@ def test_ctrl_c_saves_a_checkpoint_first(cli, monkeypatch, tmp_path):
         return out
 
     _dm_step_hook(monkeypatch, 1, interrupt)
-    _fails(cli, "interrupted after iteration 2/5; checkpoint saved", "method=dm", "profile.iterations=5")
+    rc, line = cli("method=dm", "profile.iterations=5")
+    assert rc == 130 and "interrupted after iteration 2/5; checkpoint saved" in line, line  # 128 + SIGINT
     from dfdistill.artifacts import load_tensor_file
 
     assert load_tensor_file(tmp_path / "run" / CHECKPOINT_FILE)["iteration"] == 2

@@ -176,8 +176,8 @@ def test_resume_after_kill_is_exact_across_a_filter_pass(compose_cfg, tmp_path, 
         return step(self, it)
 
     monkeypatch.setattr(IDC, "step", dies_at_3)
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_cfg(over, tmp_path / "killed"))
+    with pytest.raises(KeyboardInterrupt):  # force: distil here, not reuse the straight run's finished set
+        run(compose_cfg([*over, "force=true"], tmp_path / "killed"))
     monkeypatch.setattr(IDC, "step", step)
     run(compose_cfg(over, tmp_path / "killed"))
     a = torch.load(tmp_path / "straight" / "synthetic.pt")["images"]

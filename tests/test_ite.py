@@ -312,8 +312,8 @@ def test_resume_with_selector_is_exact_and_records_ite_seconds(compose_cfg, tmp_
         return step(self, it)
 
     monkeypatch.setattr(GradientMatching, "step", dies_at_3)
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_cfg(over, tmp_path / "killed"))
+    with pytest.raises(KeyboardInterrupt):  # force: distil here, not reuse the straight run's finished set
+        run(compose_cfg([*over, "force=true"], tmp_path / "killed"))
     ck = load_tensor_file(tmp_path / "killed" / "checkpoint.pt")
     assert ck["iteration"] == 3 and ck["adaptive"]["band"]["mean"] is not None and "adaptive" not in ck["distiller"]
     monkeypatch.setattr(GradientMatching, "step", step)

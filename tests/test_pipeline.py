@@ -80,7 +80,7 @@ def test_missing_root_and_too_small_images_fail_clearly(compose_cfg, tmp_path):
 def test_checkpoint_of_other_config_is_refused(compose_cfg, tmp_path):
     out = tmp_path / "shared"
     run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "stage=distill"], out))
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match="belongs to another distillation .it differs in ipc"):
         run(compose_cfg([*SMOKE, "method=dm", "ipc=2"], out))
 
 
@@ -290,8 +290,8 @@ def test_ctrl_c_then_rerun_is_bit_identical_to_an_uninterrupted_run(compose_cfg,
         return out
 
     monkeypatch.setattr(DM, "step", interrupting)
-    with pytest.raises(Interrupted, match="after iteration 2/6"):
-        run(compose_cfg(over, tmp_path / "cut"))
+    with pytest.raises(Interrupted, match="after iteration 2/6"):  # force: not the straight run's finished set
+        run(compose_cfg([*over, "force=true"], tmp_path / "cut"))
     assert load_tensor_file(tmp_path / "cut" / CHECKPOINT_FILE)["iteration"] == 2  # nothing finished was lost
     monkeypatch.setattr(DM, "step", real_step)
     assert run(compose_cfg(over, tmp_path / "cut"))["resumed_from"] == 2
