@@ -34,6 +34,7 @@ def test_same_config_same_bytes_whatever_the_clock(compose_cfg, tmp_path, monkey
     try:
         for name, step in (("fast", 0.0), ("slow", 1e3)):
             compiled.reset()
+            monkeypatch.setenv("DFDISTILL_CACHE", str(tmp_path / f"cache-{name}"))  # each run computes its own set
             monkeypatch.setattr(time, "process_time", _clock(step))
             monkeypatch.setattr(time, "perf_counter", _clock(step))
             monkeypatch.setattr(time, "monotonic", _clock(step))
@@ -48,3 +49,4 @@ def test_same_config_same_bytes_whatever_the_clock(compose_cfg, tmp_path, monkey
     assert torch.equal(fast["images"], slow["images"]) and torch.equal(fast["labels"], slow["labels"])
     assert info_fast["accs"] == info_slow["accs"]
     assert info_fast["compiled"] is False and info_slow["compiled"] is False  # auto on CPU: eager, recorded
+    assert not info_slow.get("distilled_in")  # the second run distilled again (no shared index or cache)
