@@ -85,10 +85,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="markdown table to write")
     ap.add_argument("--python", action="append", default=[],
                     help="NAME=INTERPRETER: also run the command under another Python (e.g. another torch)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="keep the variants' run dirs here (a rerun reuses the finished ones); default: a temp dir")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = a.work or Path(tmp)
         rows = []
         names = {}
         for name, (extra, env, busy, shared) in VARIANTS.items():
