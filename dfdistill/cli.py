@@ -184,6 +184,10 @@ def hydra_error(exc: BaseException) -> str:
         return f"cannot parse the override '{bad}'; quote values with special characters, e.g. key='a b'"
     if first.startswith("Could not override"):
         return unknown_nested_key(first, exc)
+    merged = re.match(r"Error merging override (\S+?)=(.*)$", first)
+    if merged and "is not a ListConfig" in f"{text} {exc.__cause__}":
+        key, value = merged.groups()
+        return f"{key} is a list: type {key}=[{value}] (several: {key}=[{value},...])"
     cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ is not None and str(exc.__cause__) else ""
     return first + (f" ({cause})" if cause and cause not in first else "")
 
