@@ -96,6 +96,7 @@ def check_argv(argv: list[str]) -> list[str]:
     check_overrides(overrides, method_schemas_by_option())
     for o in overrides:
         check_override(o)
+        check_folder_override(o)
     return [expand_home(a) if a in overrides else a for a in argv]
 
 
@@ -118,6 +119,16 @@ def check_override(o: str) -> None:
         fix = f"did you mean {o.lstrip('+~').replace(head, close[0], 1)}?" if close else \
             f"top-level keys: {', '.join(top_level_keys())}; groups: {', '.join(groups())}"
         raise ConfigError(f"unknown key '{head}' in {o}; {fix}")
+
+
+def check_folder_override(o: str) -> None:
+    """`hydra.run.dir=<a file>/sub`: one line naming the setting (Hydra would fail making the folder)."""
+    from dfdistill.preflight import check_folder_setting
+
+    key, eq, value = o.partition("=")
+    key = key.lstrip("+~")
+    if eq and key in ("hydra.run.dir", "hydra.sweep.dir", "cache_dir") and value and "${" not in value:
+        check_folder_setting(os.path.expanduser(value.strip("'\"")), key)
 
 
 def expand_home(o: str) -> str:
@@ -160,6 +171,8 @@ def user_error(exc: BaseException) -> Optional[str]:
         return hydra_error(exc)
     if isinstance(exc, OSError):
         return os_error(exc)
+    if isinstance(exc, ValueError) and isinstance(exc.__cause__, OSError):  # logging's "Unable to configure handler"
+        return os_error(exc.__cause__)
     return None
 
 
@@ -171,6 +184,9 @@ def os_error(exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return (f"cannot write{where}: {exc.strerror}; give a writable hydra.run.dir=... (and cache_dir=...) "
                 "or fix the permissions")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return (f"cannot make the folder{where}: a part of that path is a file; give a folder path in "
+                "hydra.run.dir=... (or cache_dir= / DFDISTILL_CACHE)")
     return f"{exc.strerror or exc}{':' + where if where else ''}"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import netrc
 import os
 from pathlib import Path
+from typing import Optional
 from urllib.parse import urlparse
 
 from omegaconf import DictConfig
@@ -30,9 +31,39 @@ def check_config(cfg: DictConfig) -> None:
         from dfdistill.synthetic import synthetic_path
 
         synthetic_path(cfg.synthetic)
+    check_cache_dir(cfg)
     if cfg.logger.name == "wandb" and cfg.logger.mode == "online" and not wandb_key_available():
         raise ConfigError("logger.mode=online needs a W&B API key: run `wandb login` or set WANDB_API_KEY, "
                           "or use logger.mode=offline (sync later) or logger=none")
+
+
+def blocking_file(path: str | os.PathLike) -> Optional[Path]:
+    """The first existing part of `path` that is a file (so no folder can be made there), or None."""
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    for part in [*reversed(p.parents), p]:
+        if part.exists() and not part.is_dir():
+            return part
+    return None
+
+
+def check_folder_setting(path: str | os.PathLike, setting: str) -> None:
+    """A folder setting (hydra.run.dir=, cache_dir=, DFDISTILL_CACHE) that points at or under a file."""
+    f = blocking_file(path)
+    if f is not None:
+        where = "is a file" if f == Path(os.path.abspath(Path(path).expanduser())) else f"lies under the file {f}"
+        raise ConfigError(f"{setting}={path} {where}, not a folder; set {setting} to a folder path")
+
+
+def check_cache_dir(cfg: DictConfig) -> None:
+    """The cache folder, naming the setting it came from (typed cache_dir=, $DFDISTILL_CACHE, or HOME)."""
+    from dfdistill.artifacts import default_cache_dir
+    from dfdistill.config.resolve import is_typed, typed_overrides
+
+    if cfg.get("cache_dir"):
+        typed = is_typed("cache_dir", typed_overrides(cfg)[0]) or not os.environ.get("DFDISTILL_CACHE")
+        check_folder_setting(str(cfg.cache_dir), "cache_dir" if typed else "DFDISTILL_CACHE")
+    else:
+        check_folder_setting(default_cache_dir(), "DFDISTILL_CACHE (default ~/.cache/dfdistill)")
 
 
 def check_resume(resume: str) -> None:
