@@ -140,7 +140,8 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
 def nan_message(loss: float, it: int, cfg: DictConfig, out_dir: Path, last_saved: Optional[int]) -> str:
     """Where the last good state is and the exact overrides that continue from it with a lower lr."""
     lr = cfg.method.get("lr_img")
-    lower = f"method.lr_img={float(lr) / 10:g}" if lr else "a lower method learning rate"
+    ok = isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0  # the advice must be a smaller number
+    lower = f"method.lr_img={float(lr) / 10:g}" if ok else "a lower method learning rate"
     head = f"distillation loss became {loss} at iteration {it}"
     if last_saved is not None:
         return (f"{head}; the last good checkpoint (iteration {last_saved}) is kept in {out_dir}; continue from it "

@@ -29,7 +29,7 @@ from dfdistill.log import log
 from dfdistill.loop import distill_loop
 from dfdistill.methods.base import DistillContext, Distiller
 from dfdistill.models.factory import ModelFactory, backbone_config, check_backbone_fits, make_model_factory
-from dfdistill.preflight import check_classes, check_config, check_per_class
+from dfdistill.preflight import check_classes, check_config, check_per_class, check_set_size
 from dfdistill.reporting.logger import NullLogger, build_logger
 from dfdistill.reporting.results import RESULTS_FILE, mean_std, read_results, save_grid, write_results
 from dfdistill.rundir import run_lock
@@ -187,6 +187,8 @@ def prune(s: Session, data: Data) -> Data:
         check_per_class(train, cfg.ipc, "the random real baseline")
     elif cfg.stage != "eval" and issubclass(method_class(cfg), Coreset):
         check_per_class(train, cfg.ipc, f"the {cfg.method.name} subset")
+    if cfg.stage != "eval":
+        check_set_size(cfg.ipc, train, s.device)
     return replace(data, train=train, prune_info=info)
 
 

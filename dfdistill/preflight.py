@@ -105,3 +105,40 @@ def check_per_class(real: RealData, ipc: int, why: str) -> None:
         raise DataError(f"class {real.class_names[c]!r} has {n} real images (after pruning), fewer than ipc={ipc}, "
                         f"so {why} would be smaller than IPC; lower ipc or pruning.ratio"
                         + (" or set eval.compare_random=false" if "baseline" in why else ""))
+
+
+SET_COPIES = 3  # the images, their gradient and the optimizer's momentum: the least a distillation holds
+
+
+def available_bytes(device: "torch.device") -> Optional[int]:
+    """Free memory where the synthetic set will live: CUDA's free device memory, else MemAvailable."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_set_size(ipc: int, real: RealData, device: "torch.device") -> None:
+    """Refuse an IPC whose synthetic set cannot fit, from its estimated size, before it is allocated
+    (`ipc=1000000 method.init=noise` would otherwise try to allocate 10 GB and die or swap)."""
+    shape = tuple(real.images.shape[1:])
+    n = ipc * real.num_classes
+    need = n * 4 * SET_COPIES
+    for d in shape:
+        need *= int(d)
+    free = available_bytes(device)
+    if free is not None and need > free:
+        gib = lambda b: f"{b / 2**30:.1f} GiB"  # noqa: E731
+        raise ConfigError(f"ipc={ipc} makes a synthetic set of {n} images of {'x'.join(map(str, shape))}: about "
+                          f"{gib(need)} with its gradient and optimizer state, more than the {gib(free)} free on "
+                          f"{device.type}; lower ipc")
