@@ -9,10 +9,10 @@ from __future__ import annotations
 import netrc
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterable, Optional
 from urllib.parse import urlparse
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dfdistill.checkpoint import CHECKPOINT_FILE
 from dfdistill.data.real import RealData
@@ -142,3 +142,32 @@ def check_set_size(ipc: int, real: RealData, device: "torch.device") -> None:
         raise ConfigError(f"ipc={ipc} makes a synthetic set of {n} images of {'x'.join(map(str, shape))}: about "
                           f"{gib(need)} with its gradient and optimizer state, more than the {gib(free)} free on "
                           f"{device.type}; lower ipc")
+
+
+def dataset_missing(dataset: Any) -> Optional[str]:
+    """Why this dataset config cannot load, found without loading it (absent root, absent
+    torchvision files), or None when it looks loadable (embedded, present, or download=true)."""
+    from dfdistill.data.loaders.torchvision_sets import missing
+    from dfdistill.data.spec import dataset_config
+
+    try:
+        dcfg = dataset_config(dataset)
+    except ConfigError as exc:
+        return str(exc)
+    why = missing(dcfg.name, dcfg)
+    if why is None and dcfg.root is not None and not dcfg.download and not Path(dcfg.root).exists():
+        why = f"dataset root {dcfg.root} does not exist; put {dcfg.name} there or set dataset.root=<folder>"
+    return None if why is None else f"dataset={dcfg.name}: {why} (offline: dataset=digits)"
+
+
+def check_datasets(datasets: Iterable[Any]) -> None:
+    """Each distinct dataset of a sweep once, before its first job: one line for the first missing one."""
+    seen: list[Any] = []
+    for d in datasets:
+        node = OmegaConf.to_container(d, resolve=True) if OmegaConf.is_config(d) else d
+        if node in seen:
+            continue
+        seen.append(node)
+        why = dataset_missing(node)
+        if why is not None:
+            raise DataError(f"{why}; no job of this sweep was started")

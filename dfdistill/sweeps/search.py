@@ -29,6 +29,8 @@ from typing import Any, Callable, Optional
 from omegaconf import OmegaConf
 
 from dfdistill.reporting.cells import MAX_RATIO_RULE, MaxRatio, keeps, max_ratio
+from dfdistill.preflight import check_datasets
+from dfdistill.sweeps import feasible
 from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import (Job, SweepInfo, adopt, expand_jobs, finished_records, job_record, job_set_lines,
                                    mark_done, sweep_info)
@@ -105,6 +107,8 @@ class Cell:
     rounds: int = 0
     error: Optional[str] = None
     converged: bool = False
+    skipped: Optional[str] = None  # cannot run at this data size (sweeps/feasible.py): not launched
+    ladder: Optional[tuple[float, ...]] = None  # the ratios that leave ipc rows per class (None: all)
 
     @property
     def has_baseline(self) -> bool:
@@ -120,7 +124,8 @@ class Cell:
                 "at_max_pct": None if at is None else [at.mean, at.std, at.n],
                 "tried": {f"{q:g}": {"keeps": k, "mean_pct": r.per_ratio[q].mean, "trials": r.per_ratio[q].n}
                           for q, k in sorted(self.keeps.items())},
-                "rounds": self.rounds, "converged": self.converged, "error": self.error, "rule": MAX_RATIO_RULE}
+                "rounds": self.rounds, "converged": self.converged, "error": self.error, "skipped": self.skipped,
+                "ladder": None if self.ladder is None else list(self.ladder), "rule": MAX_RATIO_RULE}
 
 
 class MaxRatioSearch:
@@ -158,6 +163,14 @@ class MaxRatioSearch:
         cell.signature = _signature(OmegaConf.to_container(probe.resolved, resolve=True))
         base = [o for o in lines if not ov.under(ov.group_of(o), ["pruning"])] + ["pruning=none"]
         cell.baseline = expand_jobs([base], self.info)[0]
+        mark_done(cell.baseline)
+        if cell.baseline.resolved is not None:
+            cell.skipped = feasible.why_not(cell.baseline.resolved)
+            ladder = feasible.feasible_ratios(cell.baseline.resolved, self.cfg.ladder)
+            if not ladder and cell.skipped is None:
+                cell.skipped = f"no ratio of the ladder leaves ipc={cell.baseline.resolved.ipc} real images per class"
+            if len(ladder) < len(self.cfg.ladder):  # the search cannot prune past what the data allows
+                cell.ladder = ladder
         return cell
 
     def _jobs(self, cell: Cell, ratios: list[float], trials: Optional[int] = None) -> list[Job]:
@@ -208,14 +221,14 @@ class MaxRatioSearch:
         pool = self.pool()
         wanted: dict[str, list[Job]] = {}
         for cell in self.cells:
-            if cell.error or cell.converged:
+            if cell.error or cell.converged or cell.skipped:
                 continue
             judged = self._judge(cell, pool)
             jobs = []
             if not cell.has_baseline:  # start: the baseline and the first probes together
                 jobs.append(cell.baseline)
                 judged = {}
-            points = next_points(self.cfg.ladder, judged, self.cfg.points_per_round)
+            points = next_points(cell.ladder or self.cfg.ladder, judged, self.cfg.points_per_round)
             if not points and not jobs:
                 cell.converged = True
                 continue
@@ -261,13 +274,23 @@ class MaxRatioSearch:
         return adopt([j for j in wanted if not j.done and j.error is None], self.reuse)
 
     def run(self) -> list[Cell]:
+        skipped = [f"{c.name} ({c.skipped})" for c in self.cells if c.skipped]
+        if skipped:
+            self.log(feasible.skipped_line(skipped))
+        cut = [f"{c.name} (up to {max(c.ladder):g})" for c in self.cells if c.ladder and not c.skipped]
+        if cut:
+            self.log(f"[search] ratio ladder cut where more pruning would leave fewer than ipc real images per class: "
+                     + "; ".join(cut))
+        live = [c for c in self.cells if not c.skipped and not c.error]
+        if live:
+            check_datasets(c.baseline.resolved.dataset for c in live if c.baseline.resolved is not None)
         for _ in range(self.cfg.max_rounds):
             self.step()
-            if all(c.converged or c.error for c in self.cells):
+            if all(c.converged or c.error or c.skipped for c in self.cells):
                 break
         else:
             for c in self.cells:
-                if not c.converged and not c.error:
+                if not c.converged and not c.error and not c.skipped:
                     c.error = f"not converged after {self.cfg.max_rounds} rounds"
         for c in self.cells:
             if c.error:
