@@ -204,6 +204,11 @@ def hydra_error(exc: BaseException) -> str:
     if merged and "is not a ListConfig" in f"{text} {exc.__cause__}":
         key, value = merged.groups()
         return f"{key} is a list: type {key}=[{value}] (several: {key}=[{value},...])"
+    want = re.search(r"could not be converted to (\w+)", f"{text} {exc.__cause__}")
+    if merged and want:  # a schema-typed key (eval.num_eval=two) fails while Hydra merges it
+        from dfdistill.config.schema import type_hint
+
+        return type_hint(merged.group(1), want.group(1), merged.group(2))
     cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ is not None and str(exc.__cause__) else ""
     return first + (f" ({cause})" if cause and cause not in first else "")
 
@@ -238,6 +243,11 @@ def main(hydra_main: Callable[[], Any], argv: Optional[list[str]] = None) -> int
     saved_argv = sys.argv
     try:
         sys.argv = [saved_argv[0] if saved_argv else "run.py", *check_argv(argv)]
+        flags, overrides = split_args(sys.argv[1:])
+        if {"-m", "--multirun"} & set(flags) and not {"--help", "-h", "--cfg", "-c", "--info", "-i"} & set(flags):
+            from dfdistill.sweeps.precheck import check_multirun
+
+            check_multirun(overrides)  # every job validated before the first starts
         hide_schema_options()
         if user_full_error:
             os.environ["_DFDISTILL_USER_FULL_ERROR"] = "1"

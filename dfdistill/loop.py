@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from dfdistill.checkpoint import (CHECKPOINT_FILE, changed_keys, load_checkpoint, optimizer_lrs, read_checkpoint,
                                   restore, save_checkpoint, set_optimizer_lrs)
 from dfdistill.config.resolve import identity
+from dfdistill.divergence import DivergenceWatch
 from dfdistill.errors import DivergenceError, Interrupted
 from dfdistill.log import log
 from dfdistill.methods.base import Distiller
@@ -103,6 +104,7 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
                disable=not cfg.progress or total == 0)
     sel = distiller.ctx.adaptive
     stopped_at = None
+    watch = DivergenceWatch(str(cfg.method.name))
     with deferred_interrupts() as stop:
         for it in bar:
             if distiller.done():  # resumed after an early stop
@@ -117,6 +119,9 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
             if not np.isfinite(loss):
                 raise DivergenceError(nan_message(loss, it, cfg, out_dir, last_saved))
             history.append({"it": it, "loss": loss})
+            warning = watch.update(it, loss, metrics)
+            if warning:
+                log.warning(warning)
             if it % cfg.log_every == 0 or it == total - 1:
                 bar.set_postfix(loss=f"{loss:.4g}")
                 logger.log({"distill/loss": loss, "distill/sec_per_iter": step_times[-1]}, step=it)
@@ -134,7 +139,7 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
     return {"iterations": total, "resumed_from": start, "stopped_at": stopped_at, "continued_from": continued,
             "sec_per_iter": float(np.median(step_times)) if step_times else None,
             "ite_seconds_per_iter": sel.seconds / len(step_times) if sel is not None and step_times else None,
-            "loss_history": history[-50:]}
+            "loss_history": history[-50:], "divergence": watch.note}
 
 
 def nan_message(loss: float, it: int, cfg: DictConfig, out_dir: Path, last_saved: Optional[int]) -> str:

@@ -318,7 +318,7 @@ def report(s: Session, data: Data, evals: dict, info: dict, source: Optional[dic
         "stage_seconds": s.timer.seconds, "wall_seconds": sum(s.timer.seconds.values()),
         "sec_per_iter": info.get("sec_per_iter"), "ite_seconds_per_iter": info.get("ite_seconds_per_iter"),
         "iterations": info.get("iterations", (source or {}).get("iterations")), "resumed_from": info.get("resumed_from"),
-        "stopped_at": info.get("stopped_at"),
+        "stopped_at": info.get("stopped_at"), "divergence": info.get("divergence"),
         "continued_from": info.get("continued_from"), "source": source,
         "peak_memory_mb": peak_memory_mb(device), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -50,9 +50,14 @@ def type_message(exc: OmegaConfBaseException, group: str) -> str:
         if OmegaConf.is_list(value) or isinstance(value, list):
             values = ",".join(map(str, value))
             return f"{head}, got [{values}]; one run takes one value: for one run per value sweep it: -m {name}={values}"
-        return f"{head}, got {str(value)!r}; type e.g. {name}=" + \
-            {"Integer": "1", "Float": "0.1", "Boolean": "true"}.get(want.group(1), "...")
+        return type_hint(name, want.group(1), str(value))
     return f"invalid {group} config" + (f" at {name}" if name else "") + f": {first}"
+
+
+def type_hint(name: str, kind: str, value: str) -> str:
+    """`ipc must be an integer, got 'abc'; type e.g. ipc=1` (kind: OmegaConf's type word)."""
+    example = {"Integer": "1", "Float": "0.1", "Boolean": "true"}.get(kind, "...")
+    return f"{name} must be {_TYPE_WORDS.get(kind, kind)}, got {value!r}; type e.g. {name}={example}"
 
 
 def check_finite(obj: Any, prefix: str) -> None:
