@@ -157,6 +157,8 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
     sweep_dir, jobs = plan(a.exp, a.profile, overrides, a.sweep_dir, adds)
     if not (a.plan or a.dry_run):
         adopt([j for j in jobs if j.key], reuse_dirs(a))
+    if not (a.plan or a.dry_run):  # a missing dataset is one line before anything else (every job would fail)
+        check_datasets(j.resolved.dataset for j in jobs if not j.done and j.resolved is not None)
     skipped = {str(j.out_dir.name): why for j in jobs if not j.done and j.resolved is not None
                for why in [feasible.why_not(j.resolved)] if why}
     pending = [j for j in jobs if not j.done and j.error is None and j.out_dir.name not in skipped]
@@ -166,7 +168,7 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
     for j in broken:
         print(f"[run_table]   cannot compose {' '.join(j.overrides)}: {j.error}", file=sys.stderr)
     if skipped:
-        print(feasible.skipped_line([f"{k} ({v})" for k, v in skipped.items()]), flush=True)
+        print(feasible.skipped_line([f"{feasible.short_name(k)} ({v})" for k, v in skipped.items()]), flush=True)
     if a.plan:
         lines, totals = preview.job_lines(jobs, cost.collect(cost.default_roots(sweep_dir)))
         print("\n".join(lines))
@@ -179,7 +181,6 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
         return {"jobs": jobs, "launched": [], "sweep_dir": sweep_dir, "rcs": []}
     rcs: list[int] = []
     if pending:
-        check_datasets(j.resolved.dataset for j in pending)
         rcs = (launch or make_launch(a, lambda: sweep_dir, hydra_overrides))(pending)
     print(f"[run_table] launched {len(pending)} job(s); failures: {sum(rc != 0 for rc in rcs)}", flush=True)
     result = {"jobs": jobs, "launched": pending, "rcs": rcs, "sweep_dir": sweep_dir, "skipped": skipped}

@@ -74,3 +74,8 @@ def feasible_ratios(cfg: DictConfig, ladder: Iterable[float]) -> tuple[float, ..
 def skipped_line(names: list[Any]) -> str:
     return (f"[run_table] skipped before launch, {len(names)} job(s) that cannot run at this data size: "
             + "; ".join(map(str, names)))
+
+
+def short_name(job_dir: str) -> str:
+    """A job dir name without the parts every job of the sweep shares (+exp=..., profile=...)."""
+    return ",".join(p for p in job_dir.split(",") if not p.startswith(("+exp=", "profile=")))

@@ -274,10 +274,10 @@ class MaxRatioSearch:
         return adopt([j for j in wanted if not j.done and j.error is None], self.reuse)
 
     def run(self) -> list[Cell]:
-        skipped = [f"{c.name} ({c.skipped})" for c in self.cells if c.skipped]
+        skipped = [f"{feasible.short_name(c.name)} ({c.skipped})" for c in self.cells if c.skipped]
         if skipped:
             self.log(feasible.skipped_line(skipped))
-        cut = [f"{c.name} (up to {max(c.ladder):g})" for c in self.cells if c.ladder and not c.skipped]
+        cut = [f"{feasible.short_name(c.name)} (up to {max(c.ladder):g})" for c in self.cells if c.ladder and not c.skipped]
         if cut:
             self.log(f"[search] ratio ladder cut where more pruning would leave fewer than ipc real images per class: "
                      + "; ".join(cut))
