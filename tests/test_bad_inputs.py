@@ -212,6 +212,21 @@ def test_nan_names_the_command_that_continues(cli, monkeypatch, tmp_path):
     assert 0 < proposed < 0.5  # the advice is a smaller lr than the one that diverged
 
 
+def test_mtt_divergence_signs_warn_once():
+    """The issue's MTT run: loss 0.95 -> 8.8e6 and a learned lr of -145, each a warning, once."""
+    from dfdistill.divergence import DivergenceWatch
+
+    grow = DivergenceWatch("mtt")
+    assert grow.update(0, 0.95, {"syn_lr": torch.tensor(0.01)}) is None
+    assert grow.update(1, 50.0, {}) is None  # large but not three orders of magnitude
+    assert "grew from 0.95" in grow.update(2, 8.8e6, {}) and grow.note["kind"] == "loss_growth"
+    assert grow.update(3, 9e6, {"syn_lr": torch.tensor(-145.0)}) is None  # once per run
+    neg = DivergenceWatch("mtt")
+    neg.update(0, 0.95, {"syn_lr": torch.tensor(0.01)})
+    assert "syn_lr turned negative (-145)" in neg.update(1, 0.9, {"syn_lr": torch.tensor(-145.0)})
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("at,out,kind", [
     (2, {"loss": torch.tensor(1e9)}, "loss_growth"),
     (2, {"loss": torch.tensor(1.0), "syn_lr": torch.tensor(-145.0)}, "negative_lr"),
