@@ -9,7 +9,7 @@ from __future__ import annotations
 import netrc
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from dfdistill.checkpoint import CHECKPOINT_FILE
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -46,12 +49,14 @@ def blocking_file(path: str | os.PathLike) -> Optional[Path]:
     return None
 
 
-def check_folder_setting(path: str | os.PathLike, setting: str) -> None:
-    """A folder setting (hydra.run.dir=, cache_dir=, DFDISTILL_CACHE) that points at or under a file."""
+def check_folder_setting(path: str | os.PathLike, setting: str, default: bool = False) -> None:
+    """A folder setting (hydra.run.dir=, cache_dir=, DFDISTILL_CACHE) that points at or under a file;
+    `default`: the path is the setting's default (the setting is unset)."""
     f = blocking_file(path)
     if f is not None:
         where = "is a file" if f == Path(os.path.abspath(Path(path).expanduser())) else f"lies under the file {f}"
-        raise ConfigError(f"{setting}={path} {where}, not a folder; set {setting} to a folder path")
+        what = f"{path} (the default of {setting})" if default else f"{setting}={path}"
+        raise ConfigError(f"{what} {where}, not a folder; set {setting} to a folder path")
 
 
 def check_cache_dir(cfg: DictConfig) -> None:
@@ -63,7 +68,7 @@ def check_cache_dir(cfg: DictConfig) -> None:
         typed = is_typed("cache_dir", typed_overrides(cfg)[0]) or not os.environ.get("DFDISTILL_CACHE")
         check_folder_setting(str(cfg.cache_dir), "cache_dir" if typed else "DFDISTILL_CACHE")
     else:
-        check_folder_setting(default_cache_dir(), "DFDISTILL_CACHE (default ~/.cache/dfdistill)")
+        check_folder_setting(default_cache_dir(), "DFDISTILL_CACHE", default=True)
 
 
 def check_resume(resume: str) -> None:

@@ -28,8 +28,8 @@ def typed(schema: type, node: Any, group: str) -> Any:
     """`node` merged into `schema` and instantiated, so its `__post_init__` range checks run.
 
     Unknown keys and wrong types become one-line ConfigErrors naming the key; NaN and infinity are
-    refused everywhere (a NaN learning rate would pass every `> 0` check as False-y comparisons do not
-    raise, and only fail as a NaN loss later)."""
+    refused in every float field (`method.lr_img=nan` passed validation and only surfaced later as a
+    NaN loss)."""
     try:
         obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
     except OmegaConfBaseException as exc:
