@@ -97,6 +97,7 @@ def check_argv(argv: list[str]) -> list[str]:
     check_overrides(overrides, method_schemas_by_option())
     for o in overrides:
         check_override(o)
+        check_folder_override(o)
     return [quote_path(expand_home(a)) if a in overrides else a for a in argv]
 
 
@@ -134,6 +135,16 @@ def check_override(o: str) -> None:
         fix = f"did you mean {o.lstrip('+~').replace(head, close[0], 1)}?" if close else \
             f"top-level keys: {', '.join(top_level_keys())}; groups: {', '.join(groups())}"
         raise ConfigError(f"unknown key '{head}' in {o}; {fix}")
+
+
+def check_folder_override(o: str) -> None:
+    """`hydra.run.dir=<a file>/sub`: one line naming the setting (Hydra would fail making the folder)."""
+    from dfdistill.preflight import check_folder_setting
+
+    key, eq, value = o.partition("=")
+    key = key.lstrip("+~")
+    if eq and key in ("hydra.run.dir", "hydra.sweep.dir", "cache_dir") and value and "${" not in value:
+        check_folder_setting(os.path.expanduser(value.strip("'\"")), key)
 
 
 def expand_home(o: str) -> str:
@@ -176,6 +187,8 @@ def user_error(exc: BaseException) -> Optional[str]:
         return hydra_error(exc)
     if isinstance(exc, OSError):
         return os_error(exc)
+    if isinstance(exc, ValueError) and isinstance(exc.__cause__, OSError):  # logging's "Unable to configure handler"
+        return os_error(exc.__cause__)
     return None
 
 
@@ -187,6 +200,9 @@ def os_error(exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return (f"cannot write{where}: {exc.strerror}; give a writable hydra.run.dir=... (and cache_dir=...) "
                 "or fix the permissions")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return (f"cannot make the folder{where}: a part of that path is a file; give a folder path in "
+                "hydra.run.dir=... (or cache_dir= / DFDISTILL_CACHE)")
     return f"{exc.strerror or exc}{':' + where if where else ''}"
 
 
@@ -200,6 +216,15 @@ def hydra_error(exc: BaseException) -> str:
         return f"cannot parse the override '{bad}'; quote values with special characters, e.g. key='a b'"
     if first.startswith("Could not override"):
         return unknown_nested_key(first, exc)
+    merged = re.match(r"Error merging override (\S+?)=(.*)$", first)
+    if merged and "is not a ListConfig" in f"{text} {exc.__cause__}":
+        key, value = merged.groups()
+        return f"{key} is a list: type {key}=[{value}] (several: {key}=[{value},...])"
+    want = re.search(r"could not be converted to (\w+)", f"{text} {exc.__cause__}")
+    if merged and want:  # a schema-typed key (eval.num_eval=two) fails while Hydra merges it
+        from dfdistill.config.schema import type_hint
+
+        return type_hint(merged.group(1), want.group(1), merged.group(2))
     cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ is not None and str(exc.__cause__) else ""
     return first + (f" ({cause})" if cause and cause not in first else "")
 
@@ -234,6 +259,11 @@ def main(hydra_main: Callable[[], Any], argv: Optional[list[str]] = None) -> int
     saved_argv = sys.argv
     try:
         sys.argv = [saved_argv[0] if saved_argv else "run.py", *check_argv(argv)]
+        flags, overrides = split_args(sys.argv[1:])
+        if {"-m", "--multirun"} & set(flags) and not {"--help", "-h", "--cfg", "-c", "--info", "-i"} & set(flags):
+            from dfdistill.sweeps.precheck import check_multirun
+
+            check_multirun(overrides)  # every job validated before the first starts
         hide_schema_options()
         if wants_print_config(sys.argv[1:]):
             print_config(split_args(sys.argv[1:])[1])

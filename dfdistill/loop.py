@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from dfdistill.checkpoint import (CHECKPOINT_FILE, changed_keys, check_resumable, load_checkpoint, optimizer_lrs,
                                   read_checkpoint, restore, save_checkpoint, set_optimizer_lrs)
 from dfdistill.config.resolve import identity
+from dfdistill.divergence import DivergenceWatch
 from dfdistill.errors import DivergenceError, Interrupted
 from dfdistill.log import log
 from dfdistill.methods.base import Distiller
@@ -125,6 +126,7 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
                disable=not cfg.progress or total == 0)
     sel = distiller.ctx.adaptive
     stopped_at = None
+    watch = DivergenceWatch(str(cfg.method.name))
     with deferred_interrupts() as stop:
         for it in bar:
             if distiller.done():  # resumed after an early stop
@@ -139,6 +141,9 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
             if not np.isfinite(loss):
                 raise DivergenceError(nan_message(loss, it, cfg, out_dir, last_saved))
             history.append({"it": it, "loss": loss})
+            warning = watch.update(it, loss, metrics)
+            if warning:
+                log.warning(warning)
             if it % cfg.log_every == 0 or it == total - 1:
                 bar.set_postfix(loss=f"{loss:.4g}")
                 logger.log({"distill/loss": loss, "distill/sec_per_iter": step_times[-1]}, step=it)
@@ -156,13 +161,14 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
     return {"iterations": total, "resumed_from": start, "stopped_at": stopped_at, "continued_from": continued,
             "sec_per_iter": float(np.median(step_times)) if step_times else None,
             "ite_seconds_per_iter": sel.seconds / len(step_times) if sel is not None and step_times else None,
-            "loss_history": history[-50:]}
+            "loss_history": history[-50:], "divergence": watch.note}
 
 
 def nan_message(loss: float, it: int, cfg: DictConfig, out_dir: Path, last_saved: Optional[int]) -> str:
     """Where the last good state is and the exact overrides that continue from it with a lower lr."""
     lr = cfg.method.get("lr_img")
-    lower = f"method.lr_img={float(lr) / 10:g}" if lr else "a lower method learning rate"
+    ok = isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0  # the advice must be a smaller number
+    lower = f"method.lr_img={float(lr) / 10:g}" if ok else "a lower method learning rate"
     head = f"distillation loss became {loss} at iteration {it}"
     if last_saved is not None:
         return (f"{head}; the last good checkpoint (iteration {last_saved}) is kept in {out_dir}; continue from it "

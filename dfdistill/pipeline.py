@@ -34,7 +34,7 @@ from dfdistill.log import log
 from dfdistill.loop import check_resume_before_work, distill_loop
 from dfdistill.methods.base import DistillContext, Distiller
 from dfdistill.models.factory import ModelFactory, backbone_config, check_backbone_fits, make_model_factory
-from dfdistill.preflight import check_classes, check_config, check_per_class, check_trains
+from dfdistill.preflight import check_classes, check_config, check_per_class, check_set_size, check_trains
 from dfdistill.reporting.logger import NullLogger, build_logger
 from dfdistill.reporting.results import RESULTS_FILE, mean_std, read_results, save_grid, write_results
 from dfdistill.rundir import run_lock
@@ -213,6 +213,8 @@ def prune(s: Session, data: Data) -> Data:
         check_per_class(train, cfg.ipc, "the random real baseline")
     elif cfg.stage != "eval" and issubclass(method_class(cfg), Coreset):
         check_per_class(train, cfg.ipc, f"the {cfg.method.name} subset")
+    if cfg.stage != "eval":
+        check_set_size(cfg.ipc, train, s.device)
     return replace(data, train=train, prune_info=info)
 
 
@@ -346,7 +348,7 @@ def report(s: Session, data: Data, evals: dict, info: dict, source: Optional[dic
         "stage_seconds": s.timer.seconds, "wall_seconds": sum(s.timer.seconds.values()),
         "sec_per_iter": info.get("sec_per_iter"), "ite_seconds_per_iter": info.get("ite_seconds_per_iter"),
         "iterations": info.get("iterations", (source or {}).get("iterations")), "resumed_from": info.get("resumed_from"),
-        "stopped_at": info.get("stopped_at"),
+        "stopped_at": info.get("stopped_at"), "divergence": info.get("divergence"),
         "continued_from": info.get("continued_from"), "distilled_in": info.get("distilled_in"), "source": source,
         "peak_memory_mb": peak_memory_mb(device), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -9,13 +9,17 @@ from __future__ import annotations
 import netrc
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 from urllib.parse import urlparse
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dfdistill.checkpoint import CHECKPOINT_FILE
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -30,9 +34,41 @@ def check_config(cfg: DictConfig) -> None:
         from dfdistill.synthetic import synthetic_path
 
         synthetic_path(cfg.synthetic)
+    check_cache_dir(cfg)
     if cfg.logger.name == "wandb" and cfg.logger.mode == "online" and not wandb_key_available():
         raise ConfigError("logger.mode=online needs a W&B API key: run `wandb login` or set WANDB_API_KEY, "
                           "or use logger.mode=offline (sync later) or logger=none")
+
+
+def blocking_file(path: str | os.PathLike) -> Optional[Path]:
+    """The first existing part of `path` that is a file (so no folder can be made there), or None."""
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    for part in [*reversed(p.parents), p]:
+        if part.exists() and not part.is_dir():
+            return part
+    return None
+
+
+def check_folder_setting(path: str | os.PathLike, setting: str, default: bool = False) -> None:
+    """A folder setting (hydra.run.dir=, cache_dir=, DFDISTILL_CACHE) that points at or under a file;
+    `default`: the path is the setting's default (the setting is unset)."""
+    f = blocking_file(path)
+    if f is not None:
+        where = "is a file" if f == Path(os.path.abspath(Path(path).expanduser())) else f"lies under the file {f}"
+        what = f"{path} (the default of {setting})" if default else f"{setting}={path}"
+        raise ConfigError(f"{what} {where}, not a folder; set {setting} to a folder path")
+
+
+def check_cache_dir(cfg: DictConfig) -> None:
+    """The cache folder, naming the setting it came from (typed cache_dir=, $DFDISTILL_CACHE, or HOME)."""
+    from dfdistill.artifacts import default_cache_dir
+    from dfdistill.config.resolve import is_typed, typed_overrides
+
+    if cfg.get("cache_dir"):
+        typed = is_typed("cache_dir", typed_overrides(cfg)[0]) or not os.environ.get("DFDISTILL_CACHE")
+        check_folder_setting(str(cfg.cache_dir), "cache_dir" if typed else "DFDISTILL_CACHE")
+    else:
+        check_folder_setting(default_cache_dir(), "DFDISTILL_CACHE", default=True)
 
 
 def check_resume(resume: str) -> None:
@@ -89,3 +125,69 @@ def check_trains(cfg: DictConfig) -> None:
         raise ConfigError(f"method.iterations is 0, so {cfg.method.name} would report its untrained initial images as "
                           f"{cfg.method.name}'s result; give method.iterations >= 1 (or stage=distill to only save the "
                           "initial set, or method=random for a random real subset)")
+
+
+SET_COPIES = 3  # the images, their gradient and the optimizer's momentum: the least a distillation holds
+
+
+def available_bytes(device: "torch.device") -> Optional[int]:
+    """Free memory where the synthetic set will live: CUDA's free device memory, else MemAvailable."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_set_size(ipc: int, real: RealData, device: "torch.device") -> None:
+    """Refuse an IPC whose synthetic set cannot fit, from its estimated size, before it is allocated
+    (`ipc=1000000 method.init=noise` would otherwise try to allocate 10 GB and die or swap)."""
+    shape = tuple(real.images.shape[1:])
+    n = ipc * real.num_classes
+    need = n * 4 * SET_COPIES
+    for d in shape:
+        need *= int(d)
+    free = available_bytes(device)
+    if free is not None and need > free:
+        gib = lambda b: f"{b / 2**30:.1f} GiB"  # noqa: E731
+        raise ConfigError(f"ipc={ipc} makes a synthetic set of {n} images of {'x'.join(map(str, shape))}: about "
+                          f"{gib(need)} with its gradient and optimizer state, more than the {gib(free)} free on "
+                          f"{device.type}; lower ipc")
+
+
+def dataset_missing(dataset: Any) -> Optional[str]:
+    """Why this dataset config cannot load, found without loading it (absent root, absent
+    torchvision files), or None when it looks loadable (embedded, present, or download=true)."""
+    from dfdistill.data.loaders.torchvision_sets import missing
+    from dfdistill.data.spec import dataset_config
+
+    try:
+        dcfg = dataset_config(dataset)
+    except ConfigError as exc:
+        return str(exc)
+    why = missing(dcfg.name, dcfg)
+    if why is None and dcfg.root is not None and not dcfg.download and not Path(dcfg.root).exists():
+        why = f"dataset root {dcfg.root} does not exist; put {dcfg.name} there or set dataset.root=<folder>"
+    return None if why is None else f"dataset={dcfg.name}: {why} (offline: dataset=digits)"
+
+
+def check_datasets(datasets: Iterable[Any]) -> None:
+    """Each distinct dataset of a sweep once, before its first job: one line for the first missing one."""
+    seen: list[Any] = []
+    for d in datasets:
+        node = OmegaConf.to_container(d, resolve=True) if OmegaConf.is_config(d) else d
+        if node in seen:
+            continue
+        seen.append(node)
+        why = dataset_missing(node)
+        if why is not None:
+            raise DataError(f"{why}; no job of this sweep was started")

@@ -83,8 +83,10 @@ def load_synthetic(where: str | Path) -> SyntheticSet:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle/zip/format errors of a foreign file
-        raise DataError(f"synthetic={path} is not a readable torch file ({str(exc).splitlines()[0][:100]}); "
-                        "save a dict {'images': N x C x H x W float, 'labels': N int} with torch.save") from None
+        # torch's own text (weights-only advice, pages long) would be cut mid-word: name the kind of failure only
+        raise DataError(f"synthetic={path} is not a saved set (torch.load cannot read it: {type(exc).__name__}); "
+                        "give a run dir or the synthetic.pt a run wrote, or torch.save a dict "
+                        "{'images': N x C x H x W float, 'labels': N int}") from None
     if not isinstance(obj, dict) or not {"images", "labels"} <= set(obj):
         raise DataError(f"synthetic={path} must hold a dict with 'images' and 'labels' (see README: synthetic.pt layout)")
     images, labels, lr = obj["images"], obj["labels"], obj.get("lr")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dfdistill.sweeps.cli import exit_code, main  # noqa: E402
+from dfdistill.sweeps.cli import cli, exit_code, main  # noqa: E402,F401
 from dfdistill.sweeps.plan import Job, plan  # noqa: E402,F401  (run_table.plan / run_table.Job for callers)
 
 if __name__ == "__main__":
-    sys.exit(exit_code(main()))
+    sys.exit(cli())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import importlib.util
+import json
 import os
 import signal
 from pathlib import Path
@@ -45,6 +46,7 @@ def cli(entry, tmp_path, capsys):
         assert len(errors) <= 1, err
         return rc, errors[0] if errors else err
 
+    call.entry = entry
     return call
 
 
@@ -81,6 +83,17 @@ def _fails(cli, needle: str, *args: str, **kw) -> str:
     (["method.iterations=lots"], "lots"),
     (["dataset=image_folder"], "dataset.root"),
     (["ipc=[1,2"], "cannot parse the override"),
+    # types are checked before recipes and seeding read them (these were tracebacks)
+    (["ipc=abc"], "ipc must be an integer, got 'abc'"),
+    (["ipc="], "ipc must be an integer, got ''"),
+    (["ipc=[1,2]"], "sweep it: -m ipc=1,2"),
+    (["seed=-1"], "seed must be an integer in [0, 2**32 - 1], got -1"),
+    (["ipc=1.5"], "ipc must be an integer, got '1.5'"),
+    (["seed=x"], "seed must be an integer, got 'x'"),
+    (["eval.num_eval=two"], "eval.num_eval must be an integer"),
+    (["eval.cross_arch=mlp"], "type eval.cross_arch=[mlp]"),
+    (["method.lr_img=nan"], "method.lr_img must be a finite number"),
+    (["eval.lr=inf"], "eval.lr must be a finite number"),
 ])
 def test_config_mistakes(cli, args, needle):
     _fails(cli, needle, *args)
@@ -193,8 +206,98 @@ def _dm_step_hook(monkeypatch, at: int, action):
 
 def test_nan_names_the_command_that_continues(cli, monkeypatch, tmp_path):
     _dm_step_hook(monkeypatch, 2, lambda out: {"loss": torch.tensor(float("nan"))})
-    line = _fails(cli, "the last good checkpoint (iteration 2)", "method=dm", "profile.iterations=5")
-    assert f"resume={tmp_path / 'run'}" in line and "method.lr_img=" in line
+    line = _fails(cli, "the last good checkpoint (iteration 2)", "method=dm", "profile.iterations=5",
+                  "method.lr_img=0.5")
+    assert f"resume={tmp_path / 'run'}" in line
+    proposed = float(line.split("method.lr_img=")[-1].split()[0])
+    assert 0 < proposed < 0.5  # the advice is a smaller lr than the one that diverged
+
+
+def test_mtt_divergence_signs_warn_once():
+    """The issue's MTT run: loss 0.95 -> 8.8e6 and a learned lr of -145, each a warning, once."""
+    from dfdistill.divergence import DivergenceWatch
+
+    grow = DivergenceWatch("mtt")
+    assert grow.update(0, 0.95, {"syn_lr": torch.tensor(0.01)}) is None
+    assert grow.update(1, 50.0, {}) is None  # large but not three orders of magnitude
+    assert "grew from 0.95" in grow.update(2, 8.8e6, {}) and grow.note["kind"] == "loss_growth"
+    assert grow.update(3, 9e6, {"syn_lr": torch.tensor(-145.0)}) is None  # once per run
+    neg = DivergenceWatch("mtt")
+    neg.update(0, 0.95, {"syn_lr": torch.tensor(0.01)})
+    assert "syn_lr turned negative (-145)" in neg.update(1, 0.9, {"syn_lr": torch.tensor(-145.0)})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("at,out,kind", [
+    (2, {"loss": torch.tensor(1e9)}, "loss_growth"),
+    (2, {"loss": torch.tensor(1.0), "syn_lr": torch.tensor(-145.0)}, "negative_lr"),
+])
+def test_finite_divergence_warns_once_and_is_recorded(cli, monkeypatch, tmp_path, capsys, at, out, kind):
+    """MTT's loss 0.95 -> 8.8e6 and learned lr -145 finished silently; now one warning and a record field."""
+    _dm_step_hook(monkeypatch, at, lambda o: out)
+    _dm_step_hook(monkeypatch, at + 1, lambda o: out)  # still divergent next iteration: still one warning
+    capsys.readouterr()
+    rc = cli_main(cli.entry, [*SMOKE, f"hydra.run.dir={tmp_path / 'run'}", "method=dm", "profile.iterations=5",
+                              "eval.compare_random=false"])
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    assert (text.out + text.err).count("looks divergent") == 1, text.out
+    rec = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[-1])
+    assert rec["divergence"]["kind"] == kind
+
+
+def test_sweep_jobs_all_validated_before_the_first_starts(cli, tmp_path):
+    """`-m ipc=1,abc` used to run job 0 to the end, then fail on job 1 with a traceback."""
+    _fails(cli, "sweep job 2/2 (ipc=abc): ipc must be an integer", "-m", "ipc=1,abc", "method=random",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert not list(tmp_path.rglob("results.jsonl"))
+
+
+def test_sweep_over_a_missing_dataset_fails_once_before_any_job(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("DFDISTILL_DATA", str(tmp_path / "nodata"))
+    _fails(cli, "CIFAR-10 not found under", "-m", "dataset=digits,cifar10", "method=random",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert not list(tmp_path.rglob("results.jsonl"))
+
+
+def test_read_only_run_dir_names_the_path(cli, monkeypatch, tmp_path):
+    """Hydra's 'Unable to configure handler file' (a ValueError) when the existing run dir is read-only."""
+    import logging
+
+    def denied(self, filename, *a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", filename)
+
+    monkeypatch.setattr(logging.FileHandler, "__init__", denied)
+    _fails(cli, f"cannot write {tmp_path / 'run' / 'run.log'}: Permission denied", "method=random")
+
+
+def test_huge_ipc_refused_from_its_estimated_size(cli, monkeypatch):
+    monkeypatch.setattr("dfdistill.preflight.available_bytes", lambda device: 2**30)  # 1 GiB free, on any machine
+    allocated = []
+    monkeypatch.setattr("dfdistill.methods.base.init_synthetic", lambda *a, **k: allocated.append(a))
+    _fails(cli, "ipc=1000000 makes a synthetic set of 10000000 images", "ipc=1000000", "method.init=noise",
+           "eval.compare_random=false")
+    assert not allocated
+
+
+def test_garbage_pt_is_not_a_saved_set(cli, tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"this is not a torch file at all" * 10)
+    line = _fails(cli, "is not a saved set", "stage=eval", f"synthetic={tmp_path / 'junk.pt'}")
+    assert "weights_only" not in line
+
+
+@pytest.mark.parametrize("setting", ["DFDISTILL_CACHE", "hydra.run.dir", "cache_dir"])
+def test_folder_setting_under_a_file_names_the_setting(cli, monkeypatch, tmp_path, setting):
+    (tmp_path / "afile").write_text("x")
+    if setting == "DFDISTILL_CACHE":
+        monkeypatch.setenv("DFDISTILL_CACHE", str(tmp_path / "afile"))
+        _fails(cli, f"DFDISTILL_CACHE={tmp_path / 'afile'} is a file", "method=random")
+    elif setting == "hydra.run.dir":
+        _fails(cli, f"hydra.run.dir={tmp_path / 'afile' / 'sub'} lies under the file", "method=random",
+               run_dir=tmp_path / "afile" / "sub")
+    else:
+        _fails(cli, f"cache_dir={tmp_path / 'afile' / 'x'} lies under the file", "method=random",
+               f"cache_dir={tmp_path / 'afile' / 'x'}")
 
 
 def test_ctrl_c_saves_a_checkpoint_first(cli, monkeypatch, tmp_path):

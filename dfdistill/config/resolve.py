@@ -259,13 +259,18 @@ def check_backbone(bcfg: DictConfig) -> None:
                               f"backbone._target_={target}; make them agree (or drop _target_)")
 
 
+def check_top_level(cfg: DictConfig) -> None:
+    """The top-level keys (ipc, seed, ...) against RunConfig: run before recipes and seeding read them."""
+    top = {k: v for k, v in cfg.items() if k not in GROUPS and k not in ("provenance",)}
+    typed(RunConfig, {**top, **{g: {} for g in GROUPS}}, "top-level")
+
+
 def validate(cfg: DictConfig) -> None:
     """Every group against its one schema (range checks included), then cross-group rules."""
     from dfdistill.pruning.config import PruningConfig
     from dfdistill.registry import in_loop_pruning_methods
 
-    top = {k: v for k, v in cfg.items() if k not in GROUPS and k not in ("provenance",)}
-    typed(RunConfig, {**top, **{g: {} for g in GROUPS}}, "top-level")
+    check_top_level(cfg)
     typed(DatasetConfig, cfg.dataset, "dataset")
     typed(EvalConfig, cfg.eval, "eval")
     typed(ProfileConfig, cfg.profile, "profile")
@@ -299,6 +304,7 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"config is missing groups {missing}; run through run.py or compose conf/config.yaml")
     if "pruning" not in cfg:
         cfg.pruning = load_option("pruning", "none")
+    check_top_level(cfg)  # `ipc=abc` is one line here, not a traceback from the recipes' int(ipc)
     keys, groups = typed_overrides(cfg)
     protocol = apply_protocol(cfg, keys, groups)
     recipes = apply_recipes(cfg, keys, groups)

@@ -7,6 +7,9 @@ work starts with the full key path; `validate()` then instantiates them as Pytho
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -18,14 +21,56 @@ from dfdistill.memory import MemoryConfig
 from dfdistill.runtime import GPUConfig
 
 
+_TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
+
+
 def typed(schema: type, node: Any, group: str) -> Any:
     """`node` merged into `schema` and instantiated, so its `__post_init__` range checks run.
 
-    Unknown keys and wrong types become one-line ConfigErrors naming the group."""
+    Unknown keys and wrong types become one-line ConfigErrors naming the key; NaN and infinity are
+    refused in every float field (`method.lr_img=nan` passed validation and only surfaced later as a
+    NaN loss)."""
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"invalid {group} config: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(type_message(exc, group)) from None
+    check_finite(obj, "" if group == "top-level" else group)
+    return obj
+
+
+def type_message(exc: OmegaConfBaseException, group: str) -> str:
+    """`ipc must be an integer, got '1.5'` rather than OmegaConf's text without the key."""
+    first = str(exc).splitlines()[0]
+    key = str(getattr(exc, "full_key", "") or "")
+    name = key if group == "top-level" or not key else f"{group}.{key}"
+    want = re.search(r"could not be converted to (\w+)", first)
+    if name and want:
+        value = getattr(exc, "value", None)
+        head = f"{name} must be {_TYPE_WORDS.get(want.group(1), want.group(1))}"
+        if OmegaConf.is_list(value) or isinstance(value, list):
+            values = ",".join(map(str, value))
+            return f"{head}, got [{values}]; one run takes one value: for one run per value sweep it: -m {name}={values}"
+        return type_hint(name, want.group(1), str(value))
+    return f"invalid {group} config" + (f" at {name}" if name else "") + f": {first}"
+
+
+def type_hint(name: str, kind: str, value: str) -> str:
+    """`ipc must be an integer, got 'abc'; type e.g. ipc=1` (kind: OmegaConf's type word)."""
+    example = {"Integer": "1", "Float": "0.1", "Boolean": "true"}.get(kind, "...")
+    return f"{name} must be {_TYPE_WORDS.get(kind, kind)}, got {value!r}; type e.g. {name}={example}"
+
+
+def check_finite(obj: Any, prefix: str) -> None:
+    """Every float field of a (nested) dataclass is a finite number."""
+    if not dataclasses.is_dataclass(obj):
+        return
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        name = f"{prefix}.{f.name}" if prefix else f.name
+        values = v if isinstance(v, (list, tuple)) else [v]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in values):
+            raise ConfigError(f"{name} must be a finite number, got {v}; type a number, e.g. {name}=0.1")
+        check_finite(v, name)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -181,6 +226,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(self.ipc > 0, f"ipc must be a positive integer, got {self.ipc}")
+        _check(0 <= self.seed < 2**32, f"seed must be an integer in [0, 2**32 - 1], got {self.seed}; e.g. seed=0")
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto|cpu|cuda[:N], got {self.device}")
         for key in ("compile", "ensemble"):

@@ -29,7 +29,7 @@ from dfdistill.reporting.render import header_info, render
 def build_table(folder: str | Path, exp: Optional[str] = None, out_dir: Optional[str | Path] = None,
                 paper_csv: str | Path = PAPER_CSV, paper_dataset: Optional[str] = None, name: Optional[str] = None,
                 wandb_log: bool = False, plots: bool = True, extra_plots: bool = True, rule: Optional[str] = None,
-                command: Optional[str] = None) -> dict[str, Any]:
+                command: Optional[str] = None, skipped: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """Collect `folder`'s runs and write the table files; returns {'grid', 'spec', 'records', paths...}.
 
     plots: the paper's figure (figure layouts); extra_plots: accuracy-vs-ratio curves and the sheet of
@@ -48,6 +48,7 @@ def build_table(folder: str | Path, exp: Optional[str] = None, out_dir: Optional
     paths: dict[str, Path] = {"markdown": out / f"{name}.md", "latex": out / f"{name}.tex", "csv": out / f"{name}.csv"}
     images = copy_grids(grid, out, name)
     md, tex = render(grid, header_info(source, folder, command), images)
+    md += skipped_section(skipped or {})
     if plots:
         md += _figures(grid, layout, records if extra_plots else [], out, name, images if extra_plots else {}, paths)
     paths["markdown"].write_text(md)
@@ -70,6 +71,16 @@ def recorded_rule(folder: Path) -> str:
         except (OSError, ValueError):
             pass
     return DEFAULT_RULE
+
+
+def skipped_section(skipped: dict[str, str]) -> str:
+    """The jobs a sweep skipped before launch (too few real images per class at this size): their cells
+    read — above because they were not run, not because they failed."""
+    if not skipped:
+        return ""
+    rows = "".join(f"| {job} | {why} |\n" for job, why in sorted(skipped.items()))
+    return ("\n## Skipped before launch\n\nThese jobs cannot run at this data size, so their cells are empty:\n\n"
+            "| job | why |\n|---|---|\n" + rows)
 
 
 NO_IMAGES = ("max_ratio", "arrows", "timing", "diversity")  # cells that summarise many runs

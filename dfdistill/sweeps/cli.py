@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from dfdistill.sweeps import cost, jobsets, preview
+from dfdistill.errors import DfdistillError
+from dfdistill.preflight import check_datasets
+from dfdistill.sweeps import cost, feasible, jobsets, preview
 from dfdistill.sweeps.launch import launch_hydra, launch_inprocess, launch_local
 from dfdistill.sweeps.plan import Job, adopt, plan, sweep_info
 from dfdistill.reporting.cells import DEFAULT_RULE, check_rule
@@ -92,13 +94,13 @@ def print_coverage(a: argparse.Namespace, overrides: list[str], adds: list[list[
         print(report_line(a.exp, a.profile, overrides, adds), flush=True)
 
 
-def build(a: argparse.Namespace, sweep_dir: Path) -> Optional[dict]:
+def build(a: argparse.Namespace, sweep_dir: Path, skipped: Optional[dict[str, str]] = None) -> Optional[dict]:
     if a.no_table:
         return None
     from dfdistill.tables import build_table
 
     t = build_table(sweep_dir, exp=a.exp, out_dir=a.out or sweep_dir, name=a.name, paper_dataset=a.paper_dataset,
-                    rule=a.rule, command=getattr(a, "command", None))
+                    rule=a.rule, command=getattr(a, "command", None), skipped=skipped)
     print(f"[run_table] table: {t['markdown']}", flush=True)
     return t
 
@@ -127,7 +129,8 @@ def run_search(a: argparse.Namespace, overrides: list[str], hydra_overrides: lis
     print(f"[run_table] search summary: {path}; launched {len(s.launched)} job(s)", flush=True)
     out = {"cells": cells, "launched": s.launched, "sweep_dir": s.info.sweep_dir, "rcs": [],
            "jobs": [], "summary": path}
-    out["table"] = build(a, s.info.sweep_dir)
+    out["skipped"] = {c.name: c.skipped for c in cells if c.skipped}
+    out["table"] = build(a, s.info.sweep_dir, out["skipped"])
     return out
 
 
@@ -176,12 +179,18 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
     sweep_dir, jobs = plan(a.exp, a.profile, overrides, a.sweep_dir, adds)
     if not (a.plan or a.dry_run):
         adopt([j for j in jobs if j.key], reuse_dirs(a))
-    pending = [j for j in jobs if not j.done and j.error is None]
+    if not (a.plan or a.dry_run):  # a missing dataset is one line before anything else (every job would fail)
+        check_datasets(j.resolved.dataset for j in jobs if not j.done and j.resolved is not None)
+    skipped = {str(j.out_dir.name): why for j in jobs if not j.done and j.resolved is not None
+               for why in [feasible.why_not(j.resolved)] if why}
+    pending = [j for j in jobs if not j.done and j.error is None and j.out_dir.name not in skipped]
     broken = [j for j in jobs if j.error is not None]
     print(f"[run_table] {a.exp} / {a.profile}: {len(jobs)} jobs, {sum(j.done for j in jobs)} finished, "
-          f"{len(pending)} to launch, {len(broken)} not composable -> {sweep_dir}", flush=True)
+          f"{len(pending)} to launch, {len(skipped)} skipped, {len(broken)} not composable -> {sweep_dir}", flush=True)
     for j in broken:
         print(f"[run_table]   cannot compose {' '.join(j.overrides)}: {j.error}", file=sys.stderr)
+    if skipped:
+        print(feasible.skipped_line([f"{feasible.short_name(k)} ({v})" for k, v in skipped.items()]), flush=True)
     if a.plan:
         lines, totals = preview.job_lines(jobs, cost.collect(cost.default_roots(sweep_dir)))
         print("\n".join(lines))
@@ -190,15 +199,25 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
         return {"jobs": jobs, "launched": [], "sweep_dir": sweep_dir, "totals": totals, "rcs": []}
     if a.dry_run:
         for j in jobs:
-            print(("done   " if j.done else "error  " if j.error else "pending") + "  " + " ".join(j.overrides))
+            state = "done   " if j.done else "error  " if j.error else "skipped" if j.out_dir.name in skipped else "pending"
+            print(state + "  " + " ".join(j.overrides))
         return {"jobs": jobs, "launched": [], "sweep_dir": sweep_dir, "rcs": []}
     rcs: list[int] = []
     if pending:
         rcs = (launch or make_launch(a, lambda: sweep_dir, hydra_overrides))(pending)
     print(f"[run_table] launched {len(pending)} job(s); failures: {sum(rc != 0 for rc in rcs)}", flush=True)
-    result = {"jobs": jobs, "launched": pending, "rcs": rcs, "sweep_dir": sweep_dir}
-    result["table"] = build(a, sweep_dir)
+    result = {"jobs": jobs, "launched": pending, "rcs": rcs, "sweep_dir": sweep_dir, "skipped": skipped}
+    result["table"] = build(a, sweep_dir, skipped)
     return result
+
+
+def cli(argv: Optional[list[str]] = None) -> int:
+    """scripts/run_table.py: a user error (a missing dataset, a bad override) is one line, exit 2."""
+    try:
+        return exit_code(main(argv))
+    except DfdistillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def exit_code(result: dict) -> int:

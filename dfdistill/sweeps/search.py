@@ -28,8 +28,10 @@ from typing import Any, Callable, Optional
 
 from omegaconf import OmegaConf
 
+from dfdistill.preflight import check_datasets
 from dfdistill.reporting.cells import DEFAULT_RULE, MaxRatio, check_rule, distinct, keeps, max_ratio, rule_text
 from dfdistill.reporting.collect import ARCHIVE_FILE, read_archive
+from dfdistill.sweeps import feasible
 from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import (Job, SweepInfo, adopt, expand_jobs, finished_records, job_record, job_set_lines,
                                    mark_done, sweep_info)
@@ -108,6 +110,8 @@ class Cell:
     rounds: int = 0
     error: Optional[str] = None
     converged: bool = False
+    skipped: Optional[str] = None  # cannot run at this data size (sweeps/feasible.py): not launched
+    ladder: Optional[tuple[float, ...]] = None  # the ratios that leave ipc rows per class (None: all)
 
     @property
     def has_baseline(self) -> bool:
@@ -123,7 +127,8 @@ class Cell:
                 "at_max_pct": None if at is None else [at.mean, at.std, at.n],
                 "tried": {f"{q:g}": {"keeps": k, "mean_pct": r.per_ratio[q].mean, "trials": r.per_ratio[q].n}
                           for q, k in sorted(self.keeps.items())},
-                "rounds": self.rounds, "converged": self.converged, "error": self.error}
+                "rounds": self.rounds, "converged": self.converged, "error": self.error, "skipped": self.skipped,
+                "ladder": None if self.ladder is None else list(self.ladder)}
 
 
 class MaxRatioSearch:
@@ -144,6 +149,7 @@ class MaxRatioSearch:
         sets = [job_set_lines(fixed, self.info.params, add)[0] for add in [[]] + list(adds or [])]
         self.cells = [self._cell(job.overrides) for job in expand_jobs(sets, self.info)]
         self.launched: list[Job] = []
+        self._data_checked = False
 
     # -- cells ---------------------------------------------------------------------------------
     def _cell(self, lines: list[str]) -> Cell:
@@ -161,6 +167,14 @@ class MaxRatioSearch:
         cell.signature = _signature(OmegaConf.to_container(probe.resolved, resolve=True))
         base = [o for o in lines if not ov.under(ov.group_of(o), ["pruning"])] + ["pruning=none"]
         cell.baseline = expand_jobs([base], self.info)[0]
+        mark_done(cell.baseline)
+        if cell.baseline.resolved is not None:
+            cell.skipped = feasible.why_not(cell.baseline.resolved)
+            ladder = feasible.feasible_ratios(cell.baseline.resolved, self.cfg.ladder)
+            if not ladder and cell.skipped is None:
+                cell.skipped = f"no ratio of the ladder leaves ipc={cell.baseline.resolved.ipc} real images per class"
+            if len(ladder) < len(self.cfg.ladder):  # the search cannot prune past what the data allows
+                cell.ladder = ladder
         return cell
 
     def _jobs(self, cell: Cell, ratios: list[float], trials: Optional[int] = None) -> list[Job]:
@@ -216,14 +230,14 @@ class MaxRatioSearch:
         pool = self.pool()
         wanted: dict[str, list[Job]] = {}
         for cell in self.cells:
-            if cell.error or cell.converged:
+            if cell.error or cell.converged or cell.skipped:
                 continue
             judged = self._judge(cell, pool)
             jobs = []
             if not cell.has_baseline:  # start: the baseline and the first probes together
                 jobs.append(cell.baseline)
                 judged = {}
-            points = next_points(self.cfg.ladder, judged, self.cfg.points_per_round)
+            points = next_points(cell.ladder or self.cfg.ladder, judged, self.cfg.points_per_round)
             if not points and not jobs:
                 cell.converged = True
                 continue
@@ -238,6 +252,10 @@ class MaxRatioSearch:
         adopt(pending, self.reuse)
         pending = [j for j in pending if not j.done]
         if pending:
+            if not self._data_checked:  # once, before the first launch: a search settled by finished runs needs no data
+                live = [c for c in self.cells if not c.skipped and not c.error and c.baseline is not None]
+                check_datasets(c.baseline.resolved.dataset for c in live if c.baseline.resolved is not None)
+                self._data_checked = True
             self.log(f"[search] round: {len(pending)} job(s) for {len(wanted)} open cell(s)")
             self.launch(pending)
             self.launched += pending
@@ -269,13 +287,20 @@ class MaxRatioSearch:
         return adopt([j for j in wanted if not j.done and j.error is None], self.reuse)
 
     def run(self) -> list[Cell]:
+        skipped = [f"{feasible.short_name(c.name)} ({c.skipped})" for c in self.cells if c.skipped]
+        if skipped:
+            self.log(feasible.skipped_line(skipped))
+        cut = [f"{feasible.short_name(c.name)} (up to {max(c.ladder):g})" for c in self.cells if c.ladder and not c.skipped]
+        if cut:
+            self.log(f"[search] ratio ladder cut where more pruning would leave fewer than ipc real images per class: "
+                     + "; ".join(cut))
         for _ in range(self.cfg.max_rounds):
             self.step()
-            if all(c.converged or c.error for c in self.cells):
+            if all(c.converged or c.error or c.skipped for c in self.cells):
                 break
         else:
             for c in self.cells:
-                if not c.converged and not c.error:
+                if not c.converged and not c.error and not c.skipped:
                     c.error = f"not converged after {self.cfg.max_rounds} rounds"
         for c in self.cells:
             if c.error:

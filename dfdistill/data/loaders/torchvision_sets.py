@@ -27,31 +27,46 @@ class _TvInfo:
     url: str
     place: str  # how to lay it out, with {root}
     split_kw: Callable[[bool], dict]
+    present: str = ""  # a path under root that exists once the files are in place (a cheap presence check)
 
 
 _MNIST_FILES = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz"
 _TV: dict[str, _TvInfo] = {
     "mnist": _TvInfo(
         "MNIST", "MNIST", _MNIST_FILES, "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "gunzip them into {root}/MNIST/raw", lambda train: {"train": train},
+        "gunzip them into {root}/MNIST/raw", lambda train: {"train": train}, "MNIST/raw",
     ),
     "fashion_mnist": _TvInfo(
         "Fashion-MNIST", "FashionMNIST", _MNIST_FILES, "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        "gunzip them into {root}/FashionMNIST/raw", lambda train: {"train": train},
+        "gunzip them into {root}/FashionMNIST/raw", lambda train: {"train": train}, "FashionMNIST/raw",
     ),
     "svhn": _TvInfo(
         "SVHN", "SVHN", "train_32x32.mat and test_32x32.mat", "http://ufldl.stanford.edu/housenumbers/",
-        "put them in {root}", lambda train: {"split": "train" if train else "test"},
+        "put them in {root}", lambda train: {"split": "train" if train else "test"}, "train_32x32.mat",
     ),
     "cifar10": _TvInfo(
         "CIFAR-10", "CIFAR10", "cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar.html",
-        "extract it so that {root}/cifar-10-batches-py exists", lambda train: {"train": train},
+        "extract it so that {root}/cifar-10-batches-py exists", lambda train: {"train": train}, "cifar-10-batches-py",
     ),
     "cifar100": _TvInfo(
         "CIFAR-100", "CIFAR100", "cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar.html",
-        "extract it so that {root}/cifar-100-python exists", lambda train: {"train": train},
+        "extract it so that {root}/cifar-100-python exists", lambda train: {"train": train}, "cifar-100-python",
     ),
 }
+
+
+def _not_found(info: _TvInfo, root: Path) -> str:
+    return (f"{info.title} not found under {root}: download {info.files} from {info.url} and "
+            f"{info.place.format(root=root)} (or set dataset.download=true on a machine with internet)")
+
+
+def missing(name: str, cfg: DatasetConfig) -> Optional[str]:
+    """Why `name` cannot load without reading it (files absent, no download), or None; a sweep asks
+    this once per dataset before its first job instead of every job failing the same way."""
+    info = _TV.get(name)
+    if info is None or cfg.download or cfg.root is None:
+        return None
+    return None if (Path(cfg.root) / info.present).exists() else _not_found(info, Path(cfg.root))
 
 
 def _tv_split(name: str, cfg: DatasetConfig, train: bool) -> Split:
@@ -68,9 +83,7 @@ def _tv_split(name: str, cfg: DatasetConfig, train: bool) -> Split:
         ds = getattr(tvd, info.cls)(str(root), download=cfg.download, **info.split_kw(train))
     except (RuntimeError, OSError) as exc:  # OSError covers URLError / HTTPError / socket errors
         if not cfg.download:
-            raise DataError(
-                f"{info.title} not found under {root}: {manual} (or set dataset.download=true on a machine with internet)"
-            ) from exc
+            raise DataError(_not_found(info, root)) from exc
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"downloading {info.title} into {root} failed ({reason}): {manual}") from exc
     data = ds.data
