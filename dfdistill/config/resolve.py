@@ -296,6 +296,9 @@ def validate(cfg: DictConfig) -> None:
 # ---------------------------------------------------------------------------------------------- #
 # entry point
 # ---------------------------------------------------------------------------------------------- #
+_SAID: set[str] = set()  # recipe notes already logged by this process
+
+
 def resolve_config(cfg: DictConfig) -> DictConfig:
     """The effective config: protocol, recipes, profile (typed values win), validated, with provenance."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
@@ -316,7 +319,8 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
                       "recipe": recipes, "profile": {"name": cfg.profile.name, "scaled": scaled}}
     for info in recipes.values():
         msg = info.get("note") or (info.get("reason") if "no paper row" in info.get("reason", "") else None)
-        if msg:
+        if msg and msg not in _SAID:  # once per process: a sweep resolves the same cell many times
+            _SAID.add(msg)
             log.info("recipe: %s", msg)
     return cfg
 
