@@ -142,7 +142,8 @@ def test_inductor_training_step_equals_eager():
         assert torch.allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["dm", "dc", "dsa"])
+# dsa runs DC's class with augmentation (~3.5 CPU-s): -m slow; dc keeps the inner-loop graph reuse covered
+@pytest.mark.parametrize("method", ["dm", "dc", pytest.param("dsa", marks=pytest.mark.slow)])
 def test_method_iterations_reuse_their_graphs(compose_cfg, tmp_path, method):
     """DM's embeddings, DC/DSA's real-side gradients and inner loop: a fresh network per iteration,
     the graphs of the first iteration serve every later one."""
