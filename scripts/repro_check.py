@@ -57,6 +57,8 @@ def run_variant(name: str, overrides: list[str], env: dict[str, str], work: Path
     if done.returncode != 0:
         raise SystemExit(f"variant {name} failed:\n{done.stderr[-2000:]}")
     rec = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()][-1]
+    if rec.get("distilled_in"):
+        raise SystemExit(f"variant {name} reused the distillation in {rec['distilled_in']} instead of distilling")
     syn = torch.load(out / "synthetic.pt", map_location="cpu")
     return {"name": name, "images": syn["images"], "accs": rec["accs"], "torch": rec.get("torch"),
             "threads": rec.get("threads"), "compiled": rec.get("compiled"), "seconds": rec.get("wall_seconds")}
@@ -71,12 +73,16 @@ def compare(ref: dict, other: dict) -> dict:
 
 
 ONE = {"OMP_NUM_THREADS": "1"}
-VARIANTS = {  # name -> (extra overrides, env, busy processes, cache shared with variant)
-    "reference": ([], ONE, 0, None),
-    "same command again, 2 busy processes beside it, warm caches": ([], ONE, 2, "reference"),
-    "compile=on, cold compile cache": (["compile=on"], ONE, 0, None),
-    "compile=on again, warm compile cache": (["compile=on"], ONE, 0, "compile=on, cold compile cache"),
-    "2 threads (OMP_NUM_THREADS=2)": ([], {"OMP_NUM_THREADS": "2"}, 0, None),
+COLD_ON = "compile=on, cold compile cache"
+# name -> (extra overrides, env, busy processes, cache shared with variant, compared with variant (None: reference)).
+# A rerun over a warm cache passes force=true: it must distil again, not reuse the set the first run
+# indexed (dfdistill/distilled.py), or it would compare a set with itself.
+VARIANTS = {
+    "reference": ([], ONE, 0, None, None),
+    "same command again, 2 busy processes beside it, warm caches": (["force=true"], ONE, 2, "reference", None),
+    COLD_ON: (["compile=on"], ONE, 0, None, None),
+    "compile=on again, warm compile cache (vs. compile=on cold)": (["compile=on", "force=true"], ONE, 0, COLD_ON, COLD_ON),
+    "2 threads (OMP_NUM_THREADS=2)": ([], {"OMP_NUM_THREADS": "2"}, 0, None, None),
 }
 
 
@@ -93,11 +99,12 @@ def main() -> None:
         work = a.work or Path(tmp)
         rows = []
         names = {}
-        for name, (extra, env, busy, shared) in VARIANTS.items():
+        for name, (extra, env, busy, shared, versus) in VARIANTS.items():
             print(f"[repro] {name}", flush=True)
             names[name] = f"v{len(rows)}"
             rows.append(run_variant(names[name], [*a.overrides, *extra], env, work, busy,
-                                    cache_name=names.get(shared) if shared else None) | {"label": name})
+                                    cache_name=names.get(shared) if shared else None)
+                        | {"label": name, "versus": versus})
         for spec in a.python:
             label, exe = spec.split("=", 1)
             print(f"[repro] {label}", flush=True)
@@ -116,8 +123,9 @@ def main() -> None:
               "| variant | identical bytes | max abs diff, synthetic images | max diff, one network's accuracy (pp) "
               "| diff of mean accuracy (pp) | torch | threads | compiled | run seconds |",
               "|---|---|---|---|---|---|---|---|---|"]
+    by_label = {r["label"]: r for r in rows}
     for r in rows[1:]:
-        c = compare(ref, r)
+        c = compare(by_label[r["versus"]] if r.get("versus") else ref, r)
         lines.append(f"| {r['label']} | {'yes' if c['identical'] else 'no'} | {c['max_img']:.3g} | {c['max_acc']:.2f} "
                      f"| {c['d_mean']:+.2f} | {r['torch']} | {r['threads']} | {r['compiled']} | {r['seconds']:.0f} |")
     a.out.parent.mkdir(parents=True, exist_ok=True)
