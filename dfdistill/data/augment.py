@@ -339,24 +339,32 @@ class ClassDraw:
         c, n = x.shape[0], x.shape[1]
         if c == 0 or n == 0:
             return x
-        flat = x.reshape(c * n, *x.shape[2:])
-        _check_input(flat)
-        p_all = self.params(flat.shape[2], flat.shape[3], flat.device)
+        _check_input(x[0])
+        h, w = x.shape[-2], x.shape[-1]
+        p_all = self.params(h, w, x.device)
         choice = self.choice[self.lo : self.hi]
-        out = flat
-        for j in torch.unique(choice).tolist():
-            ops = [op for f in self.combos[j] for op in FAMILY_OPS[f]]
-            if not ops:
-                continue
+        combos = torch.unique(choice).tolist()
+        if len(combos) == 1:  # every class in one combination: no gather/scatter at all
+            return self._apply_combo(x, combos[0], torch.arange(self.lo, self.hi), p_all)
+        # Why gather per combination into a fresh output (not `out = out.index_copy(...)` per
+        # combination): an out-of-place index_copy copies the whole batch once per combination, which
+        # was half of DSA's cost on a CPU; here each image is read once and written once.
+        out = torch.empty_like(x)
+        for j in combos:
             classes = torch.nonzero(choice == j).squeeze(1)
-            per_image = (classes + self.lo).repeat_interleave(n).to(flat.device)  # class of each selected row
-            p = {k: v.index_select(0, per_image) for k, v in p_all.items()}
-            if classes.numel() == c:
-                out = apply_ops(out, ops, p, self.aug.params)
-                continue
-            rows = ((classes * n).unsqueeze(1) + torch.arange(n)).reshape(-1).to(flat.device)
-            out = out.index_copy(0, rows, apply_ops(flat.index_select(0, rows), ops, p, self.aug.params))
-        return out.view_as(x)
+            idx = classes.to(x.device)
+            out.index_copy_(0, idx, self._apply_combo(x.index_select(0, idx), j, classes + self.lo, p_all))
+        return out
+
+    def _apply_combo(self, x: Tensor, j: int, classes: Tensor, p_all: Params) -> Tensor:
+        """x (k, n, ...) of the k draw classes `classes` (absolute ids) under combination j."""
+        ops = [op for f in self.combos[j] for op in FAMILY_OPS[f]]
+        if not ops:
+            return x
+        k, n = x.shape[0], x.shape[1]
+        per_image = classes.repeat_interleave(n).to(x.device)  # class of each row
+        p = {key: v.index_select(0, per_image) for key, v in p_all.items()}
+        return apply_ops(x.reshape(k * n, *x.shape[2:]), ops, p, self.aug.params).view_as(x)
 
 
 class _ClassAugment:
