@@ -16,6 +16,10 @@ on every other repeat so neither mode always runs right after the other):
   here around the original's own functions (`utils.DiffAugment`, `utils.match_loss`,
   `networks.ConvNet`) imported from `--original` (a checkout of VICO-UoE/DatasetCondensation kept
   outside this repository; nothing of it is copied here). Without `--original` only ours is timed.
+- `ours aug` / `original aug` (with `--original`): only what DSA adds, on the same tensors (all
+  classes' real and synthetic batches augmented under one draw per class, and the backward through
+  the synthetic side): DSA minus DC without the noise of two whole iterations. `--aug-only` times
+  just these two.
 
 Settings (the issue's): IPC 1, ConvNet-3 width 32 with instance norm, CIFAR-10 (32x32, from
 ../shared/data/cifar10-jpeg or --data; the images' content does not change the cost), batch_real 64
@@ -125,6 +129,38 @@ def original_steps(utils, networks, images: "torch.Tensor", labels: "torch.Tenso
     return {"original DC": lambda: iteration(False), "original DSA": lambda: iteration(True)}
 
 
+def augmentation_only(aug, utils, images: "torch.Tensor", labels: "torch.Tensor", num_classes: int,
+                      batch_real: int, ipc: int = 1):
+    """{'ours aug', 'original aug'}: only what DSA adds to an iteration, on the same tensors: every
+    class's real batch augmented (no autograd) and its synthetic images augmented under the same draw,
+    then the backward through the synthetic side. The rest of the iteration is the same in DC and
+    DSA, so this is DSA minus DC without the noise of timing two whole iterations."""
+    import torch
+
+    gen = torch.Generator().manual_seed(1)
+    xr = torch.stack([images[torch.nonzero(labels == c).squeeze(1)[:batch_real]] for c in range(num_classes)])
+    xs = torch.randn(num_classes, ipc, *images.shape[1:], generator=gen, requires_grad=True)
+    w = torch.randn(xs.shape, generator=gen)
+    seeds = iter(range(10**9))
+
+    def ours() -> None:
+        draw = aug.class_draw(next(seeds), num_classes)
+        with torch.no_grad():
+            draw.apply(xr)
+        (draw.apply(xs) * w).sum().backward()
+
+    def original() -> None:
+        param, total = utils.ParamDiffAug(), 0.0
+        for c in range(num_classes):
+            seed = next(seeds) % 100000
+            with torch.no_grad():
+                utils.DiffAugment(xr[c], STRATEGY, seed=seed, param=param)
+            total = total + (utils.DiffAugment(xs[c], STRATEGY, seed=seed, param=param) * w[c]).sum()
+        total.backward()
+
+    return {"ours aug": ours, "original aug": original}
+
+
 def time_interleaved(modes: dict[str, Callable[[], None]], warmup: int, repeats: int) -> dict[str, list[float]]:
     names = list(modes)
     out: dict[str, list[float]] = {m: [] for m in names}
@@ -147,10 +183,22 @@ def quartiles(v: list[float]) -> tuple[float, float]:
 
 
 def render(t: dict[str, list[float]], header: list[str]) -> str:
-    rows = ["| implementation | DC s/iter (median) | DSA s/iter (median) | DSA − DC s/iter (median of paired) | "
+    rows = []
+    if "ours aug" in t:
+        rows += ["Augmentation only (what DSA adds: real + synthetic batches of all classes, forward, and the "
+                 "backward through the synthetic side), s/iter:", "",
+                 "| implementation | median | quartiles | repeats |", "|---|---|---|---|"]
+        for m in ("ours aug", "original aug"):
+            q1, q3 = quartiles(t[m])
+            rows.append(f"| {m.split()[0]} | {statistics.median(t[m]):.4f} | {q1:.4f} – {q3:.4f} | {len(t[m])} |")
+        ratio = [a / b for a, b in zip(t["ours aug"], t["original aug"])]
+        rows += ["", f"Ours / original, median of the per-repeat ratios: {statistics.median(ratio):.2f}", ""]
+    if "ours DC" not in t:
+        return "\n".join(header + [""] + rows) + "\n"
+    rows += ["Whole iterations:", "","| implementation | DC s/iter (median) | DSA s/iter (median) | DSA − DC s/iter (median of paired) | "
             "DSA − DC quartiles | repeats |", "|---|---|---|---|---|---|"]
     for impl in ("ours", "original"):
-        if f"{impl} DC" not in t:
+        if f"{impl} DC" not in t or f"{impl} DSA" not in t:
             continue
         d = paired_delta(t, impl)
         q1, q3 = quartiles(d)
@@ -177,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--aug-only", action="store_true", help="time only the augmentation modes (needs --original)")
     ap.add_argument("--out", type=Path, default=None, help="write the markdown here (else print only)")
     ap.add_argument("overrides", nargs="*", help="more run.py overrides for ours")
     a = ap.parse_args(argv)
@@ -197,8 +246,13 @@ def main(argv: list[str] | None = None) -> int:
         if a.original is not None:
             utils, networks = load_original(a.original)
             images = real.images.materialize().float()
-            modes.update(original_steps(utils, networks, images, real.labels.cpu(), real.num_classes, a.width,
-                                        a.batch_real))
+            if not a.aug_only:
+                modes.update(original_steps(utils, networks, images, real.labels.cpu(), real.num_classes, a.width,
+                                            a.batch_real))
+            modes.update(augmentation_only(setup.ctx.augment, utils, images, real.labels.cpu(), real.num_classes,
+                                           a.batch_real))
+        if a.aug_only:
+            modes = {k: v for k, v in modes.items() if k.endswith(" aug")}
         t = time_interleaved(modes, a.warmup, a.repeats)
     load1 = os.getloadavg()
     cmd = "python scripts/bench_dsa_cost.py " + " ".join(
