@@ -118,19 +118,34 @@ def test_staged_gather_equals_the_direct_gather():
     assert out.dtype == torch.uint8 and torch.equal(out, store[idx])
 
 
-def test_forcing_really_switches_the_paths(tmp_path, monkeypatch):
-    """The forced variant takes the vmapped matching and the staged gather (else the test above proves nothing)."""
-    setup = _setup("dc", tmp_path)
-    calls = {"staged": 0, "vmap": 0}
-    orig_staged = storage.staged_gather
-    monkeypatch.setattr(storage, "staged_gather",
-                        lambda *a, **k: calls.__setitem__("staged", calls["staged"] + 1) or orig_staged(*a, **k))
+@pytest.mark.parametrize("method, paths", [("dc", ("staged", "vmap")),
+                                           pytest.param("mtt", ("batched",), marks=pytest.mark.slow)])
+def test_forcing_really_switches_the_paths(method, paths, tmp_path, monkeypatch):
+    """The forced variant takes the staged gather, the vmapped matching and batched networks (else the
+    test above proves nothing); the CPU default takes none of them."""
+    from dfdistill import training
     from dfdistill.methods import dc as dc_mod
 
-    orig_bgd = dc_mod.batched_gradient_distance
-    monkeypatch.setattr(dc_mod, "batched_gradient_distance",
-                        lambda *a, **k: calls.__setitem__("vmap", calls["vmap"] + 1) or orig_bgd(*a, **k))
+    setup = _setup(method, tmp_path)
+    calls = {"staged": 0, "vmap": 0, "batched": 0}
+
+    def counting(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(storage, "staged_gather", counting("staged", storage.staged_gather))
+    monkeypatch.setattr(dc_mod, "batched_gradient_distance", counting("vmap", dc_mod.batched_gradient_distance))
+    group = training.NetGroup
+
+    class CountingGroup(group):  # type: ignore[misc, valid-type]
+        def __init__(self, models, batched=False, **k):
+            calls["batched"] += bool(batched) and len(models) > 1
+            super().__init__(models, batched=batched, **k)
+
+    monkeypatch.setattr(training, "NetGroup", CountingGroup)
     _outcome(setup, tmp_path, "cpu")
-    assert calls == {"staged": 0, "vmap": 0}
+    assert calls == {"staged": 0, "vmap": 0, "batched": 0}
     _outcome(setup, tmp_path, "cuda")
-    assert calls["staged"] > 0 and calls["vmap"] > 0
+    assert all(calls[p] > 0 for p in paths), calls
