@@ -207,6 +207,17 @@ def render(t: dict[str, list[float]], header: list[str]) -> str:
     return "\n".join(header + [""] + rows) + "\n"
 
 
+def _shown(arg: str, a: argparse.Namespace) -> str:
+    """An argument as the committed header shows it: no machine paths (the checkout, data or output
+    folder outside the repository become a placeholder)."""
+    if a.original is not None and arg == str(a.original):
+        return "<checkout of VICO-UoE/DatasetCondensation>"
+    if arg in (str(a.out), a.data):
+        p = Path(arg).resolve()
+        return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else ("<file>" if arg == str(a.out) else "<dir>")
+    return arg
+
+
 def commit_line() -> str:
     import subprocess
 
@@ -256,8 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time_interleaved(modes, a.warmup, a.repeats)
     load1 = os.getloadavg()
     cmd = "python scripts/bench_dsa_cost.py " + " ".join(
-        ("<checkout of VICO-UoE/DatasetCondensation>" if x == str(a.original) else x)
-        for x in (argv if argv is not None else sys.argv[1:]))
+        _shown(x, a) for x in (argv if argv is not None else sys.argv[1:]))
     header = [
         "# DSA's per-iteration cost: DSA minus DC, ours vs the original (CPU)", "",
         f"- commit: {commit_line()}",
