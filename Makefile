@@ -5,16 +5,17 @@
 # Variables: PROFILE (full|cpu|smoke), DATASET (replaces the dataset axis), EXTRA (more Hydra
 # overrides; a sweep value like ipc=1,10 replaces that axis), PLAN=1 (plan only), SWEEP_DIR (root;
 # default results/sweeps/<exp>/<profile>), OUT (table folder, default the sweep dir), LAUNCHER
-# (local | inprocess | joblib | submitit_local | submitit_slurm), JOBS (parallel local jobs, one GPU
-# each), LOGGER (none | wandb). What each table runs beyond its exp's grid (extra rows, ragged IPC
-# columns, the max-ratio search, reuse of other tables' runs) is in dfdistill/sweeps/jobsets.py.
+# (local | inprocess | joblib | submitit_local | submitit_slurm), JOBS (jobs at once, one GPU each:
+# auto = one per visible GPU, 1 without; or N), LOGGER (none | wandb). What each table runs beyond
+# its exp's grid (extra rows, ragged IPC columns, the max-ratio search, reuse of other tables' runs)
+# is in dfdistill/sweeps/jobsets.py.
 
 PYTHON   ?= python
 PROFILE  ?= cpu
 DATASET  ?=
 EXTRA    ?=
 LAUNCHER ?= local
-JOBS     ?= 1
+JOBS     ?= auto
 LOGGER   ?= none
 OUT      ?=
 SWEEP_DIR ?=
@@ -37,7 +38,7 @@ FIGURE = $(if $(PLAN),,$(PYTHON) scripts/make_figure.py $(1) --exp $(2) --profil
 
 help: ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-24s %s\n", $$1, $$2}'
-	@echo "  vars: PROFILE=full|cpu|smoke DATASET=... EXTRA='k=v ...' PLAN=1 LAUNCHER=local|joblib|submitit_slurm JOBS=N SWEEP_DIR=... OUT=..."
+	@echo "  vars: PROFILE=full|cpu|smoke DATASET=... EXTRA='k=v ...' PLAN=1 LAUNCHER=local|joblib|submitit_slurm JOBS=auto|N SWEEP_DIR=... OUT=..."
 
 test: ## fast unit tests (excludes @slow)
 	$(PYTHON) -m pytest -q

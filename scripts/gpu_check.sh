@@ -6,7 +6,9 @@
 #
 # Steps (each with its own time limit; a failing step is recorded and the next one runs):
 #   1. tests   the default test suite on CUDA (configs use device=auto, so pipeline tests run on the GPU),
-#              `pytest -q -x`, then `tests/test_storage.py -k cuda`            -> gpu_tests.md
+#              `pytest -q -x`, then `tests/test_storage.py -k cuda`, then the forced GPU-path and
+#              multi-GPU checks for every method (tests/test_forced_gpu_paths.py, its @slow cases too;
+#              tests/test_multi_gpu.py; issue 22)                             -> gpu_tests.md
 #   2. smoke   every method at profile=smoke, device=cuda, on CIFAR-10 JPEG (--data, else
 #              ./gpu_data/cifar10-jpeg, else ../shared/data/cifar10-jpeg), digits if none is there
 #                                                                             -> gpu_smoke.md
@@ -57,14 +59,16 @@ fi
 if [ $DRY = 1 ]; then
   DEVICE=cpu; WIDTH_BENCH="profile=smoke"; BENCH_WM="-W 0 -M 1"
   T_TESTS=900; T_SMOKE=900; T_BENCH=600; T_ITE=600; T_MEM=300
-  TESTS=(tests/test_chunking.py tests/test_runtime_options.py)
+  TESTS=(tests/test_chunking.py tests/test_runtime_options.py tests/test_multi_gpu.py tests/test_augment_cost.py)
+  FORCED="not slow"  # the dry run keeps to the default-suite methods
   MEM_ARGS=(--classes 4,8 --batch-real 8 --width 8)
   ITE_ARGS=(-W 0 -M 1 --skip-noopt); ITE_OVR=(profile=smoke)
   export OMP_NUM_THREADS=1
 else
   DEVICE=cuda; WIDTH_BENCH="profile=full"; BENCH_WM="-W 1 -M 3"
-  T_TESTS=165; T_SMOKE=100; T_BENCH=75; T_ITE=70; T_MEM=35  # 445 s of steps: under 8 minutes in all
+  T_TESTS=185; T_SMOKE=90; T_BENCH=70; T_ITE=70; T_MEM=35  # 450 s of steps: under 8 minutes in all
   TESTS=()
+  FORCED="slow"  # the other methods (the default suite above ran the rest; on the CPU there too, the staging buffer pinned)
   MEM_ARGS=(--classes 10,200)
   ITE_ARGS=(-W 1 -M 2); ITE_OVR=()
 fi
@@ -105,13 +109,16 @@ step() {  # step NAME FILE TIMEOUT CMD...: run with a time limit, log to FILE, r
 
 # 1. tests
 XD=""; [ $DRY = 0 ] && $PY -c "import xdist" 2>/dev/null && XD="-n 8"
-export PY XD TESTS_STR="${TESTS[*]:-}"
+export PY XD TESTS_STR="${TESTS[*]:-}" FORCED
 step tests "$OUTDIR/gpu_tests.md" $T_TESTS bash -c '
   echo "## pytest -q -x $XD $TESTS_STR"; echo "\`\`\`"
   $PY -m pytest -q -x -p no:cacheprovider $XD $TESTS_STR 2>&1 | tail -40; a=${PIPESTATUS[0]}
   echo "\`\`\`"; echo "## pytest -q tests/test_storage.py -k cuda"; echo "\`\`\`"
   $PY -m pytest -q -p no:cacheprovider tests/test_storage.py -k cuda 2>&1 | tail -10; b=${PIPESTATUS[0]}
-  echo "\`\`\`"; exit $((a || b))'
+  echo "\`\`\`"; echo "## pytest -q $XD -m \"$FORCED\" tests/test_forced_gpu_paths.py tests/test_multi_gpu.py"; echo "\`\`\`"
+  $PY -m pytest -q -p no:cacheprovider $XD -m "$FORCED" tests/test_forced_gpu_paths.py tests/test_multi_gpu.py 2>&1 | tail -10
+  c=${PIPESTATUS[0]}
+  echo "\`\`\`"; exit $((a || b || c))'
 { echo "# GPU check: test suite on $DEVICE"; echo; cat "$OUTDIR/.tests.log"; } > "$OUTDIR/gpu_tests.md"
 
 # 2. every method at profile=smoke

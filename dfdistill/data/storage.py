@@ -74,7 +74,13 @@ def gather(store: Tensor, idx: Tensor, device: torch.device) -> Tensor:
         return store.index_select(0, idx.to(device))
     idx = idx.to(store.device)
     if device.type == "cuda" and store.device.type == "cpu":
-        staging = torch.empty((idx.numel(), *store.shape[1:]), dtype=store.dtype, pin_memory=True)
-        torch.index_select(store, 0, idx, out=staging)
-        return staging.to(device, non_blocking=True)  # the caching host allocator keeps `staging` until the copy ends
+        return staged_gather(store, idx, device, pin=True)
     return store.index_select(0, idx).to(device)
+
+
+def staged_gather(store: Tensor, idx: Tensor, device: torch.device, pin: bool) -> Tensor:
+    """store[idx] through a staging buffer (pinned when `pin`) and an asynchronous copy to `device`:
+    host storage's CUDA path, callable with pin=False on a CPU (tests run it there)."""
+    staging = torch.empty((idx.numel(), *store.shape[1:]), dtype=store.dtype, pin_memory=pin)
+    torch.index_select(store, 0, idx.to(store.device), out=staging)
+    return staging.to(device, non_blocking=True)  # the caching host allocator keeps `staging` until the copy ends

@@ -6,8 +6,8 @@ missing, build the table. See docs/sweeps.md.
   python scripts/run_table.py bilp_tab1 --search --profile cpu ...        # max pruning ratio per cell
   python scripts/run_table.py bilp_tab4 --launcher joblib hydra.launcher.n_jobs=4
 
-Launchers: local (default; subprocesses, --jobs N at a time, one GPU each when CUDA devices are
-visible), inprocess (this process; tests), or a Hydra launcher (joblib, submitit_local,
+Launchers: local (default; subprocesses, --jobs N at a time or --jobs auto = one per visible GPU,
+one GPU each), inprocess (this process; tests), or a Hydra launcher (joblib, submitit_local,
 submitit_slurm: `pip install -e .[launchers]`), which receives exactly the pending jobs of every
 job set through the `joblist` sweeper. `hydra.*` / `hydra/...` overrides go to the launch only.
 """
@@ -22,7 +22,8 @@ from typing import Callable, Optional
 from dfdistill.errors import DfdistillError
 from dfdistill.preflight import check_datasets
 from dfdistill.sweeps import cost, feasible, jobsets, preview
-from dfdistill.sweeps.launch import launch_hydra, launch_inprocess, launch_local
+from dfdistill.sweeps.gpus import jobs_arg
+from dfdistill.sweeps.launch import configured_launcher, launch_hydra, launch_inprocess, launch_local, parallel_overrides
 from dfdistill.sweeps.plan import Job, adopt, plan, sweep_info
 from dfdistill.reporting.cells import DEFAULT_RULE, check_rule
 from dfdistill.sweeps.search import MaxRatioSearch, SearchConfig, parse_ladder
@@ -39,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=None, help="where the table goes (default: the sweep dir)")
     ap.add_argument("--name", default=None, help="table file stem (default: the exp name)")
     ap.add_argument("--launcher", default="local", help="local | inprocess | joblib | submitit_local | submitit_slurm ...")
-    ap.add_argument("--jobs", type=int, default=1, help="parallel local jobs (at most one per visible GPU)")
+    ap.add_argument("--jobs", type=jobs_arg, default="auto",
+                    help="jobs at once: auto (default: one per visible GPU, 1 without) | N; one GPU each")
     ap.add_argument("--add", action="append", default=[], help="an extra job set, e.g. 'pruning=none' (space-separated overrides)")
     ap.add_argument("--paper-dataset", default=None, help="paper column to compare with (default: same/closest dataset)")
     ap.add_argument("--dry-run", action="store_true", help="list the jobs and their state, launch nothing")
@@ -71,7 +73,13 @@ def make_launch(a: argparse.Namespace, sweep_dir_of: Callable[[], Path], hydra_o
         return lambda jobs: launch_local(jobs, a.jobs, extra=hydra_overrides)
     if a.launcher == "inprocess":
         return launch_inprocess
-    return lambda jobs: launch_hydra(jobs, sweep_dir_of(), a.launcher, hydra_overrides)
+
+    def launch(jobs: list[Job]) -> list[int]:
+        configured = configured_launcher(a.launcher) if a.launcher.startswith("submitit") else {}
+        extra = parallel_overrides(a.launcher, a.jobs, hydra_overrides, configured=configured)
+        return launch_hydra(jobs, sweep_dir_of(), a.launcher, [*extra, *hydra_overrides])
+
+    return launch
 
 
 def reuse_dirs(a: argparse.Namespace) -> list[Path]:

@@ -10,16 +10,19 @@
   `device=auto` then uses; `on_job_end` releases it. Jobs beyond the number of devices wait.
 - SLURM (submitit_slurm): one GPU per task through `hydra.launcher.gpus_per_node: 1`; each task
   sees exactly one device, so the callback's choice is trivially that one.
+- How many at once: `--jobs auto` (`JOBS=auto`, the default) is one job per visible device
+  (`parallel_jobs`), one at a time without a GPU.
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Optional, TextIO, Union
 
 LOCK_DIR_ENV = "DFDISTILL_GPU_LOCK_DIR"
 
@@ -35,6 +38,26 @@ def visible_devices() -> list[str]:
         return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     except Exception:
         return []
+
+
+def jobs_arg(text: str) -> Union[str, int]:
+    """argparse type of --jobs: `auto` or a positive integer."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job count; use --jobs auto (one per GPU) or --jobs N (N >= 1)")
+    return n
+
+
+def parallel_jobs(spec: Union[str, int], devices: Optional[list[str]] = None) -> int:
+    """Jobs to run at once: `auto` -> one per visible device (1 without devices); N -> N."""
+    if spec == "auto":
+        return max(1, len(visible_devices() if devices is None else devices))
+    return int(spec)
 
 
 def lock_dir() -> Path:
@@ -91,15 +114,15 @@ except ImportError:  # pragma: no cover - hydra is a dependency
 class GpuSlotCallback(Callback):
     """Hydra job callback: each job runs on a device no other running job holds (see module doc)."""
 
-    def __init__(self, timeout: Optional[float] = None) -> None:
-        self.timeout = timeout
+    def __init__(self, timeout: Optional[float] = None, poll: float = 2.0) -> None:
+        self.timeout, self.poll = timeout, poll
         self.slot: Optional[GpuSlot] = None
 
     def on_job_start(self, config: Any = None, **kwargs: Any) -> None:
         if str((config or {}).get("device", "auto")).startswith(("cpu", "cuda:")):
             return  # the job chose its device itself
         self.slot = GpuSlot()
-        i = self.slot.acquire(self.timeout)
+        i = self.slot.acquire(self.timeout, self.poll)
         if i is not None:
             import torch
 

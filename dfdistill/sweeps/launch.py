@@ -7,6 +7,7 @@ set), and every job lands in its planned directory, so the results are found by 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -15,11 +16,11 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from omegaconf import open_dict
 
-from dfdistill.sweeps.gpus import visible_devices
+from dfdistill.sweeps.gpus import parallel_jobs, visible_devices
 from dfdistill.sweeps.plan import REPO, Job, job_config
 
 Runner = Callable[[Job, dict], int]  # (job, environment) -> exit code
@@ -33,9 +34,9 @@ def run_subprocess(job: Job, env: dict, extra: Optional[list[str]] = None) -> in
     return subprocess.run(cmd, cwd=REPO, env=env).returncode
 
 
-def launch_local(jobs: list[Job], n_parallel: int = 1, devices: Optional[list[str]] = None,
+def launch_local(jobs: list[Job], n_parallel: Union[int, str] = "auto", devices: Optional[list[str]] = None,
                  runner: Optional[Runner] = None, extra: Optional[list[str]] = None) -> list[int]:
-    """Run jobs as subprocesses, `n_parallel` at a time.
+    """Run jobs as subprocesses, `n_parallel` (N | auto: one per visible device) at a time.
 
     With CUDA devices visible, each running job holds one of them (CUDA_VISIBLE_DEVICES=<that id>)
     and gives it back when it ends, so concurrent jobs never share a device; at most one job per
@@ -45,7 +46,8 @@ def launch_local(jobs: list[Job], n_parallel: int = 1, devices: Optional[list[st
     free: "queue.Queue[str]" = queue.Queue()
     for d in devices:
         free.put(d)
-    workers = max(1, min(n_parallel, len(devices)) if devices else n_parallel)
+    n = parallel_jobs(n_parallel, devices)
+    workers = max(1, min(n, len(devices)) if devices else n)
 
     def one(job: Job) -> int:
         env = dict(os.environ)
@@ -100,6 +102,43 @@ def hydra_command(jobs: list[Job], sweep_dir: Path, launcher: str, hydra_overrid
     return [sys.executable, str(REPO / "run.py"), "-m", *jobs[0].overrides, "hydra/sweeper=joblist",
             f"hydra.sweeper.jobs_file='{jobs_file}'", f"hydra/launcher={launcher}", f"hydra.sweep.dir='{sweep_dir}'",
             "progress=false", *(hydra_overrides or [])]
+
+
+@functools.lru_cache(maxsize=None)
+def configured_launcher(launcher: str) -> dict:
+    """The launcher's settings as composed (group defaults + conf/local); {} when it cannot compose."""
+    try:
+        from omegaconf import OmegaConf
+
+        from dfdistill.config.compose import compose_run_config
+
+        hcfg = compose_run_config([f"hydra/launcher={launcher}"], return_hydra_config=True)
+        return OmegaConf.to_container(hcfg.hydra.launcher, resolve=False)  # type: ignore[return-value]
+    except Exception:
+        return {}
+
+
+def parallel_overrides(launcher: str, jobs: Union[str, int], typed: list[str], devices: Optional[list[str]] = None,
+                       configured: Optional[dict] = None) -> list[str]:
+    """`hydra.launcher.*` overrides that make a Hydra launcher run `jobs` (auto | N) jobs at once, one GPU
+    each. What the user typed (`typed`) and what conf/local sets (`configured`) win.
+
+    joblib: n_jobs = N, or the number of visible GPUs with auto (each job then takes a free one through
+    GpuSlotCallback); auto without GPUs keeps joblib's own default. submitit_slurm: one GPU per task
+    (gpus_per_node 1) unless configured, and N caps the running tasks (array_parallelism); auto leaves
+    that to the scheduler. submitit_local: one GPU per job when GPUs are visible."""
+    devices = visible_devices() if devices is None else devices
+    configured = configured or {}
+    have = {o.lstrip("+~").split("=", 1)[0].removeprefix("hydra.launcher.") for o in typed}
+    out: dict[str, object] = {}
+    if launcher == "joblib" and (jobs != "auto" or devices):
+        out["n_jobs"] = parallel_jobs(jobs, devices)
+    if launcher.startswith("submitit") and configured.get("gpus_per_node") is None and (
+            launcher == "submitit_slurm" or devices):
+        out["gpus_per_node"] = 1
+    if launcher == "submitit_slurm" and jobs != "auto":
+        out["array_parallelism"] = int(jobs)
+    return [f"hydra.launcher.{k}={v}" for k, v in out.items() if k not in have]
 
 
 def launch_hydra(jobs: list[Job], sweep_dir: Path, launcher: str, hydra_overrides: Optional[list[str]] = None) -> list[int]:
