@@ -218,15 +218,6 @@ def _shown(arg: str, a: argparse.Namespace) -> str:
     return arg
 
 
-def commit_line() -> str:
-    import subprocess
-
-    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return f"{sha or 'unknown'}{' (dirty working tree)' if dirty else ' (clean)'}"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--original", type=Path, default=None, help="checkout of VICO-UoE/DatasetCondensation")
@@ -268,12 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     load1 = os.getloadavg()
     cmd = "python scripts/bench_dsa_cost.py " + " ".join(
         _shown(x, a) for x in (argv if argv is not None else sys.argv[1:]))
-    header = [
-        "# DSA's per-iteration cost: DSA minus DC, ours vs the original (CPU)", "",
-        f"- commit: {commit_line()}",
-        f"- command: `{cmd}`",
-        f"- device: cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch.set_num_threads({a.threads})), torch {torch.__version__}, python {platform.python_version()}",
+    from dfdistill.reporting.provenance import header_lines
+
+    header = header_lines(
+        "DSA's per-iteration cost: DSA minus DC, ours vs the original (CPU)", cmd, profile="cpu",
+        device=f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"torch.set_num_threads({a.threads})), torch {torch.__version__}, python {platform.python_version()}")
+    header += [
         f"- settings: IPC 1, ConvNet-3 width {a.width} (instance norm), {real.num_classes} classes, "
         f"{real.image_size}x{real.image_size}x{real.channels}, batch_real {a.batch_real}, strategy {STRATEGY}, "
         f"data `{dataset[0].split('=')[1]}`; ours: `{' '.join(overrides[:-len(dataset) - len(a.overrides) or None])}`",
