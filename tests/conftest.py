@@ -50,6 +50,9 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "cache"
     monkeypatch.setenv("DFDISTILL_CACHE", str(cache))
     shutil.rmtree(cache / "distilled", ignore_errors=True)
+    from dfdistill.config import resolve
+
+    resolve._SAID.clear()  # each test sees the recipe notes its own runs log (said once per process otherwise)
 
 
 def interrupted_then_resumed(compose_cfg, tmp_path: Path, monkeypatch, method_cls: type, args: list[str],

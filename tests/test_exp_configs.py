@@ -144,6 +144,7 @@ def test_make_help_lists_every_table_target() -> None:
             continue
         paper, rest = exp.split("_", 1)
         target = f"table-{paper}-{rest[3:]}" if rest.startswith("tab") else (
+            f"fig-{paper}" if rest == "figs" else  # a paper's figures drawn from one sweep (EDD Figs. 1-2)
             f"fig-{paper}-{rest[3:]}" if rest.startswith("fig") else f"table-{paper}-{rest}")
         assert target in out, f"make help does not list {target} (for conf/exp/{exp}.yaml)"
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "log", "losses", "runtime", "memory", "artifacts", "compiled"),
+    ("errors", "log", "losses", "runtime", "memory", "artifacts", "compiled", "divergence"),
     ("config.schema", "config.options", "config.renames", "registry", "recipes"),
     ("data", "models"),
     ("training", "scoring"),
@@ -24,8 +24,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("methods",),
     ("pruning",),
     ("checkpoint", "loop", "rundir", "synthetic", "preflight", "config.resolve", "config.store", "config.compose",
-     "config"),
-    ("pipeline", "reporting", "tables", "callbacks", "bench", "sweeps", "cli"),
+     "config", "distilled"),
+    ("pipeline", "eval_set", "reporting", "tables", "callbacks", "bench", "sweeps", "cli"),
 ]
 
 
