@@ -15,7 +15,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -111,9 +110,9 @@ def main() -> None:
             rows.append(run_variant(f"v{len(rows)}", a.overrides, {"OMP_NUM_THREADS": "1"}, work, 0, exe)
                         | {"label": label})
     ref = rows[0]
-    from dfdistill.reporting.provenance import header_lines
+    from dfdistill.reporting.provenance import header_lines, this_command
 
-    cmd = "python scripts/repro_check.py --out " + " ".join(shlex.quote(x) for x in [str(a.out), "--", *a.overrides])
+    cmd = this_command()
     lines = header_lines("What changes a run's numbers (measured)", cmd, profile=None, device="cpu")
     ref_acc = " / ".join(f"{100 * x:.2f}" for x in ref["accs"])
     lines += [f"- **reference**: `{' '.join(a.overrides)}`, 1 thread, compile default (auto: eager on CPU); "
