@@ -8,6 +8,7 @@ work starts with the full key path; `validate()` then instantiates them as Pytho
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Optional
 
 from omegaconf import MISSING, OmegaConf
@@ -18,12 +19,19 @@ from dfdistill.memory import MemoryConfig
 from dfdistill.runtime import GPUConfig
 
 
+@lru_cache(maxsize=None)
+def _structured(schema: type) -> Any:
+    """The schema as an OmegaConf node, built once (merge copies it; building it is most of the
+    cost of validating a config, which sweep planning does for every job)."""
+    return OmegaConf.structured(schema)
+
+
 def typed(schema: type, node: Any, group: str) -> Any:
     """`node` merged into `schema` and instantiated, so its `__post_init__` range checks run.
 
     Unknown keys and wrong types become one-line ConfigErrors naming the group."""
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+        return OmegaConf.to_object(OmegaConf.merge(_structured(schema), node))
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid {group} config: {str(exc).splitlines()[0]}") from None
 

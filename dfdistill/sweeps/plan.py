@@ -33,6 +33,7 @@ class Job:
     error: Optional[str] = None
     set_index: int = 0  # 0 = the exp's grid, i = the i-th --add job set
     resolved: Optional[DictConfig] = field(default=None, repr=False)
+    choices: dict[str, Any] = field(default_factory=dict, repr=False)  # Hydra's group choices (method: dsa, ...)
 
 
 @dataclass
@@ -104,8 +105,11 @@ def plan(exp: str, profile: str, overrides: list[str], sweep_dir: Optional[Path]
 
 
 def job_config(job: Job) -> DictConfig:
-    """The composed (unresolved) config of a job, writing into its directory."""
-    cfg = compose_run_config(job.overrides)
+    """The composed (unresolved) config of a job, writing into its directory (one Hydra composition
+    per distinct group selection: compose_cache.py; it also notes the job's group choices)."""
+    from dfdistill.sweeps.compose_cache import compose_job
+
+    cfg, job.choices = compose_job(job.overrides)
     with open_dict(cfg):
         cfg.output_dir = str(job.out_dir)
     return cfg

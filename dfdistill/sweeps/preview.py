@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional
 
 from omegaconf import OmegaConf
 
-from dfdistill.config.compose import compose_run_config
+from dfdistill.sweeps.compose_cache import group_defaults
 from dfdistill.sweeps.cost import Estimate, Measurement, estimate, fmt_seconds
 from dfdistill.sweeps.plan import Job
 
@@ -31,12 +31,15 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def group_choices(job: Job) -> dict[str, str]:
-    hcfg = compose_run_config(job.overrides, return_hydra_config=True)
-    return {g: str(hcfg.hydra.runtime.choices.get(g)) for g in GROUPS if hcfg.hydra.runtime.choices.get(g)}
+    if not job.choices:
+        from dfdistill.sweeps.plan import job_config
+
+        job_config(job)
+    return {g: str(job.choices[g]) for g in GROUPS if job.choices.get(g)}
 
 
 def defaults_for(choices: dict[str, str]) -> dict[str, Any]:
-    cfg = compose_run_config([f"{g}={o}" for g, o in choices.items()] + ["logger=none"])
+    cfg = group_defaults(choices)
     return {g: OmegaConf.to_container(cfg[g], resolve=False) for g in GROUPS if g in cfg}
 
 
