@@ -150,6 +150,11 @@ def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
 
 def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> dict:
     a = parser().parse_intermixed_args(argv)
+    from dfdistill.sweeps.model import devices
+
+    if a.gpu not in devices():
+        print(f"error: unknown --gpu {a.gpu!r}; type one of --gpu {' | '.join(devices())}", file=sys.stderr)
+        raise SystemExit(2)
     overrides, hydra_overrides = split_hydra(a.overrides)
     adds = ([] if a.no_extra else jobsets.extra_sets(a.exp, overrides)) + [s.split() for s in a.add]
     for extra in adds:

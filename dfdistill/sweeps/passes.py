@@ -71,14 +71,19 @@ def _run(net: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str) -> None:
         return
     for p in params:
         p.grad = None
-    if kind == "backward":
+    if kind == "backward":  # a training step: loss, backward, the optimiser's update
         nn.functional.cross_entropy(net(x), y).backward()  # .backward: FlopCounterMode's module tracker refuses autograd.grad
+        torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4, foreach=False).step()
         return
     xs = x.detach().requires_grad_(True)
     with warnings.catch_warnings():  # the grad <-> param cycle is broken below
         warnings.simplefilter("ignore")
         nn.functional.cross_entropy(net(xs), y).backward(create_graph=True)
-        sum((p.grad * p.grad).sum() for p in params).backward(inputs=[xs])
+        # a per-layer distance to a reference gradient (gradient matching's, DC's cosine form)
+        loss = sum(1 - nn.functional.cosine_similarity(p.grad.flatten(1) if p.grad.dim() > 1 else p.grad[None],
+                                                       torch.zeros_like(p.grad).flatten(1) if p.grad.dim() > 1
+                                                       else torch.zeros_like(p.grad)[None]).sum() for p in params)
+        loss.backward(inputs=[xs])
     for p in params:
         p.grad = None
 

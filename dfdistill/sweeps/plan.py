@@ -45,6 +45,7 @@ class SweepInfo:
     exclude: list[str]
     item_sep: str = ","
     kv_sep: str = "="
+    exp: Optional[str] = None  # conf/exp/<exp>: its cells the paper does not report are left out (jobsets.DROP)
 
 
 def sweep_info(fixed: list[str], sweep_dir: Optional[Path] = None) -> SweepInfo:
@@ -56,7 +57,8 @@ def sweep_info(fixed: list[str], sweep_dir: Optional[Path] = None) -> SweepInfo:
     if sweep_dir is None:
         sweep_dir = Path(str(hcfg.hydra.sweep.dir))
     sweep_dir = (sweep_dir if sweep_dir.is_absolute() else REPO / sweep_dir).resolve()
-    return SweepInfo(sweep_dir, params, list(dn.exclude_keys), str(dn.item_sep), str(dn.kv_sep))
+    exp = next((o.split("=", 1)[1] for o in fixed if o.lstrip("+").startswith("exp=")), None)
+    return SweepInfo(sweep_dir, params, list(dn.exclude_keys), str(dn.item_sep), str(dn.kv_sep), exp)
 
 
 def job_set_lines(fixed: list[str], params: dict[str, str], add: list[str]) -> tuple[list[str], list[str]]:
@@ -74,14 +76,22 @@ def job_set_lines(fixed: list[str], params: dict[str, str], add: list[str]) -> t
 
 def expand_jobs(sets: list[list[str]], info: SweepInfo) -> list[Job]:
     """Every job of every set, Hydra's order, one per distinct directory."""
+    from dfdistill.sweeps.jobsets import dropped
+
     jobs: list[Job] = []
     seen: set[str] = set()
+    left_out = 0
     for i, lines in enumerate(sets):
         for job in ov.expand(lines):
+            if dropped(info.exp, job):
+                left_out += 1
+                continue
             name = ov.dirname(job, info.exclude, info.item_sep, info.kv_sep)
             if name not in seen:
                 seen.add(name)
                 jobs.append(Job(job, info.sweep_dir / name, set_index=i))
+    if left_out:
+        print(f"[run_table] left out {left_out} job(s) of cells the paper does not report (jobsets.DROP)", file=sys.stderr)
     return jobs
 
 
