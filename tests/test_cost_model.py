@@ -84,3 +84,10 @@ def test_table7_training_time_leaves_out_the_scoring() -> None:
     rec = {"stage_seconds": {"data": 5.0, "pruning": 3600.0, "prepare": 7200.0, "distill": 3600.0, "eval": 99.0}}
     assert C.training_hours([rec], C.LARGE_SCALE_STAGES).mean == pytest.approx(3.0)
     assert C.training_hours([rec]).mean == pytest.approx(4.0)  # Table 6 / speed-ups keep it
+
+
+def test_a_scores_only_job_costs_its_scoring_alone() -> None:
+    """BiLP Fig. 4 runs stage=scores: no distillation and no evaluation is planned for it."""
+    cfg = resolved(["method=dm", "dataset=cifar10", "ipc=1", "pruning=loss", "stage=scores", "profile=full"])
+    est = estimate(cfg, device("a100-80gb"))
+    assert set(est.stages) == {"pruning"} and est.stages["pruning"] > 0

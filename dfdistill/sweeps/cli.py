@@ -22,7 +22,7 @@ from typing import Callable, Optional
 from dfdistill.sweeps import jobsets, preview
 from dfdistill.sweeps.model import device
 from dfdistill.sweeps.launch import launch_hydra, launch_inprocess, launch_local
-from dfdistill.sweeps.plan import Job, adopt, plan, sweep_info
+from dfdistill.sweeps.plan import Job, adopt, index_records, plan, sweep_info
 from dfdistill.sweeps.search import MaxRatioSearch, SearchConfig, parse_ladder
 
 Launch = Callable[[list[Job]], list[int]]
@@ -173,6 +173,9 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
         print(f"[run_table]   cannot compose {' '.join(j.overrides)}: {j.error}", file=sys.stderr)
     if a.plan:
         dev = device(a.gpu)
+        index = index_records(reuse_dirs(a))  # another table's finished runs of the same config: reused
+        for j in jobs:
+            j.done = j.done or (j.key is not None and j.key in index)
         lines, totals = preview.job_lines(jobs, dev)
         print("\n".join(lines))
         print(f"[run_table] {a.exp} / {a.profile}: {preview.totals_line(totals, dev)}")

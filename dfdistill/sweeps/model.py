@@ -183,7 +183,9 @@ def job_work(cfg: Any) -> list[Work]:
     kept, train, test = data_sizes(cfg)
     m, p, ev = cfg.method, cfg.get("pruning") or {}, cfg.eval
     work: list[Work] = []
-    if p.get("_target_") and str(p.get("name")) in ("loss", "bilp", "ite") and (p.get("ratio") or p.get("stratum") is not None):
+    scores_only = str(cfg.get("stage", "all")) == "scores"
+    if p.get("_target_") and str(p.get("name")) in ("loss", "bilp", "ite") and (
+            p.get("ratio") or p.get("stratum") is not None or scores_only):
         trials, epochs = _n(p.get("trials"), 1), _n(p.get("train_epochs"), 1)
         work.append(epochs_rows("pruning", net, trials * epochs, train, _n(p.get("batch_size"), 256)))
         reads = len(p.get("epochs") or [1])
@@ -192,6 +194,10 @@ def job_work(cfg: Any) -> list[Work]:
         work.append(epochs_rows("prepare", net, _n(m.get("num_experts"), 100) * _n(m.get("expert_train_epochs"), 50),
                                 kept, _n(m.get("batch_train"), 256)))
     work += distill_work(cfg, net, kept)
+    last = {"scores": "pruning", "experts": "prepare", "distill": "distill"}.get(str(cfg.get("stage", "all")))
+    if last is not None:  # a run that stops after that stage (stage=scores: BiLP Fig. 4)
+        order = ("pruning", "prepare", "distill")
+        return [w for w in work if w.stage in order[: order.index(last) + 1]]
     n_syn = n_synthetic(cfg)
     epochs = _n(ev.get("epochs"), 1000 if ev.get("aug") not in (None, "none") else 300)
     models = _n(ev.get("num_eval"), 1)
