@@ -212,9 +212,10 @@ def estimate(cfg: Any, dev: Device) -> JobCost:
     """Seconds per stage on `dev`, total FLOPs, peak memory and whether it fits `dev`."""
     work = job_work(cfg)
     out = JobCost()
-    budget = 0.5 * dev.memory_gb * 1e9  # what one split pass may plan for (memory.device_memory_fraction)
+    share = float((cfg.get("memory") or {}).get("device_memory_fraction", 0.5))
+    budget = share * dev.memory_gb * 1e9  # what one split pass may plan for (dfdistill/memory.py)
     fixed, fixed_why = 0.0, ""
-    C, ipc = int(cfg.dataset.num_classes), int(cfg.ipc)
+    C = int(cfg.dataset.num_classes)
     img = int(cfg.dataset.channels) * int(cfg.dataset.image_size) ** 2 * 4
     for w in work:
         flops = w.rows * w.net.flops[w.kind]
@@ -233,7 +234,6 @@ def estimate(cfg: Any, dev: Device) -> JobCost:
     out.peak_bytes = fixed + state + syn
     out.fits = out.peak_bytes <= dev.memory_gb * 1e9
     out.why = fixed_why + ("" if out.fits else f": needs {out.peak_bytes / 1e9:.0f} GB > {dev.memory_gb:g} GB")
-    del C, ipc
     return out
 
 
