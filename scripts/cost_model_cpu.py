@@ -126,6 +126,7 @@ def main() -> int:
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="markdown table (default: print)")
     ap.add_argument("--limit", type=int, default=None, help="first N configs only")
+    ap.add_argument("--start", type=int, default=0, help="skip the first N configs")
     a = ap.parse_args()
     if a.calibrate:
         print(json.dumps(calibrate(), indent=1))
@@ -137,7 +138,7 @@ def main() -> int:
     dev = device("cpu")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for extra in CONFIGS[: a.limit]:
+        for extra in CONFIGS[a.start: a.limit]:
             ov = BASE + extra
             pred = predict(ov)
             try:
