@@ -124,6 +124,7 @@ def test_narrowing_extra_job_sets() -> None:
 def test_table7_asks_for_random_real_and_dm_at_ipc_10_50(tmp_path: Path) -> None:
     jobs = _set_jobs("bilp_tab7", [])
     assert {(j["method"], j["ipc"]) for j in jobs} == {("dc", "1"), ("dm", "1"), ("mtt", "1"), ("dm", "10"), ("dm", "50")}
+    assert {j["pruning"] for j in jobs if j["method"] == "mtt"} == {"bilp"}  # full-data MTT: "-" in the paper
     assert _compose(["+exp=bilp_tab7"]).eval.compare_random is True
 
 

@@ -12,6 +12,7 @@ profile change, the typed keys), so results.jsonl and `print_config=true` show w
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Iterable, Optional
 
@@ -262,7 +263,21 @@ def check_backbone(bcfg: DictConfig) -> None:
 def check_top_level(cfg: DictConfig) -> None:
     """The top-level keys (ipc, seed, ...) against RunConfig: run before recipes and seeding read them."""
     top = {k: v for k, v in cfg.items() if k not in GROUPS and k not in ("provenance",)}
-    typed(RunConfig, {**top, **{g: {} for g in GROUPS}}, "top-level")
+    checked(RunConfig, {**top, **{g: {} for g in GROUPS}}, "top-level")
+
+
+_checked: dict[tuple, Any] = {}
+
+
+def checked(schema: type, node: Any, group: str) -> Any:
+    """`typed(schema, node, group)` remembered per (schema, content): a sweep plan validates hundreds
+    of jobs whose groups mostly repeat (same dataset, eval, profile). Only configs that passed are
+    remembered (a bad one raises every time); callers must not modify the returned object."""
+    content = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    key = (schema, json.dumps(content, sort_keys=True, default=str))
+    if key not in _checked:
+        _checked[key] = typed(schema, node, group)
+    return _checked[key]
 
 
 def validate(cfg: DictConfig) -> None:
@@ -271,19 +286,19 @@ def validate(cfg: DictConfig) -> None:
     from dfdistill.registry import in_loop_pruning_methods
 
     check_top_level(cfg)
-    typed(DatasetConfig, cfg.dataset, "dataset")
-    typed(EvalConfig, cfg.eval, "eval")
-    typed(ProfileConfig, cfg.profile, "profile")
-    typed(LoggerConfig, cfg.logger, "logger")
+    checked(DatasetConfig, cfg.dataset, "dataset")
+    checked(EvalConfig, cfg.eval, "eval")
+    checked(ProfileConfig, cfg.profile, "profile")
+    checked(LoggerConfig, cfg.logger, "logger")
     check_backbone(cfg.backbone)
     for arch in cfg.eval.get("cross_arch") or []:  # every evaluation backbone is checked before any work
         try:
             check_backbone(load_option("backbone", str(arch)))
         except ConfigError as exc:
             raise ConfigError(f"eval.cross_arch entry {arch!r}: {exc}") from None
-    pruning = typed(PruningConfig, cfg.get("pruning") or {}, "pruning")
+    pruning = checked(PruningConfig, cfg.get("pruning") or {}, "pruning")
     cls = method_class(cfg)
-    typed(cls.config_cls, cfg.method, "method")
+    checked(cls.config_cls, cfg.method, "method")
     static = pruning._target_ and (pruning.ratio or pruning.stratum)
     if pruning.adaptive is not None and not cls.supports_adaptive and not static:  # bilp: its static half runs
         raise ConfigError(f"method {cfg.method.get('name')} has no real-batch matching step for in-loop (ITE) pruning "

@@ -11,6 +11,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Optional
 
 from omegaconf import MISSING, OmegaConf
@@ -22,6 +23,11 @@ from dfdistill.runtime import GPUConfig
 
 
 _TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
+@lru_cache(maxsize=None)
+def _structured(schema: type) -> Any:
+    """The schema as an OmegaConf node, built once (merge copies it; building it is most of the
+    cost of validating a config, which sweep planning does for every job)."""
+    return OmegaConf.structured(schema)
 
 
 def typed(schema: type, node: Any, group: str) -> Any:
@@ -31,7 +37,7 @@ def typed(schema: type, node: Any, group: str) -> Any:
     refused in every float field (`method.lr_img=nan` passed validation and only surfaced later as a
     NaN loss)."""
     try:
-        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+        obj = OmegaConf.to_object(OmegaConf.merge(_structured(schema), node))
     except OmegaConfBaseException as exc:
         raise ConfigError(type_message(exc, group)) from None
     check_finite(obj, "" if group == "top-level" else group)

@@ -39,12 +39,20 @@ def backbone_schema(name: str) -> type:
     return make_dataclass(f"Backbone_{name}", fields)
 
 
+_registered: Optional[tuple] = None
+
+
 def register_configs() -> None:
+    """Idempotent; registers again only when a method or backbone was added since (each store call
+    converts a dataclass: done per composition, it was a fifth of a sweep plan's time)."""
+    global _registered
     from dfdistill.models import MODELS
     from dfdistill.pruning.config import PruningConfig
     from dfdistill.registry import METHODS
     from dfdistill.rundir import register_resolvers
 
+    if _registered == (tuple(e.name for e in METHODS), tuple(MODELS)):
+        return
     register_resolvers()  # conf/config.yaml's hydra.run.dir / sweep.dir use them
     cs = ConfigStore.instance()
     cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
@@ -60,3 +68,4 @@ def register_configs() -> None:
     from dfdistill.models import convnet_depth
 
     OmegaConf.register_new_resolver("convnet_depth", convnet_depth, replace=True)
+    _registered = (tuple(e.name for e in METHODS), tuple(MODELS))

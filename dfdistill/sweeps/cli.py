@@ -21,11 +21,12 @@ from typing import Callable, Optional
 
 from dfdistill.errors import DfdistillError
 from dfdistill.preflight import check_datasets
-from dfdistill.sweeps import cost, feasible, jobsets, preview
+from dfdistill.reporting.cells import DEFAULT_RULE, check_rule
+from dfdistill.sweeps import feasible, jobsets, preview
 from dfdistill.sweeps.gpus import jobs_arg
 from dfdistill.sweeps.launch import configured_launcher, launch_hydra, launch_inprocess, launch_local, parallel_overrides
-from dfdistill.sweeps.plan import Job, adopt, plan, sweep_info
-from dfdistill.reporting.cells import DEFAULT_RULE, check_rule
+from dfdistill.sweeps.model import device
+from dfdistill.sweeps.plan import Job, adopt, index_records, plan, sweep_info
 from dfdistill.sweeps.search import MaxRatioSearch, SearchConfig, parse_ladder
 
 Launch = Callable[[list[Job]], list[int]]
@@ -45,7 +46,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--add", action="append", default=[], help="an extra job set, e.g. 'pruning=none' (space-separated overrides)")
     ap.add_argument("--paper-dataset", default=None, help="paper column to compare with (default: same/closest dataset)")
     ap.add_argument("--dry-run", action="store_true", help="list the jobs and their state, launch nothing")
-    ap.add_argument("--plan", action="store_true", help="jobs, settings that differ from the defaults, estimated cost")
+    ap.add_argument("--plan", action="store_true", help="jobs, settings that differ from the defaults, modelled cost and memory")
+    ap.add_argument("--gpu", default="a100-80gb", help="device the plan's hours and memory are for: "
+                    "a100-80gb | a100-40gb | h100 | rtx4090 | cpu (dfdistill/sweeps/devices.yaml)")
     ap.add_argument("--search", action="store_true", help="max-ratio search per cell (default for BiLP Tables 1-2, Fig. 2)")
     ap.add_argument("--grid", action="store_true", help="run the exp's fixed grid even where the table is a search")
     ap.add_argument("--no-extra", action="store_true", help="leave out the table's registered extra job sets (jobsets.py)")
@@ -142,33 +145,36 @@ def run_search(a: argparse.Namespace, overrides: list[str], hydra_overrides: lis
     return out
 
 
-def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
-    """Upper bound of a search's jobs per cell: the baseline + trials x ceil(log2(rungs + 1)) ratios."""
+def search_rounds(rungs: int, points_per_round: int) -> int:
+    """Rounds a search needs at most: bisection over the rungs + 1 brackets (16 paper ratios -> 5)."""
     import math
 
+    return min(rungs, math.ceil(math.log2(rungs + 1)) * points_per_round)
+
+
+def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
+    """Upper bound of a search's jobs per cell: the baseline + trials x (rounds x points) ratios."""
+    from dfdistill.sweeps.plan import mark_done
+
+    dev = device(a.gpu)
     rungs = len(s.cfg.ladder)
-    per_ratio = s.cfg.trials * min(rungs, math.ceil(math.log2(rungs + 1)) * s.cfg.points_per_round)
-    measured = cost.collect(cost.default_roots(s.info.sweep_dir))
-    lines, total = [], None
+    per_ratio = s.cfg.trials * search_rounds(rungs, s.cfg.points_per_round)
+    lines, total = [], preview.new_totals()
     for c in s.cells:
         if c.error:
             lines.append(f"error    {c.name}: {c.error}")
             continue
         probe = s._jobs(c, [s.cfg.ladder[len(s.cfg.ladder) // 2]], trials=1)[0]
-        from dfdistill.sweeps.plan import mark_done
-
         mark_done(probe)
         mark_done(c.baseline)
-        ls, t = preview.job_lines([c.baseline], measured)
-        ls2, t2 = preview.job_lines([probe], measured, multiplier=per_ratio)
+        ls, t = preview.job_lines([c.baseline], dev)
+        ls2, t2 = preview.job_lines([probe], dev, multiplier=per_ratio)
         lines += [f"cell {c.name} ({c.selection} selection): <= {per_ratio + 1} jobs", *ls, *ls2]
-        for t_ in (t, t2):
-            total = t_ if total is None else {k: (total[k] | t_[k] if k == "devices" else total[k] + t_[k]) for k in total}
+        total = preview.add_totals(preview.add_totals(total, t), t2)
     print("\n".join(lines))
-    if total:
-        print(f"[run_table] {a.exp} / {a.profile} search, ladder {len(s.cfg.ladder)} ratios, {s.cfg.trials} trials: "
-              f"at most {preview.totals_line(total)}")
-    return {"cells": s.cells, "launched": [], "sweep_dir": s.info.sweep_dir, "jobs": [], "rcs": []}
+    print(f"[run_table] {a.exp} / {a.profile}: search over {rungs} ratios ({search_rounds(rungs, s.cfg.points_per_round)} "
+          f"rounds) x {s.cfg.trials} trials, at most {preview.totals_line(total, dev)}")
+    return {"cells": s.cells, "launched": [], "sweep_dir": s.info.sweep_dir, "jobs": [], "rcs": [], "totals": total}
 
 
 def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> dict:
@@ -178,6 +184,11 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
     a.rule = rules[-1] if rules else a.rule
     if a.rule is not None:
         check_rule(a.rule)
+    from dfdistill.sweeps.model import devices
+
+    if a.gpu not in devices():
+        print(f"error: unknown --gpu {a.gpu!r}; type one of --gpu {' | '.join(devices())}", file=sys.stderr)
+        raise SystemExit(2)
     overrides, hydra_overrides = split_hydra(a.overrides)
     adds = ([] if a.no_extra else jobsets.extra_sets(a.exp, overrides)) + [s.split() for s in a.add]
     for extra in adds:
@@ -193,16 +204,22 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
                for why in [feasible.why_not(j.resolved)] if why}
     pending = [j for j in jobs if not j.done and j.error is None and j.out_dir.name not in skipped]
     broken = [j for j in jobs if j.error is not None]
-    print(f"[run_table] {a.exp} / {a.profile}: {len(jobs)} jobs, {sum(j.done for j in jobs)} finished, "
-          f"{len(pending)} to launch, {len(skipped)} skipped, {len(broken)} not composable -> {sweep_dir}", flush=True)
+    if not a.plan:  # the plan prints one summary line of its own
+        print(f"[run_table] {a.exp} / {a.profile}: {len(jobs)} jobs, {sum(j.done for j in jobs)} finished, "
+              f"{len(pending)} to launch, {len(skipped)} skipped, {len(broken)} not composable -> {sweep_dir}",
+              flush=True)
     for j in broken:
         print(f"[run_table]   cannot compose {' '.join(j.overrides)}: {j.error}", file=sys.stderr)
     if skipped:
         print(feasible.skipped_line([f"{feasible.short_name(k)} ({v})" for k, v in skipped.items()]), flush=True)
     if a.plan:
-        lines, totals = preview.job_lines(jobs, cost.collect(cost.default_roots(sweep_dir)))
+        dev = device(a.gpu)
+        index = index_records(reuse_dirs(a))  # another table's finished runs of the same config: reused
+        for j in jobs:
+            j.done = j.done or (j.key is not None and j.key in index)
+        lines, totals = preview.job_lines(jobs, dev)
         print("\n".join(lines))
-        print(f"[run_table] {a.exp} / {a.profile}: {preview.totals_line(totals)}")
+        print(f"[run_table] {a.exp} / {a.profile}: {preview.totals_line(totals, dev)}")
         print_coverage(a, overrides, adds)
         return {"jobs": jobs, "launched": [], "sweep_dir": sweep_dir, "totals": totals, "rcs": []}
     if a.dry_run:

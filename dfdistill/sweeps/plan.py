@@ -34,6 +34,7 @@ class Job:
     error: Optional[str] = None
     set_index: int = 0  # 0 = the exp's grid, i = the i-th --add job set
     resolved: Optional[DictConfig] = field(default=None, repr=False)
+    choices: dict[str, Any] = field(default_factory=dict, repr=False)  # Hydra's group choices (method: dsa, ...)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class SweepInfo:
     exclude: list[str]
     item_sep: str = ","
     kv_sep: str = "="
+    exp: Optional[str] = None  # conf/exp/<exp>: its cells the paper does not report are left out (jobsets.DROP)
 
 
 def sweep_info(fixed: list[str], sweep_dir: Optional[Path] = None) -> SweepInfo:
@@ -56,7 +58,8 @@ def sweep_info(fixed: list[str], sweep_dir: Optional[Path] = None) -> SweepInfo:
     if sweep_dir is None:
         sweep_dir = Path(str(hcfg.hydra.sweep.dir))
     sweep_dir = (sweep_dir if sweep_dir.is_absolute() else REPO / sweep_dir).resolve()
-    return SweepInfo(sweep_dir, params, list(dn.exclude_keys), str(dn.item_sep), str(dn.kv_sep))
+    exp = next((o.split("=", 1)[1] for o in fixed if o.lstrip("+").startswith("exp=")), None)
+    return SweepInfo(sweep_dir, params, list(dn.exclude_keys), str(dn.item_sep), str(dn.kv_sep), exp)
 
 
 def job_set_lines(fixed: list[str], params: dict[str, str], add: list[str]) -> tuple[list[str], list[str]]:
@@ -74,14 +77,22 @@ def job_set_lines(fixed: list[str], params: dict[str, str], add: list[str]) -> t
 
 def expand_jobs(sets: list[list[str]], info: SweepInfo) -> list[Job]:
     """Every job of every set, Hydra's order, one per distinct directory."""
+    from dfdistill.sweeps.jobsets import dropped
+
     jobs: list[Job] = []
     seen: set[str] = set()
+    left_out = 0
     for i, lines in enumerate(sets):
         for job in ov.expand(lines):
+            if dropped(info.exp, job):
+                left_out += 1
+                continue
             name = ov.dirname(job, info.exclude, info.item_sep, info.kv_sep)
             if name not in seen:
                 seen.add(name)
                 jobs.append(Job(job, info.sweep_dir / name, set_index=i))
+    if left_out:
+        print(f"[run_table] left out {left_out} job(s) of cells the paper does not report (jobsets.DROP)", file=sys.stderr)
     return jobs
 
 
@@ -105,8 +116,11 @@ def plan(exp: str, profile: str, overrides: list[str], sweep_dir: Optional[Path]
 
 
 def job_config(job: Job) -> DictConfig:
-    """The composed (unresolved) config of a job, writing into its directory."""
-    cfg = compose_run_config(job.overrides)
+    """The composed (unresolved) config of a job, writing into its directory (one Hydra composition
+    per distinct group selection: compose_cache.py; it also notes the job's group choices)."""
+    from dfdistill.sweeps.compose_cache import compose_job
+
+    cfg, job.choices = compose_job(job.overrides)
     with open_dict(cfg):
         cfg.output_dir = str(job.out_dir)
     return cfg

@@ -1,5 +1,6 @@
 """`run_table --plan`: every job, the settings it runs with that differ from its method's defaults,
-the number of jobs and their estimated cost, before anything is launched.
+the number of jobs, their modelled cost and memory on a named device (model.py), before anything
+is launched.
 
 "Defaults" = the YAML of the job's own group options (dataset, method, eval, backbone, pruning) and
 conf/config.yaml's top-level keys, as composed with nothing else: no exp, no recipe, no profile, no
@@ -15,8 +16,8 @@ from typing import Any, Iterable, Optional
 
 from omegaconf import OmegaConf
 
-from dfdistill.config.compose import compose_run_config
-from dfdistill.sweeps.cost import Estimate, Measurement, estimate, fmt_seconds
+from dfdistill.sweeps.compose_cache import group_defaults
+from dfdistill.sweeps.model import Device, JobCost, estimate, fmt_gb, fmt_hours
 from dfdistill.sweeps.plan import Job
 
 GROUPS = ("dataset", "method", "eval", "backbone", "pruning")
@@ -41,12 +42,15 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def group_choices(job: Job) -> dict[str, str]:
-    hcfg = compose_run_config(job.overrides, return_hydra_config=True)
-    return {g: str(hcfg.hydra.runtime.choices.get(g)) for g in GROUPS if hcfg.hydra.runtime.choices.get(g)}
+    if not job.choices:
+        from dfdistill.sweeps.plan import job_config
+
+        job_config(job)
+    return {g: str(job.choices[g]) for g in GROUPS if job.choices.get(g)}
 
 
 def defaults_for(choices: dict[str, str]) -> dict[str, Any]:
-    cfg = compose_run_config([f"{g}={o}" for g, o in choices.items()] + ["logger=none"])
+    cfg = group_defaults(choices)
     out = {g: OmegaConf.to_container(cfg[g], resolve=False) for g in GROUPS if g in cfg}
     return {**_top_level(OmegaConf.to_container(cfg, resolve=False)), **out}
 
@@ -68,10 +72,32 @@ def fmt_value(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def job_lines(jobs: Iterable[Job], measured: list[Measurement], multiplier: int = 1) -> tuple[list[str], dict]:
+def cost_line(est: JobCost, dev: Device, multiplier: int = 1) -> str:
+    stages = ", ".join(f"{STAGE_NAMES.get(k, k)} {fmt_hours(v)}" for k, v in est.stages.items() if v > 0)
+    fit = "fits" if est.fits else f"DOES NOT FIT ({est.why})"
+    return (f"           cost: {fmt_hours(est.seconds)} on {dev.name} ({stages}); {est.flops:.3g} FLOPs; "
+            f"peak {fmt_gb(est.peak_bytes)}, {fit}" + (f"; x {multiplier} jobs" if multiplier > 1 else ""))
+
+
+STAGE_NAMES = {"pruning": "scoring", "prepare": "experts", "distill": "distillation", "eval": "evaluation",
+               "eval_random": "random-real evaluation"}
+
+
+def new_totals() -> dict:
+    return {"jobs": 0, "done": 0, "error": 0, "pending": 0, "seconds": 0.0, "peak": 0.0, "peak_job": "",
+            "no_fit": 0}
+
+
+def add_totals(a: dict, b: dict) -> dict:
+    out = {k: a[k] + b[k] for k in ("jobs", "done", "error", "pending", "seconds", "no_fit")}
+    big = a if a["peak"] >= b["peak"] else b
+    return {**out, "peak": big["peak"], "peak_job": big["peak_job"]}
+
+
+def job_lines(jobs: Iterable[Job], dev: Device, multiplier: int = 1) -> tuple[list[str], dict]:
     """One block per job; totals over the pending ones. `multiplier`: jobs each line stands for."""
     lines: list[str] = []
-    totals = {"jobs": 0, "done": 0, "error": 0, "pending": 0, "seconds": 0.0, "unmeasured": 0, "devices": set()}
+    totals = new_totals()
     cache: dict = {}
     for job in jobs:
         totals["jobs"] += multiplier
@@ -84,21 +110,19 @@ def job_lines(jobs: Iterable[Job], measured: list[Measurement], multiplier: int 
         diff = differing(job, cache)
         if diff:
             lines.append("           differs from defaults: " + " ".join(f"{k}={fmt_value(v)}" for k, v in sorted(diff.items())))
-        est: Estimate = estimate(job.resolved, measured)
+        est = estimate(job.resolved, dev)
+        lines.append(cost_line(est, dev, multiplier))
         if not job.done:
-            if est.seconds is None:
-                totals["unmeasured"] += multiplier
-            else:
-                totals["seconds"] += est.seconds * multiplier
-                totals["devices"].add(est.device)
-        where = f" on {est.device}" if est.device else ""
-        lines.append(f"           cost: {fmt_seconds(est.seconds)}{where}" + (f" ({est.basis})" if est.seconds else "")
-                     + (f" x {multiplier} jobs" if multiplier > 1 else ""))
+            totals["seconds"] += est.seconds * multiplier
+            totals["no_fit"] += 0 if est.fits else multiplier
+            if est.peak_bytes > totals["peak"]:
+                totals["peak"], totals["peak_job"] = est.peak_bytes, " ".join(job.overrides)
     return lines, totals
 
 
-def totals_line(t: dict) -> str:
-    dev = ", ".join(sorted(t["devices"])) or "-"
-    return (f"{t['jobs']} jobs: {t['done']} finished, {t['pending']} to run, {t['error']} not composable; "
-            f"estimated {fmt_seconds(t['seconds']) if t['seconds'] else '0 s'} for the measured pending jobs "
-            f"(measured on: {dev}); {t['unmeasured']} pending job(s) unmeasured")
+def totals_line(t: dict, dev: Device) -> str:
+    """THE summary line of a plan."""
+    fit = ("all fit" if not t["no_fit"] else f"{t['no_fit']} DO NOT FIT") + f" its {dev.memory_gb:g} GB"
+    return (f"{t['jobs']} jobs ({t['pending']} new, {t['done']} reused/finished, {t['error']} not composable); "
+            f"{fmt_hours(t['seconds'])} on {dev.name} (modelled: FLOPs / ({dev.peak_tflops:g} TFLOP/s x "
+            f"{dev.efficiency:g}) + ops x {dev.op_us:g} us); largest job {fmt_gb(t['peak'])}, {fit}")

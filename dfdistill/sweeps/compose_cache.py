@@ -1,0 +1,105 @@
+"""Compose many jobs of one sweep fast: one Hydra composition per distinct group selection.
+
+Why: a Hydra composition costs ~0.4 s of CPU (it reloads and merges every YAML and schema), and a
+table's plan composed each of its 80-2,500 jobs twice (44 s for bilp_tab4). Jobs of a sweep differ
+mostly in plain values (`ipc=10`, `pruning.ratio=0.9`), which Hydra applies *after* composing the
+defaults list, to the composed config, with `ConfigLoaderImpl._apply_overrides_to_config`. So the
+config of a job = (the composition of its group overrides, cached) + its value overrides applied by
+that same Hydra function: the same result as `compose_run_config(job)` (tests/test_plan_speed.py
+checks it), at the price of one composition per (exp, profile, method, dataset, pruning, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from dfdistill.config.compose import compose_run_config
+from dfdistill.config.options import CONF_DIR, method_schemas_by_option
+from dfdistill.config.renames import check_overrides
+
+
+def is_group_override(line: str) -> bool:
+    """`method=dm`, `+exp=bilp_tab4`, `hydra/launcher=...`: selects a config group option (Hydra
+    treats it while building the defaults list), as opposed to a value (`ipc=10`, `method.factor=3`)."""
+    key = line.partition("=")[0].lstrip("+~")
+    if "@" in key:
+        return True
+    return "." not in key and (CONF_DIR / key).is_dir()
+
+
+def split(overrides: list[str]) -> tuple[list[str], list[str]]:
+    groups = [o for o in overrides if is_group_override(o)]
+    return groups, [o for o in overrides if o not in groups]
+
+
+def is_group_choice(line: str) -> bool:
+    """`method=dm`: a plain choice of one top-level group (its subtree depends on nothing else);
+    `+exp=...` (may write into every group) and nested groups are composed as context instead."""
+    key = line.partition("=")[0]
+    return "/" not in key and "@" not in key and not key.startswith(("+", "~")) and is_group_override(line)
+
+
+class Composer:
+    """`compose(overrides)` -> (composed config, Hydra's group choices), as compose_run_config.
+
+    Group options write only into their own package (no option under conf/<group>/ declares another
+    package or overrides another group; tests/test_plan_speed.py checks both), so the subtree of
+    `method=X` is the same whatever dataset or pruning is chosen: compositions are cached per
+    context (+exp, profile, ...) and per (context, one group choice), and a job is assembled from
+    them: (number of distinct options) compositions per sweep instead of (their product)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, ...], tuple[DictConfig, dict[str, Any]]] = {}
+
+    def composed(self, groups: tuple[str, ...]) -> tuple[DictConfig, dict[str, Any]]:
+        if groups not in self._cache:
+            hcfg = compose_run_config(list(groups), return_hydra_config=True)
+            choices = {str(k): (None if v is None else str(v)) for k, v in hcfg.hydra.runtime.choices.items()}
+            with open_dict(hcfg):
+                del hcfg["hydra"]
+                del hcfg["cli_overrides"]
+            self._cache[groups] = (hcfg, choices)
+        return self._cache[groups]
+
+    def base(self, groups: list[str]) -> tuple[DictConfig, dict[str, Any]]:
+        """The composition of `groups` (group overrides only), assembled from cached parts."""
+        context = tuple(g for g in groups if not is_group_choice(g))
+        picks = [g for g in groups if is_group_choice(g)]
+        skeleton, choices = self.composed(context)
+        cfg, choices = copy.deepcopy(skeleton), dict(choices)
+        for line in picks:
+            group = line.partition("=")[0]
+            part, part_choices = self.composed(context + (line,))
+            with open_dict(cfg):
+                cfg[group] = copy.deepcopy(part[group])
+            choices[group] = part_choices.get(group)
+        return cfg, choices
+
+    def compose(self, overrides: list[str]) -> tuple[DictConfig, dict[str, Any]]:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        check_overrides(overrides, method_schemas_by_option())
+        groups, values = split(overrides)
+        cfg, choices = self.base(groups)
+        ConfigLoaderImpl._apply_overrides_to_config(OverridesParser.create().parse_overrides(values), cfg)
+        with open_dict(cfg):  # as compose_run_config: what was typed wins
+            cfg.cli_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra.")]
+        return cfg, choices
+
+
+_default = Composer()
+
+
+def compose_job(overrides: list[str]) -> tuple[DictConfig, dict[str, Any]]:
+    """The process-wide composer (compositions are pure functions of the conf/ files)."""
+    return _default.compose(overrides)
+
+
+def group_defaults(choices: dict[str, str]) -> DictConfig:
+    """The groups' options composed with nothing else (no exp, profile or command line)."""
+    cfg, _ = _default.compose([f"{g}={o}" for g, o in choices.items()] + ["logger=none"])
+    return cfg

@@ -1,0 +1,120 @@
+"""What one network pass costs, counted on the real network at its real size without running it.
+
+Why: a plan must know a table's cost before any run exists. Each stage of a job (scoring, experts,
+distillation iteration, evaluation epoch) is a number of passes of some network over some rows;
+what a pass costs per row is counted here once per (architecture, input shape) on the meta device
+(no memory, no compute): FLOPs by `torch.utils.flop_counter.FlopCounterMode`, the number of aten
+ops one call dispatches (each is a kernel launch on a GPU, a Python/dispatch round trip on a CPU),
+and the activation bytes one row keeps (every op output of the forward: what autograd saves, an
+upper bound of the allocator's peak). Three kinds of pass, as in `dfdistill.memory.PASS_FACTOR`:
+forward (no grad), backward (forward + backward, i.e. a training step) and double (a create_graph
+gradient that is itself differentiated: gradient matching's synthetic side, MTT's unrolled steps).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+ROWS = 4  # rows of the probe batch (per-row figures are per this many / ROWS; FLOPs are linear in rows)
+KINDS = ("forward", "backward", "double")
+
+
+@dataclass(frozen=True)
+class PassCost:
+    """Per-row FLOPs and per-call op counts of each kind of pass, and the sizes memory needs."""
+
+    flops: dict[str, float]  # kind -> FLOPs per row
+    ops: dict[str, int]  # kind -> aten ops per call (independent of the rows in the call)
+    act_bytes: float  # forward activation bytes per row (every op output)
+    param_bytes: int
+    params: int
+
+
+class _Ops(TorchDispatchMode):
+    """Counts dispatched ops and the bytes of their outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.n += 1
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.bytes += t.numel() * t.element_size()
+        return out
+
+
+def _build(name: str, options: tuple, channels: int, classes: int, size: int) -> nn.Module:
+    from dfdistill.models import build_model
+
+    with torch.device("meta"):
+        net = build_model(name, channels, classes, size, **dict(options))
+    return net.train()
+
+
+def _run(net: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str) -> None:
+    params = [p for p in net.parameters() if p.requires_grad]
+    if kind == "forward":
+        with torch.no_grad():
+            net(x)
+        return
+    for p in params:
+        p.grad = None
+    if kind == "backward":  # a training step: loss, backward, the optimiser's update
+        nn.functional.cross_entropy(net(x), y).backward()  # .backward: FlopCounterMode's module tracker refuses autograd.grad
+        torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4, foreach=False).step()
+        return
+    xs = x.detach().requires_grad_(True)
+    with warnings.catch_warnings():  # the grad <-> param cycle is broken below
+        warnings.simplefilter("ignore")
+        nn.functional.cross_entropy(net(xs), y).backward(create_graph=True)
+        # a per-layer distance to a reference gradient (gradient matching's, DC's cosine form)
+        loss = sum(1 - nn.functional.cosine_similarity(p.grad.flatten(1) if p.grad.dim() > 1 else p.grad[None],
+                                                       torch.zeros_like(p.grad).flatten(1) if p.grad.dim() > 1
+                                                       else torch.zeros_like(p.grad)[None]).sum() for p in params)
+        loss.backward(inputs=[xs])
+    for p in params:
+        p.grad = None
+
+
+@lru_cache(maxsize=None)
+def pass_cost(name: str, options: tuple, channels: int, classes: int, size: int) -> PassCost:
+    """Counted once per (backbone, options, input shape, classes): planning stays fast."""
+    net = _build(name, options, channels, classes, size)
+    x = torch.empty((ROWS, channels, size, size), device="meta")
+    y = torch.zeros((ROWS,), dtype=torch.long, device="meta")
+    flops, ops, act = {}, {}, 0.0
+    for kind in KINDS:
+        counter, rec = FlopCounterMode(display=False), _Ops()
+        with counter, rec:
+            _run(net, x, y, kind)
+        flops[kind] = counter.get_total_flops() / ROWS
+        ops[kind] = rec.n
+        if kind == "forward":
+            act = rec.bytes / ROWS
+    pbytes = sum(p.numel() * p.element_size() for p in net.parameters())
+    return PassCost(flops, ops, act, pbytes, sum(p.numel() for p in net.parameters()))
+
+
+def backbone_cost(bcfg: Any, channels: int, classes: int, size: int) -> PassCost:
+    """`pass_cost` of a backbone config node (name + constructor options)."""
+    from omegaconf import OmegaConf
+
+    opts = {k: v for k, v in OmegaConf.to_container(bcfg, resolve=True).items() if k not in ("name", "_target_")}
+    return pass_cost(str(bcfg.name), tuple(sorted((k, _hashable(v)) for k, v in opts.items())),
+                     int(channels), int(classes), int(size))
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v

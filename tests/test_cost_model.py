@@ -1,0 +1,93 @@
+"""The cost and memory model (dfdistill/sweeps/model.py, passes.py): counts, fit, Table 7 cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dfdistill.sweeps.model import device, devices, estimate
+from dfdistill.sweeps.passes import pass_cost
+from dfdistill.sweeps.plan import Job, mark_done
+
+
+def resolved(overrides: list[str]):
+    job = Job(overrides, Path("/tmp/dfdistill-cost-model-test"))
+    mark_done(job)
+    assert job.error is None, job.error
+    return job.resolved
+
+
+def test_forward_flops_are_the_convolutions_of_convnet3() -> None:
+    """ConvNet-3, width 128, 32 px, 3 channels: 2 x Cin x 9 x Cout x H x W per conv (+ the classifier)."""
+    c = pass_cost("convnet", (("depth", 3), ("width", 128)), 3, 10, 32)
+    convs = 2 * 9 * (3 * 128 * 32 * 32 + 128 * 128 * 16 * 16 + 128 * 128 * 8 * 8)
+    fc = 2 * 128 * 4 * 4 * 10
+    assert c.flops["forward"] == pytest.approx(convs + fc, rel=1e-6)
+    assert c.flops["forward"] < c.flops["backward"] < c.flops["double"]
+    assert c.params == 320010
+
+
+def test_devices_carry_their_source_and_one_efficiency() -> None:
+    for name in ("a100-80gb", "a100-40gb", "h100", "rtx4090", "cpu"):
+        d = device(name)
+        assert d.source and 0 < d.efficiency <= 1 and d.memory_gb > 0
+    assert devices()["a100-80gb"].memory_gb == 80
+
+
+def test_mtt_with_cifar_defaults_on_imagenet_does_not_fit_and_says_why() -> None:
+    """The unrolled student graph of all 1,000 images x 30 steps cannot be split by class."""
+    cfg = resolved(["+exp=bilp_tab7", "profile=full", "method=mtt", "ipc=1", "pruning=bilp",
+                    "method.recipe=none", "method.syn_steps=30", "method.batch_syn=null"])
+    est = estimate(cfg, device("a100-80gb"))
+    assert not est.fits and "double pass of 30000 rows" in est.why
+
+
+@pytest.mark.slow
+def test_every_table7_cell_fits_an_80gb_gpu() -> None:
+    from dfdistill.sweeps.cli import main
+
+    out = main(["bilp_tab7", "--profile", "full", "--plan", "--sweep-dir", "/tmp/dfdistill-tab7-plan"])
+    jobs = out["jobs"]
+    assert out["totals"]["no_fit"] == 0
+    cells = {(j.resolved.method.name, int(j.resolved.ipc), j.resolved.pruning.name) for j in jobs}
+    assert ("mtt", 1, "none") not in cells and ("mtt", 1, "bilp") in cells  # the paper's "-": never run
+    assert {("dc", 1, "none"), ("dm", 1, "bilp"), ("dm", 10, "none"), ("dm", 50, "bilp")} <= cells
+    mtt = next(j.resolved for j in jobs if j.resolved.method.name == "mtt")
+    m = mtt.method
+    assert (m.syn_steps, m.expert_epochs, m.max_start_epoch, m.lr_img, m.batch_syn, m.num_experts) == (10, 3, 10, 10000, 100, 50)
+    assert mtt.backbone.name == "convnet_d4" and mtt.dataset.image_size == 64
+
+
+def test_split_passes_are_planned_at_the_budget_not_in_full() -> None:
+    """DM on ImageNet-1K: 1,000 classes x 256 real rows in one pass would be ~1 TB; DM splits by class."""
+    cfg = resolved(["+exp=bilp_tab7", "profile=full", "method=dm", "ipc=1", "pruning=none"])
+    est = estimate(cfg, device("a100-80gb"))
+    assert est.fits and est.peak_bytes < 80e9
+    small = estimate(cfg, device("rtx4090"))
+    assert small.peak_bytes < est.peak_bytes  # the budget follows the device
+
+
+def test_unknown_gpu_is_a_one_line_error(capsys) -> None:
+    from dfdistill.sweeps.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bilp_tab4", "--plan", "--gpu", "v100"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown --gpu 'v100'") and "a100-80gb" in err[0]
+
+
+def test_table7_training_time_leaves_out_the_scoring() -> None:
+    from dfdistill.reporting import cells as C
+
+    rec = {"stage_seconds": {"data": 5.0, "pruning": 3600.0, "prepare": 7200.0, "distill": 3600.0, "eval": 99.0}}
+    assert C.training_hours([rec], C.LARGE_SCALE_STAGES).mean == pytest.approx(3.0)
+    assert C.training_hours([rec]).mean == pytest.approx(4.0)  # Table 6 / speed-ups keep it
+
+
+def test_a_scores_only_job_costs_its_scoring_alone() -> None:
+    """BiLP Fig. 4 runs stage=scores: no distillation and no evaluation is planned for it."""
+    cfg = resolved(["method=dm", "dataset=cifar10", "ipc=1", "pruning=loss", "stage=scores", "profile=full"])
+    est = estimate(cfg, device("a100-80gb"))
+    assert set(est.stages) == {"pruning"} and est.stages["pruning"] > 0

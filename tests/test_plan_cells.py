@@ -1,0 +1,38 @@
+"""Which jobs a table plans: cells the paper does not report are left out; the search ladder's size
+is stated the same way by the plan and the docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dfdistill.sweeps.cli import search_rounds
+from dfdistill.sweeps.plan import SweepInfo, expand_jobs
+from dfdistill.sweeps.search import PAPER_LADDER
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _jobs(exp: str, lines: list[str]) -> list[list[str]]:
+    info = SweepInfo(Path("/tmp/dfdistill-plan-cells"), {}, [], exp=exp)
+    return [j.overrides for j in expand_jobs([lines], info)]
+
+
+def test_table5_plans_no_cifar100_ipc10() -> None:
+    jobs = _jobs("bilp_tab5", ["dataset=cifar10,cifar100", "ipc=1,10", "pruning=none,loss"])
+    cells = {(j[0], j[1]) for j in jobs}
+    assert cells == {("dataset=cifar10", "ipc=1"), ("dataset=cifar10", "ipc=10"), ("dataset=cifar100", "ipc=1")}
+
+
+def test_tables_2_3_plan_no_rfad_on_tiny_but_keep_rfad_elsewhere() -> None:
+    for exp in ("bilp_tab2", "bilp_tab3"):
+        jobs = _jobs(exp, ["dataset=cifar10,tinyimagenet", "method=dm,rfad", "ipc=1"])
+        assert ["dataset=tinyimagenet", "method=rfad", "ipc=1"] not in jobs
+        assert ["dataset=cifar10", "method=rfad", "ipc=1"] in jobs and len(jobs) == 3
+    assert len(_jobs("bilp_tab4", ["dataset=tinyimagenet", "method=rfad"])) == 1  # other tables untouched
+
+
+def test_ladder_size_and_rounds_agree_with_the_docs() -> None:
+    text = (ROOT / "docs" / "sweeps.md").read_text()
+    assert len(PAPER_LADDER) == 16 and search_rounds(len(PAPER_LADDER), 1) == 5
+    assert f"the {len(PAPER_LADDER)} ratios BiLP reports" in text
+    assert f"search over {len(PAPER_LADDER)} ratios ({search_rounds(len(PAPER_LADDER), 1)} rounds)" in text
