@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
 import tempfile
 import time
@@ -114,13 +114,6 @@ def measure(overrides: list[str], work: Path) -> float:
     return cpu * (modelled / wall if wall else 1.0)  # the modelled stages' share of the run
 
 
-def commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return head + (" (with uncommitted changes)" if dirty else " (clean)")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calibrate", action="store_true")
@@ -150,15 +143,15 @@ def main() -> int:
             rows.append((" ".join(extra), p, m, p / m if m else float("nan")))
             print(f"{rows[-1][0]}: predicted {p:.1f} s, measured {m:.1f} s, ratio {rows[-1][3]:.2f}", flush=True)
     within = sum(1 for r in rows if 0.5 <= r[3] <= 2.0)
-    lines = [
-        "# Cost model vs measured seconds on this CPU",
-        "",
-        f"- commit: {commit()}",
-        f"- command: `OMP_NUM_THREADS=1 python scripts/cost_model_cpu.py --out results/measured/cost_model_cpu.md`",
-        f"- profile: smoke on the embedded digits data; common overrides: `{' '.join(BASE)}`",
-        f"- device: {platform.machine()} CPU, one thread, shared with other jobs; model entry `cpu` of "
-        f"dfdistill/sweeps/devices.yaml ({dev.peak_tflops * 1e3:.1f} GFLOP/s x {dev.efficiency:g}, {dev.op_us:g} us/op; "
-        f"{dev.calibrated})",
+    from dfdistill.reporting.provenance import header_lines, this_command
+
+    lines = header_lines(
+        "Cost model vs measured seconds on this CPU",
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} {this_command()}",
+        profile=f"smoke on the embedded digits data; common overrides: `{' '.join(BASE)}`",
+        device=f"{platform.machine()} CPU, one thread; model entry `cpu` of dfdistill/sweeps/devices.yaml "
+               f"({dev.peak_tflops * 1e3:.1f} GFLOP/s x {dev.efficiency:g}, {dev.op_us:g} us/op; {dev.calibrated})")
+    lines += [
         "- measured = CPU seconds (`time.process_time`, the run in-process: the machine is shared, so wall time would "
         "count other jobs) times the share of the modelled stages (scoring, experts, distillation, evaluation) in the "
         "run's `stage_seconds` (data loading excluded); predicted = dfdistill/sweeps/model.py for the same resolved config",
