@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,12 +24,9 @@ from dfdistill.artifacts import atomic_write_text  # noqa: E402
 from dfdistill.reporting.build import build_table  # noqa: E402
 from dfdistill.reporting.cells import distinct  # noqa: E402
 from dfdistill.reporting.collect import ARCHIVE_FILE, collect, read_archive  # noqa: E402
-from dfdistill.reporting.provenance import relative_text  # noqa: E402
+from dfdistill.reporting.provenance import relative, relative_text  # noqa: E402
 from dfdistill.sweeps import cli  # noqa: E402
 from dfdistill.sweeps.committed import COMMITTED, Committed, command  # noqa: E402
-
-TABLE_SUFFIXES = (".md", ".csv", ".tex")
-
 
 def relative_record(obj):
     """Every string of a record with machine paths made relative (output dirs, dataset roots, overrides)."""
@@ -72,20 +70,40 @@ def regenerate(name: str, check: bool = False) -> list[Path]:
     for d in evidence_dirs(name, entry):
         records += [r for p in sorted(d.rglob(ARCHIVE_FILE)) for r in read_archive(p)] if d.exists() else []
     records = sorted((relative_record(r) for r in distinct(records)), key=order)
-    before = {p: p.read_bytes() for p in out.glob("*") if p.suffix in TABLE_SUFFIXES}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / ARCHIVE_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    archive = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
     summary = sweep / "search.json"
+    if check:  # build beside, compare, touch nothing committed
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp) / name
+            work.mkdir()
+            (work / ARCHIVE_FILE).write_text(archive)
+            if summary.exists():
+                (work / "search.json").write_text(relative_text(summary.read_text()))
+            t = build_table(work, exp=entry.exp, out_dir=work, name=name, command=command(name))
+            changed = [] if (out / ARCHIVE_FILE).exists() and (out / ARCHIVE_FILE).read_text() == archive else [ARCHIVE_FILE]
+            for key in ("markdown", "latex", "csv"):
+                built = Path(t[key])
+                mine = without_commit(built.read_text().replace(relative(work), relative(out)))
+                theirs = without_commit((out / built.name).read_text()) if (out / built.name).exists() else None
+                if mine != theirs:
+                    changed.append(built.name)
+        if changed:
+            raise SystemExit(f"error: --check: {name}: rebuilt {', '.join(changed)} differ from the committed files; "
+                             f"make results-cpu TABLE={name} regenerates them")
+        print(f"[results] {name}: the committed runs settle every cell and rebuild the committed table")
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / ARCHIVE_FILE, archive)
     if summary.exists():
         atomic_write_text(out / "search.json", relative_text(summary.read_text()))
     t = build_table(out, exp=entry.exp, out_dir=out, name=name, command=command(name))
-    written = [Path(t[k]) for k in ("markdown", "latex", "csv")]
-    print(f"[results] {name}: {len(records)} runs archived, table {t['markdown']}")
-    if check:
-        changed = [p.name for p in written if before.get(p) != p.read_bytes()]
-        if changed:
-            raise SystemExit(f"error: --check: rebuilt {', '.join(changed)} differ from the committed files")
-    return written
+    print(f"[results] {name}: {len(records)} runs archived, table {relative(t['markdown'])}")
+    return [Path(t[k]) for k in ("markdown", "latex", "csv")]
+
+
+def without_commit(text: str) -> str:
+    """A table without its builder's commit line: what a rebuild at a later commit must reproduce."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith("- **commit**:"))
 
 
 def main(argv=None) -> int:

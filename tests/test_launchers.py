@@ -59,7 +59,7 @@ def test_plan_lists_settings_job_count_and_modelled_cost(tmp_path: Path, capsys)
     # and which of the paper's cells the plan leaves empty (DC and Herding at IPC 1 on a stand-in only)
     line = next(ln for ln in text.splitlines() if "paper cell(s) with no planned job" in ln)
     # Table 4 has 81 paper cells outside its paper-only rows; DC and Herding at CIFAR10 IPC 1 are planned
-    assert line.startswith("[run_table] bilp_tab4 / smoke: 79 paper cell(s) with no planned job: Full dataset / ")
+    assert line.startswith("[coverage] bilp_tab4 / smoke: 79 paper cell(s) with no planned job: Full dataset / ")
 
 
 def test_plan_shows_dataset_and_top_level_differences(tmp_path: Path) -> None:
@@ -76,7 +76,9 @@ def test_plan_shows_dataset_and_top_level_differences(tmp_path: Path) -> None:
     diff = differing(jobs[0])
     assert diff["dataset.zca"] is True and "dataset.max_train_per_class" in diff and diff["seed"] == 3
     assert not any(k.startswith(("output_dir", "logger", "progress", "cli_overrides", "provenance")) for k in diff)
-    lines, _ = job_lines(jobs[:1], [])
+    from dfdistill.sweeps.model import device
+
+    lines, _ = job_lines(jobs[:1], device("a100-80gb"))
     assert "dataset.zca=True" in "\n".join(lines)
 
 
