@@ -30,7 +30,7 @@ from dfdistill.config.store import register_configs
 _CACHE_SIZE = 512  # composed configs kept (a few hundred KB each at most)
 _cache: "OrderedDict[Hashable, tuple[DictConfig, bool]]" = OrderedDict()
 _registered: list[Hashable] = []  # the registry state register_configs last stored
-_apply_values = ConfigLoaderImpl._apply_overrides_to_config  # Hydra's own step after the defaults list
+apply_values = ConfigLoaderImpl._apply_overrides_to_config  # Hydra's own step after the defaults list
 
 
 def _registry_state() -> Hashable:
@@ -86,7 +86,7 @@ def _split_compose(overrides: list[str], state: tuple) -> Optional[DictConfig]:
     """Value overrides applied to a copy of the kept composition of the rest; None where that is not
     sure to equal Hydra's composition (an unusual override, an extra search path, any error)."""
     try:
-        split = _split(overrides)
+        split = split_overrides(overrides)
         if split is None:
             return None
         groups, values = split
@@ -94,7 +94,7 @@ def _split_compose(overrides: list[str], state: tuple) -> Optional[DictConfig]:
         if not trusted:
             return None
         cfg = copy.deepcopy(base)
-        _apply_values(values, cfg)
+        apply_values(values, cfg)
         return cfg
     except Exception:  # the full composition below raises Hydra's own message
         return None
@@ -115,8 +115,10 @@ def _typed(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def _split(overrides: list[str]) -> Optional[tuple[list[str], list[Override]]]:
-    """(group-level overrides, parsed value overrides), or None when the overrides do not parse."""
+def split_overrides(overrides: list[str]) -> Optional[tuple[list[str], list[Override]]]:
+    """(group-level overrides, parsed value overrides), or None when the overrides do not parse.
+    Group-level = what Hydra treats while building the defaults list (group options, packages, sweeps,
+    hydra.*); values are applied after it, to the composed config (`apply_values`)."""
     try:
         parsed = _parser().parse_overrides(overrides)
     except Exception:

@@ -16,30 +16,24 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from dfdistill.config.compose import compose_run_config
+from dfdistill.config.compose import apply_values, compose_run_config, split_overrides
 from dfdistill.config.options import CONF_DIR, method_schemas_by_option
 from dfdistill.config.renames import check_overrides
 
 
 def is_group_override(line: str) -> bool:
     """`method=dm`, `+exp=bilp_tab4`, `hydra/launcher=...`: selects a config group option (Hydra
-    treats it while building the defaults list), as opposed to a value (`ipc=10`, `method.factor=3`)."""
-    key = line.partition("=")[0].lstrip("+~")
-    if "@" in key:
-        return True
-    return "." not in key and (CONF_DIR / key).is_dir()
-
-
-def split(overrides: list[str]) -> tuple[list[str], list[str]]:
-    groups = [o for o in overrides if is_group_override(o)]
-    return groups, [o for o in overrides if o not in groups]
+    treats it while building the defaults list), as opposed to a value (`ipc=10`, `method.factor=3`);
+    the one rule is dfdistill.config.compose.split_overrides."""
+    split = split_overrides([line])
+    return split is None or split[0] == [line]
 
 
 def is_group_choice(line: str) -> bool:
     """`method=dm`: a plain choice of one top-level group (its subtree depends on nothing else);
     `+exp=...` (may write into every group) and nested groups are composed as context instead."""
     key = line.partition("=")[0]
-    return "/" not in key and "@" not in key and not key.startswith(("+", "~")) and is_group_override(line)
+    return "/" not in key and "@" not in key and not key.startswith(("+", "~")) and (CONF_DIR / key).is_dir()
 
 
 class Composer:
@@ -79,13 +73,14 @@ class Composer:
         return cfg, choices
 
     def compose(self, overrides: list[str]) -> tuple[DictConfig, dict[str, Any]]:
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
         check_overrides(overrides, method_schemas_by_option())
-        groups, values = split(overrides)
+        split = split_overrides(overrides)
+        if split is None:  # does not parse: Hydra's full composition raises its own message
+            cfg, choices = self.composed(tuple(overrides))
+            return copy.deepcopy(cfg), dict(choices)
+        groups, values = split
         cfg, choices = self.base(groups)
-        ConfigLoaderImpl._apply_overrides_to_config(OverridesParser.create().parse_overrides(values), cfg)
+        apply_values(values, cfg)
         with open_dict(cfg):  # as compose_run_config: what was typed wins
             cfg.cli_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra.")]
         return cfg, choices
