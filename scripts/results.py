@@ -24,7 +24,7 @@ from dfdistill.artifacts import atomic_write_text  # noqa: E402
 from dfdistill.reporting.build import build_table  # noqa: E402
 from dfdistill.reporting.cells import distinct  # noqa: E402
 from dfdistill.reporting.collect import ARCHIVE_FILE, collect, read_archive  # noqa: E402
-from dfdistill.reporting.provenance import relative, relative_text  # noqa: E402
+from dfdistill.reporting.provenance import relative, relative_text, without_commit  # noqa: E402
 from dfdistill.sweeps import cli  # noqa: E402
 from dfdistill.sweeps.committed import COMMITTED, Committed, command  # noqa: E402
 
@@ -99,11 +99,6 @@ def regenerate(name: str, check: bool = False) -> list[Path]:
     t = build_table(out, exp=entry.exp, out_dir=out, name=name, command=command(name))
     print(f"[results] {name}: {len(records)} runs archived, table {relative(t['markdown'])}")
     return [Path(t[k]) for k in ("markdown", "latex", "csv")]
-
-
-def without_commit(text: str) -> str:
-    """A table without its builder's commit line: what a rebuild at a later commit must reproduce."""
-    return "\n".join(line for line in text.splitlines() if not line.startswith("- **commit**:"))
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 from dfdistill.reporting.build import build_table
 from dfdistill.reporting.collect import ARCHIVE_FILE, read_archive
-from dfdistill.reporting.provenance import HEADER_KEYS, MACHINE_PATH, read_header, relative
+from dfdistill.reporting.provenance import HEADER_KEYS, MACHINE_PATH, read_header, relative, without_commit
 from dfdistill.sweeps.committed import COMMITTED, command
 
 RESULTS = ROOT / "results"
@@ -81,10 +81,6 @@ def test_every_archived_run_comes_from_a_clean_commit():
     assert not dirty
 
 
-def _without_commit(text: str) -> str:
-    return "\n".join(line for line in text.splitlines() if not line.startswith("- **commit**:"))
-
-
 @pytest.mark.parametrize("name", [n for n in COMMITTED if (RESULTS / "measured" / n / ARCHIVE_FILE).exists()])
 def test_committed_table_equals_the_rebuild_from_its_own_runs(name, tmp_path):
     """The table a user reads is what its archived runs give today (a table older than its runs, or
@@ -99,7 +95,7 @@ def test_committed_table_equals_the_rebuild_from_its_own_runs(name, tmp_path):
     for key in ("markdown", "csv", "latex"):
         committed = (src / Path(t[key]).name).read_text()
         rebuilt = Path(t[key]).read_text().replace(relative(work), relative(src)).replace(str(work), relative(src))
-        assert _without_commit(rebuilt) == _without_commit(committed), f"{name}: {key} is stale; make results-cpu TABLE={name}"
+        assert without_commit(rebuilt) == without_commit(committed), f"{name}: {key} is stale; make results-cpu TABLE={name}"
 
 
 def test_fig2_agrees_with_tables_1_and_2_cell_by_cell():

@@ -75,3 +75,8 @@ def read_header(text: str) -> dict[str, str]:
         if m:
             out.setdefault(m.group(1).strip(), m.group(2).strip())
     return out
+
+
+def without_commit(text: str) -> str:
+    """A result without its builder's commit line: what a rebuild at a later commit must reproduce."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith("- **commit**:"))
