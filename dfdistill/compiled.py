@@ -88,7 +88,6 @@ def reset() -> None:
     """Forget every compiled graph (with torch._dynamo.reset(); tests)."""
     torch._dynamo.reset()
     for path in PATHS:
-        path.hot.clear()
         path.failed.clear()
         path._compiled = None
 
@@ -177,7 +176,6 @@ class Path:
         PATHS.append(self)
         self._compiled: Optional[Callable] = None
         self._backend: Any = None
-        self.hot: set[tuple] = set()  # signatures that run compiled
         self.failed: set[tuple] = set()
 
     def signature(self, tmpl: nn.Module, st: dict[str, Tensor], args: tuple) -> tuple:
@@ -202,9 +200,7 @@ class Path:
         if key in self.failed:
             return self.fn(tmpl, st, *args)
         try:
-            out = self.compiled()(tmpl, st, *args)
-            self.hot.add(key)
-            return out
+            return self.compiled()(tmpl, st, *args)
         except Exception as e:  # a backend that cannot take this graph: this signature runs eagerly
             self.failed.add(key)
             log.warning(f"compile: {self.name} runs eagerly for this input ({type(e).__name__}: {str(e)[:200]})")
