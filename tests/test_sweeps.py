@@ -253,3 +253,11 @@ def test_search_verdict_rests_on_every_baseline_record_whatever_the_order(tmp_pa
         assert cell.result.unpruned.n == 2  # both baselines' networks
         verdicts.add(cell.result.ratio)
     assert len(verdicts) == 1
+
+
+def test_an_unknown_keep_rule_is_one_line(capsys) -> None:
+    from dfdistill.sweeps.cli import cli
+
+    assert cli(["bilp_tab1", "--profile", "smoke", "--plan", "search.rule=loose", "dataset=digits"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: search.rule must be one of both_std, unpruned_std, se, got 'loose'"]

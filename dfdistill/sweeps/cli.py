@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from dfdistill.errors import DfdistillError
+from dfdistill.errors import ConfigError, DfdistillError
 from dfdistill.preflight import check_datasets
 from dfdistill.reporting.cells import DEFAULT_RULE, check_rule
 from dfdistill.sweeps import feasible, jobsets, preview
@@ -183,7 +183,10 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
     a.overrides = [o for o in a.overrides if not o.startswith("search.rule=")]  # a table setting, not a job's
     a.rule = rules[-1] if rules else a.rule
     if a.rule is not None:
-        check_rule(a.rule)
+        try:
+            check_rule(a.rule)
+        except ValueError as exc:  # a table setting the user typed: one line, exit 2 (cli())
+            raise ConfigError(str(exc)) from None
     from dfdistill.sweeps.model import devices
 
     if a.gpu not in devices():
