@@ -17,6 +17,7 @@ table marks that row as extrapolated.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -84,6 +85,7 @@ def main() -> None:
     base = [f"{k}={v}" for k, v in defaults.items() if k not in given] + a.overrides
     method = [o.split("=", 1)[1] for o in base if o.startswith("method=")][-1]
     res = {}
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with tempfile.TemporaryDirectory() as tmp:
         for name, over in SETTINGS.items():
             if name == NOOPT:
@@ -108,13 +110,22 @@ def main() -> None:
         r["measured_ite"] = r["ite"]
         ite_iter = r["ite"] * (full_rows / r["rows_per_class"]) * (calls_per_iter / max(1, r["calls"]))
         r.update(total=none["total"] + ite_iter, ite=ite_iter, spread=None, extrapolated=True)
-    from dfdistill.bench.harness import commit
+    import platform
 
-    lines = ["# BiLP Table 6 analogue (CPU profile, JPEG CIFAR-10)", "",
-             f"Command: `python scripts/bench_pruning.py -W {a.warmup} -M {a.measure} {' '.join(a.overrides)}`  ",
-             f"Settings: `{' '.join(base)}` (base {method.upper()}, {calls_per_iter} ITE calls per "
-             f"iteration, real batch {none['batch_real']}/class, {full_rows} rows/class), "
-             f"cpu x{none['threads']} threads, commit {commit()}, {time.strftime('%Y-%m-%d %H:%M')}.  ",
+    import torch
+
+    from dfdistill.reporting.provenance import header_lines, this_command
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = header_lines(
+        f"BiLP Table 6 analogue: s/iter of {method.upper()} with each ITE optimisation (CPU profile, JPEG CIFAR-10)",
+        this_command(), "cpu",
+        f"cpu ({platform.machine()}, {os.cpu_count()} cores, {none['threads']} threads), torch {torch.__version__}",
+        extra=[("settings", f"`{' '.join(base)}` (base {method.upper()}, {calls_per_iter} ITE calls per iteration, "
+                            f"real batch {none['batch_real']}/class, {full_rows} rows/class)"),
+               ("machine load", f"load average {load_start:.2f} at start, {load:.2f} at end "
+                                "(run alone: no sweep or helper beside it)")])
+    lines += ["", "## Seconds per iteration", "",
              "s/iter = mean over M measured iterations after W warm-up (evaluation excluded); ITE part = time "
              "inside the selector's `weights`; overhead = s/iter vs the unpruned base.", "",
              "| setting | s/iter | min–max | ITE part s/iter | overhead vs none | kept fraction | paper s/iter (RTX 4090) |",
