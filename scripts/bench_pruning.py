@@ -44,7 +44,7 @@ NOOPT = "no optimisation (exact ITE of every row, every call)"
 ONE_STEP = {"idc": ["method.match_steps=1"], "dm": []}
 
 
-def time_setting(overrides: list[str], warmup: int, measure: int, tmp: Path) -> dict:
+def time_setting(overrides: list[str], warmup: int, measure: int, tmp: Path, lazy: bool = False) -> dict:
     import torch
 
     from dfdistill.bench.harness import build_setup, make_distiller, real_images_per_iteration
@@ -52,6 +52,10 @@ def time_setting(overrides: list[str], warmup: int, measure: int, tmp: Path) -> 
     setup = build_setup(compose(overrides, tmp), tmp)
     d = make_distiller(setup, baseline=False)
     sel = setup.ctx.adaptive
+    if lazy:  # measure one whole lazy cycle: exactly one refresh among the measured steps (IDC counts
+        # its inner matching steps on the lazy clock, so one IDC iteration of match_steps >= k is a cycle)
+        steps = d.cfg.match_steps if hasattr(d.cfg, "match_steps") and type(d).__name__ == "IDC" else 1
+        measure = max(measure, -(-sel.cfg.lazy_every // steps))
     totals, ites, ncalls = [], [], []
     for it in range(warmup + measure):
         sec0, calls0 = (sel.seconds, sel.calls) if sel is not None else (0.0, 0)
@@ -93,9 +97,8 @@ def main() -> None:
                     continue
                 r = time_setting([*base, *over, *ONE_STEP.get(method, ["method.outer_loop=1"]),
                                   f"dataset.max_train_per_class={a.noopt_rows}"], 0, 1, Path(tmp))
-            else:  # a lazy setting is measured over lazy_every iterations: exactly one refresh among them
-                m = max(a.measure, 10) if "lazy" in name else a.measure
-                r = time_setting([*base, *over], a.warmup, m, Path(tmp))
+            else:
+                r = time_setting([*base, *over], a.warmup, a.measure, Path(tmp), lazy="lazy" in name)
             res[name] = r
             print(name, r, flush=True)
     none = res["none (base method, no ITE)"]
