@@ -87,7 +87,8 @@ def main() -> None:
     given = {o.split("=", 1)[0] for o in a.overrides}
     defaults = {"profile": "cpu", "dataset": "cifar10_jpeg", "method": "dc", "ipc": "10"}
     base = [f"{k}={v}" for k, v in defaults.items() if k not in given] + a.overrides
-    method = [o.split("=", 1)[1] for o in base if o.startswith("method=")][-1]
+    method, dataset, profile = ([o.split("=", 1)[1] for o in base if o.startswith(f"{k}=")][-1]
+                                for k in ("method", "dataset", "profile"))
     res = {}
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,13 +122,12 @@ def main() -> None:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = header_lines(
-        f"BiLP Table 6 analogue: s/iter of {method.upper()} with each ITE optimisation (CPU profile, JPEG CIFAR-10)",
-        this_command(), "cpu",
+        f"BiLP Table 6 analogue: s/iter of {method.upper()} with each ITE optimisation ({dataset}, {profile} profile)",
+        this_command(), profile,
         f"cpu ({platform.machine()}, {os.cpu_count()} cores, {none['threads']} threads), torch {torch.__version__}",
         extra=[("settings", f"`{' '.join(base)}` (base {method.upper()}, {calls_per_iter} ITE calls per iteration, "
                             f"real batch {none['batch_real']}/class, {full_rows} rows/class)"),
-               ("machine load", f"load average {load_start:.2f} at start, {load:.2f} at end "
-                                "(run alone: no sweep or helper beside it)")])
+               ("machine load", f"load average {load_start:.2f} at start, {load:.2f} at end")])
     lines += ["", "## Seconds per iteration", "",
              "s/iter = mean over M measured iterations after W warm-up (evaluation excluded); ITE part = time "
              "inside the selector's `weights`; overhead = s/iter vs the unpruned base.", "",

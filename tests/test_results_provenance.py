@@ -130,3 +130,11 @@ def test_make_results_check_settles_every_cell_from_the_committed_runs(name):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.main([name, "--check"]) == 0
+
+
+def test_making_a_text_relative_twice_changes_nothing():
+    """this_command() already makes its paths relative; a header that does it again must not stack markers."""
+    from dfdistill.reporting.provenance import relative_text
+
+    once = relative_text("python scripts/x.py --out /tmp/run/t.md --data /work/shared/data")
+    assert relative_text(once) == once and "<outside>/run/t.md" in once

@@ -20,7 +20,7 @@ from dfdistill.runtime import code_version
 
 REPO = Path(__file__).resolve().parents[2]
 # an absolute path of some machine: /work/..., /home/u/..., /tmp/x, C:\... (a '/' between words is no path)
-MACHINE_PATH = re.compile(r"(?<![\w.~)\]/-])(/(?:work|home|root|tmp|Users|mnt|scratch|data|opt|var|private)/[^\s`'\"|)]*"
+MACHINE_PATH = re.compile(r"(?<![\w.~)\]/>-])(/(?:work|home|root|tmp|Users|mnt|scratch|data|opt|var|private)/[^\s`'\"|)]*"
                           r"|[A-Za-z]:\\[^\s`'\"|]+)")
 HEADER_KEYS = ("command", "commit", "profile", "device")
 
