@@ -219,6 +219,7 @@ class ITESelector:
         self._held: dict[int, dict[str, Optional[Tensor]]] = {}  # slot -> selected batch {rows, w, keep}
         self.calls = 0
         self.seconds = 0.0  # wall time inside weights(), this process (not checkpointed)
+        self.cpu_seconds = 0.0  # the same in process CPU time (benchmarks on a shared machine read this)
         self._kept: list[Tensor] = []  # per call, as device tensors (read as floats once, at the end)
 
     @property
@@ -270,11 +271,12 @@ class ITESelector:
             raise RuntimeError("ITESelector.begin_step(t) (the loop's begin_iteration) must be called before each step")
         if xr.device.type == "cuda":
             torch.cuda.synchronize(xr.device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             return self._weights(xr, yr, rows, w, objective)
         finally:
             self.seconds += time.perf_counter() - t0
+            self.cpu_seconds += time.process_time() - c0
 
     def _weights(self, xr: Tensor, yr: Tensor, rows: Tensor, w: Optional[Tensor], objective: MetaObjective) -> Tensor:
         slot, served = self._slot, self._served
