@@ -93,23 +93,41 @@ SCORERS: Registry[Callable[..., Any]] = Registry("scorer", "dfdistill.scoring")
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset", "dfdistill.data.loaders")
 
 
-def register_method(name: str, *, config: type, label: str, in_loop_pruning: bool = False) -> Callable[[type], type]:
+def register_method(name: str, *, config: type, label: str, in_loop_pruning: bool = False,
+                    target: Optional[str] = None) -> Callable[[type], type]:
     """Register a Distiller class as `method=<name>` with its config schema and table label.
 
     `in_loop_pruning`: its real batches go through the adaptive selector (BiLP's ITE); the other
-    methods refuse `pruning=ite`. A class may be registered under several names (DC and DSA)."""
+    methods refuse `pruning=ite`. A class may be registered under several names (DC and DSA).
+    `target`: the class path identities hash as `method._target_` (default `module.qualname`); the
+    method YAMLs once spelled it, and committed runs are keyed by that spelling (DC/DSA name the
+    aliases `dc.DC` / `dc.DSA` of GradientMatching)."""
 
     def decorator(cls: type) -> type:
         cls.supports_adaptive = in_loop_pruning
         cls.config_cls = config
-        return METHODS.register(name, config=config, label=label, in_loop_pruning=in_loop_pruning)(cls)
+        path = target or f"{cls.__module__}.{cls.__qualname__}"
+        return METHODS.register(name, config=config, label=label, in_loop_pruning=in_loop_pruning,
+                                target=path)(cls)
 
     return decorator
 
 
-def register_scorer(name: str, *, label: Optional[str] = None, needs_grad: bool = False) -> Callable[[T], T]:
-    """Register a per-sample scoring function `f(model, real, scoring_cfg) -> (N,) scores`."""
-    return SCORERS.register(name, label=label or name, needs_grad=needs_grad)
+def method_entry(option: str) -> Entry[type]:
+    """The registered method serving a method option: its own name, or for a YAML variant such as
+    dfcolearn_random the schema it extends (`- base_<name>` in its defaults chain)."""
+    if option not in METHODS:
+        from dfdistill.config.options import method_schemas_by_option
+
+        option = method_schemas_by_option().get(option, option)
+    return METHODS.get(option)
+
+
+def register_scorer(name: str) -> Callable[[T], T]:
+    """Register a per-sample scoring function `f(model, real, scoring_cfg) -> (N,) scores` as
+    `pruning.criterion=<name>`. No metadata: nothing reads one (a function that needs gradients
+    takes them itself; tables label a run by its pruning option, not its criterion)."""
+    return SCORERS.register(name)
 
 
 def register_dataset(name: str, **meta: Any) -> Callable[[T], T]:
@@ -120,12 +138,10 @@ def register_dataset(name: str, **meta: Any) -> Callable[[T], T]:
 
 def method_label(name: str) -> str:
     """Table label of a method option (a YAML variant such as dfcolearn_random gets its base's)."""
-    if name in METHODS:
-        return METHODS.get(name).meta["label"]
-    from dfdistill.config.options import method_schemas_by_option
-
-    schema = method_schemas_by_option().get(name)
-    return METHODS.get(schema).meta["label"] if schema in METHODS else name
+    try:
+        return method_entry(name).meta["label"]
+    except ConfigError:
+        return name
 
 
 def in_loop_pruning_methods() -> list[str]:

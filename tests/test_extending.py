@@ -48,7 +48,7 @@ class ToyMean(ImageDistiller):
         return {"loss": loss.detach()}
 
 
-@register_scorer("toy_norm", label="pixel norm")
+@register_scorer("toy_norm")
 def toy_norm(model, real, scfg):
     return real.images[:].flatten(1).norm(dim=1)
 '''
