@@ -89,6 +89,7 @@ def load_plugins() -> None:
 
 
 METHODS: Registry[type] = Registry("method", "dfdistill.methods")
+PRUNERS: Registry[type] = Registry("pruner", "dfdistill.pruning")
 SCORERS: Registry[Callable[..., Any]] = Registry("scorer", "dfdistill.scoring")
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset", "dfdistill.data.loaders")
 
@@ -130,10 +131,45 @@ def register_scorer(name: str) -> Callable[[T], T]:
     return SCORERS.register(name)
 
 
-def register_dataset(name: str, **meta: Any) -> Callable[[T], T]:
+def register_dataset(name: str, *, label: Optional[str] = None, **meta: Any) -> Callable[[T], T]:
     """Register a dataset loader `f(cfg, cache) -> (train Split, test Split)` as `dataset=<name>`
-    (dfdistill/data/loaders/; see dfdistill.data.registry)."""
-    return DATASETS.register(name, **meta)
+    (dfdistill/data/loaders/; see dfdistill.data.registry). `label`: the name tables print (default `name`)."""
+    return DATASETS.register(name, label=label or name, **meta)
+
+
+def register_pruner(name: str, *, label: str, adaptive: bool = False) -> Callable[[type], type]:
+    """Register a data selection as pruning option `name`: a static pruner (`apply(cfg, train, factory,
+    cache, device)`, run once before distillation) or, with `adaptive`, an in-loop selector
+    (`from_config(cfg, train)`, BiLP's ITE). `label` is how tables name runs that use it.
+
+    The pruning YAMLs keep `_target_` (the class path): identities hash it, and a null one is how a
+    run says "no static selection"; it must name a registered class (`pruner_class`)."""
+
+    def decorator(cls: type) -> type:
+        return PRUNERS.register(name, label=label, adaptive=adaptive, target=f"{cls.__module__}.{cls.__qualname__}")(cls)
+
+    return decorator
+
+
+def pruner_class(target: str, *, adaptive: bool) -> type:
+    """The registered pruner (static, or adaptive) whose class path is `target`; one line otherwise."""
+    kind = "pruning.adaptive._target_" if adaptive else "pruning._target_"
+    valid = [e for e in PRUNERS if e.meta["adaptive"] == adaptive]
+    for entry in valid:
+        if entry.meta["target"] == target:
+            return entry.obj
+    raise ConfigError(f"{kind}={target} is not a registered {'adaptive selector' if adaptive else 'static pruner'}; "
+                      f"use one of {', '.join(e.meta['target'] for e in valid)} (or pick pruning=<name>)")
+
+
+def pruning_label(name: str) -> str:
+    """Table label of a pruning option (`random` -> 'random pruning'); an unregistered one keeps its name."""
+    return PRUNERS.get(name).meta["label"] if name in PRUNERS else name
+
+
+def dataset_label(name: str) -> str:
+    """The name tables print for a registered dataset (`cifar10` -> 'CIFAR10'); others keep their name."""
+    return DATASETS.get(name).meta["label"] if name in DATASETS else name
 
 
 def method_label(name: str) -> str:
