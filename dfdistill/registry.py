@@ -3,7 +3,7 @@
 Why decorators + discovery: the schema Hydra checks at compose time, the table labels and the list
 of methods that take in-loop pruning are all read from here, so registering an entry is the only
 edit outside its own module. Every module of a registry's package is imported on first use, so a new
-file is found without a list to update (backbones keep their own `dfdistill.models.register`).
+file is found without a list to update.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ def load_plugins() -> None:
 
 METHODS: Registry[type] = Registry("method", "dfdistill.methods")
 PRUNERS: Registry[type] = Registry("pruner", "dfdistill.pruning")
+BACKBONES: Registry[Callable[..., Any]] = Registry("backbone", "dfdistill.models")
 SCORERS: Registry[Callable[..., Any]] = Registry("scorer", "dfdistill.scoring")
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset", "dfdistill.data.loaders")
 
@@ -135,6 +136,18 @@ def register_dataset(name: str, *, label: Optional[str] = None, **meta: Any) -> 
     """Register a dataset loader `f(cfg, cache) -> (train Split, test Split)` as `dataset=<name>`
     (dfdistill/data/loaders/; see dfdistill.data.registry). `label`: the name tables print (default `name`)."""
     return DATASETS.register(name, label=label or name, **meta)
+
+
+def register_backbone(name: str) -> Callable[[T], T]:
+    """Register a network constructor `f(channels, num_classes, image_size, **options)` (a class or a
+    partial of one) as `backbone=<name>`. Meta `target`: the class it builds, which a backbone YAML's
+    `_target_` must name (config/resolve.check_backbone; expert and score cache keys hash that key)."""
+
+    def decorator(ctor: T) -> T:
+        built = getattr(ctor, "func", ctor)
+        return BACKBONES.register(name, target=f"{built.__module__}.{built.__qualname__}")(ctor)
+
+    return decorator
 
 
 def register_pruner(name: str, *, label: str, adaptive: bool = False) -> Callable[[type], type]:

@@ -58,7 +58,6 @@ defaults:
   - base_toy_mean
   - _self_
 name: toy_mean
-_target_: toy_dfdistill_plugin.ToyMean
 iterations: 3
 """
 

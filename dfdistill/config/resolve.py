@@ -257,15 +257,12 @@ def check_backbone(bcfg: DictConfig) -> None:
 
     name = bcfg.get("name")
     if name not in MODELS:
-        raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(sorted(MODELS))}")
+        raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(MODELS.names())}")
     typed(backbone_schema(name), bcfg, "backbone")
     target = bcfg.get("_target_")
-    if target:
-        ctor = MODELS[name]
-        built = getattr(ctor, "func", ctor)
-        if f"{built.__module__}.{built.__qualname__}" != target:
-            raise ConfigError(f"backbone.name={name} builds {built.__module__}.{built.__qualname__} but "
-                              f"backbone._target_={target}; make them agree (or drop _target_)")
+    if target and target != MODELS.get(name).meta["target"]:
+        raise ConfigError(f"backbone.name={name} builds {MODELS.get(name).meta['target']} but "
+                          f"backbone._target_={target}; make them agree (or drop _target_)")
 
 
 def check_top_level(cfg: DictConfig) -> None:
