@@ -3,7 +3,7 @@
 Why decorators + discovery: the schema Hydra checks at compose time, the table labels and the list
 of methods that take in-loop pruning are all read from here, so registering an entry is the only
 edit outside its own module. Every module of a registry's package is imported on first use, so a new
-file is found without a list to update (backbones keep their own `dfdistill.models.register`).
+file is found without a list to update.
 """
 
 from __future__ import annotations
@@ -89,43 +89,108 @@ def load_plugins() -> None:
 
 
 METHODS: Registry[type] = Registry("method", "dfdistill.methods")
+PRUNERS: Registry[type] = Registry("pruner", "dfdistill.pruning")
+BACKBONES: Registry[Callable[..., Any]] = Registry("backbone", "dfdistill.models")
 SCORERS: Registry[Callable[..., Any]] = Registry("scorer", "dfdistill.scoring")
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset", "dfdistill.data.loaders")
 
 
-def register_method(name: str, *, config: type, label: str, in_loop_pruning: bool = False) -> Callable[[type], type]:
+def register_method(name: str, *, config: type, label: str, in_loop_pruning: bool = False,
+                    target: Optional[str] = None) -> Callable[[type], type]:
     """Register a Distiller class as `method=<name>` with its config schema and table label.
 
     `in_loop_pruning`: its real batches go through the adaptive selector (BiLP's ITE); the other
-    methods refuse `pruning=ite`. A class may be registered under several names (DC and DSA)."""
+    methods refuse `pruning=ite`. A class may be registered under several names (DC and DSA).
+    `target`: the class path identities hash as `method._target_` (default `module.qualname`); the
+    method YAMLs once spelled it, and committed runs are keyed by that spelling (DC/DSA name the
+    aliases `dc.DC` / `dc.DSA` of GradientMatching)."""
 
     def decorator(cls: type) -> type:
         cls.supports_adaptive = in_loop_pruning
         cls.config_cls = config
-        return METHODS.register(name, config=config, label=label, in_loop_pruning=in_loop_pruning)(cls)
+        path = target or f"{cls.__module__}.{cls.__qualname__}"
+        return METHODS.register(name, config=config, label=label, in_loop_pruning=in_loop_pruning,
+                                target=path)(cls)
 
     return decorator
 
 
-def register_scorer(name: str, *, label: Optional[str] = None, needs_grad: bool = False) -> Callable[[T], T]:
-    """Register a per-sample scoring function `f(model, real, scoring_cfg) -> (N,) scores`."""
-    return SCORERS.register(name, label=label or name, needs_grad=needs_grad)
+def method_entry(option: str) -> Entry[type]:
+    """The registered method serving a method option: its own name, or for a YAML variant such as
+    dfcolearn_random the schema it extends (`- base_<name>` in its defaults chain)."""
+    if option not in METHODS:
+        from dfdistill.config.options import method_schemas_by_option
+
+        option = method_schemas_by_option().get(option, option)
+    return METHODS.get(option)
 
 
-def register_dataset(name: str, **meta: Any) -> Callable[[T], T]:
+def register_scorer(name: str) -> Callable[[T], T]:
+    """Register a per-sample scoring function `f(model, real, scoring_cfg) -> (N,) scores` as
+    `pruning.criterion=<name>`. No metadata: nothing reads one (a function that needs gradients
+    takes them itself; tables label a run by its pruning option, not its criterion)."""
+    return SCORERS.register(name)
+
+
+def register_dataset(name: str, *, label: Optional[str] = None, **meta: Any) -> Callable[[T], T]:
     """Register a dataset loader `f(cfg, cache) -> (train Split, test Split)` as `dataset=<name>`
-    (dfdistill/data/loaders/; see dfdistill.data.registry)."""
-    return DATASETS.register(name, **meta)
+    (dfdistill/data/loaders/; see dfdistill.data.registry). `label`: the name tables print (default `name`)."""
+    return DATASETS.register(name, label=label or name, **meta)
+
+
+def register_backbone(name: str) -> Callable[[T], T]:
+    """Register a network constructor `f(channels, num_classes, image_size, **options)` (a class or a
+    partial of one) as `backbone=<name>`. Meta `target`: the class it builds, which a backbone YAML's
+    `_target_` must name (config/resolve.check_backbone; expert and score cache keys hash that key)."""
+
+    def decorator(ctor: T) -> T:
+        built = getattr(ctor, "func", ctor)
+        return BACKBONES.register(name, target=f"{built.__module__}.{built.__qualname__}")(ctor)
+
+    return decorator
+
+
+def register_pruner(name: str, *, label: str, adaptive: bool = False) -> Callable[[type], type]:
+    """Register a data selection as pruning option `name`: a static pruner (`apply(cfg, train, factory,
+    cache, device)`, run once before distillation) or, with `adaptive`, an in-loop selector
+    (`from_config(cfg, train)`, BiLP's ITE). `label` is how tables name runs that use it.
+
+    The pruning YAMLs keep `_target_` (the class path): identities hash it, and a null one is how a
+    run says "no static selection"; it must name a registered class (`pruner_class`)."""
+
+    def decorator(cls: type) -> type:
+        return PRUNERS.register(name, label=label, adaptive=adaptive, target=f"{cls.__module__}.{cls.__qualname__}")(cls)
+
+    return decorator
+
+
+def pruner_class(target: str, *, adaptive: bool) -> type:
+    """The registered pruner (static, or adaptive) whose class path is `target`; one line otherwise."""
+    kind = "pruning.adaptive._target_" if adaptive else "pruning._target_"
+    valid = [e for e in PRUNERS if e.meta["adaptive"] == adaptive]
+    for entry in valid:
+        if entry.meta["target"] == target:
+            return entry.obj
+    raise ConfigError(f"{kind}={target} is not a registered {'adaptive selector' if adaptive else 'static pruner'}; "
+                      f"use one of {', '.join(e.meta['target'] for e in valid)} (or pick pruning=<name>)")
+
+
+def pruning_label(name: str) -> str:
+    """Table label of a pruning option (`random` -> 'random pruning'); an unregistered one keeps its name."""
+    return PRUNERS.get(name).meta["label"] if name in PRUNERS else name
+
+
+def dataset_label(name: str) -> str:
+    """The name tables print for a registered dataset (`cifar10` -> 'CIFAR10'); others keep their name."""
+    return DATASETS.get(name).meta["label"] if name in DATASETS else name
 
 
 def method_label(name: str) -> str:
     """Table label of a method option (a YAML variant such as dfcolearn_random gets its base's)."""
-    if name in METHODS:
-        return METHODS.get(name).meta["label"]
-    from dfdistill.config.options import method_schemas_by_option
-
-    schema = method_schemas_by_option().get(name)
-    return METHODS.get(schema).meta["label"] if schema in METHODS else name
+    try:
+        return method_entry(name).meta["label"]
+    except ConfigError:
+        return name
 
 
 def in_loop_pruning_methods() -> list[str]:

@@ -36,7 +36,7 @@ def test_every_registered_method_and_backbone_has_a_yaml():
     from dfdistill.registry import METHODS
 
     assert set(METHODS.names()) <= set(options("method"))
-    assert set(MODELS) == set(options("backbone"))
+    assert set(MODELS.names()) == set(options("backbone"))
 
 
 @pytest.mark.parametrize("override,needle", [

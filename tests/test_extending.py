@@ -48,7 +48,7 @@ class ToyMean(ImageDistiller):
         return {"loss": loss.detach()}
 
 
-@register_scorer("toy_norm", label="pixel norm")
+@register_scorer("toy_norm")
 def toy_norm(model, real, scfg):
     return real.images[:].flatten(1).norm(dim=1)
 '''
@@ -58,7 +58,6 @@ defaults:
   - base_toy_mean
   - _self_
 name: toy_mean
-_target_: toy_dfdistill_plugin.ToyMean
 iterations: 3
 """
 

@@ -25,7 +25,7 @@ UNSUPPORTED: set[tuple[str, int, int]] = set()
 
 
 def test_registry_has_exactly_the_documented_names() -> None:
-    assert set(MODELS) == EXPECTED_NAMES
+    assert set(MODELS.names()) == EXPECTED_NAMES
 
 
 @pytest.mark.parametrize(("classes", "expected"), [(10, 320_010), (100, 504_420)])

@@ -38,7 +38,7 @@ def _registry_state() -> Hashable:
     from dfdistill.models import MODELS
     from dfdistill.registry import METHODS
 
-    return (tuple((e.name, id(e.meta["config"])) for e in METHODS), tuple((k, id(v)) for k, v in MODELS.items()))
+    return (tuple((e.name, id(e.meta["config"])) for e in METHODS), tuple((e.name, id(e.obj)) for e in MODELS))
 
 
 def _register_once() -> Hashable:

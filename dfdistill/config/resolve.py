@@ -16,7 +16,6 @@ import json
 import logging
 from typing import Any, Iterable, Optional
 
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dfdistill.config.options import CONF_DIR, load_option, method_schemas_by_option  # noqa: F401 (re-exported)
@@ -157,7 +156,8 @@ def apply_protocol(cfg: DictConfig, keys: set[str], groups: set[str]) -> Optiona
 # profile
 # ---------------------------------------------------------------------------------------------- #
 def apply_profile(cfg: DictConfig, keys: Optional[set[str]] = None) -> dict[str, list]:
-    """Scale what the user did not type by the profile's non-null caps; returns {key: [from, to]}."""
+    """Scale what the user did not type by the profile's non-null caps; returns {key: [from, to]}.
+    Method fields: those its config class lists in `profile_caps` (dfdistill/methods/base.ProfileCap)."""
     p, keys = cfg.profile, keys or set()
     changed: dict[str, list] = {}
 
@@ -175,29 +175,19 @@ def apply_profile(cfg: DictConfig, keys: Optional[set[str]] = None) -> dict[str,
             put(key, min(int(cur), int(limit)))
 
     with open_dict(cfg):
-        if p.get("iterations") is not None and (cfg.method.get("iterations") or 0) > 0:
-            cap("method.iterations", p.iterations)
-        if "batch_real" in cfg.method:
-            cap("method.batch_real", p.get("batch_real"))
+        for c in method_class(cfg).config_cls.profile_caps:  # what the method declares a profile shortens
+            if p.get(c.profile_key) is not None and c.field in cfg.method:
+                cap(f"method.{c.field}", cfg.method[c.by_field] if c.by_field else p[c.profile_key])
         if p.get("eval_epochs") is not None:
             put("eval.epochs", int(p.eval_epochs) if cfg.eval.get("epochs") is None
                 else min(int(cfg.eval.epochs), int(p.eval_epochs)))
         cap("eval.num_eval", p.get("num_eval"))
         if p.get("width") is not None and "width" in cfg.backbone:
             put("backbone.width", int(p.width))
-        if "feature_width" in cfg.method:  # a method's own networks (RFAD)
-            cap("method.feature_width", p.get("width"))
         for key in ("max_train_per_class", "max_test"):
             if p.get(key) is not None:
                 cur = cfg.dataset.get(key)
                 put(f"dataset.{key}", int(p[key]) if cur is None else min(int(cur), int(p[key])))
-        for key in ("num_experts", "expert_train_epochs"):
-            if key in cfg.method:
-                cap(f"method.{key}", p.get(key))
-        if p.get("expert_train_epochs") is not None and "expert_epochs" in cfg.method:  # shortened experts: span fits
-            cap("method.expert_epochs", cfg.method.expert_train_epochs)
-        if isinstance(cfg.method.get("match_steps"), int):
-            cap("method.match_steps", p.get("match_steps"))
         if cfg.get("pruning") and "train_epochs" in cfg.pruning:
             scale_scoring(cfg, p, put, cap)
         if p.get("checkpoint_every") is not None:
@@ -233,13 +223,31 @@ def method_class(cfg: DictConfig) -> type:
 
 
 def method_class_of(node: DictConfig) -> type:
+    """The registered class of a method node, by its `name` (a `_target_` it still spells must agree)."""
+    from dfdistill.registry import method_entry
+
+    name = node.get("name")
+    if not name:
+        raise ConfigError("method config has no name; pick a method with method=<name>")
+    entry = method_entry(str(name))
     target = node.get("_target_")
-    if not target:
-        raise ConfigError("method config has no _target_; pick a method with method=<name>")
+    if target and target != entry.meta["target"]:
+        raise ConfigError(f"method.name={name} is {entry.meta['target']} but method._target_={target}; "
+                          "drop method._target_ (the class comes from the method registry)")
+    return entry.obj
+
+
+def method_identity(method: Any) -> Any:
+    """The method node as identities hash it: with the registered class path as `_target_`, the key
+    the method YAMLs spelled until the registry owned the class (committed runs keep their keys)."""
+    from dfdistill.registry import method_entry
+
+    if not isinstance(method, dict) or method.get("_target_") or "name" not in method:
+        return method
     try:
-        return get_class(target)
-    except Exception as exc:  # hydra wraps import errors
-        raise ConfigError(f"method _target_ {target!r} cannot be imported: {exc}") from None
+        return {**method, "_target_": method_entry(str(method["name"])).meta["target"]}
+    except ConfigError:  # an unknown name: validate() says so; the identity hashes what is there
+        return method
 
 
 def check_backbone(bcfg: DictConfig) -> None:
@@ -249,15 +257,12 @@ def check_backbone(bcfg: DictConfig) -> None:
 
     name = bcfg.get("name")
     if name not in MODELS:
-        raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(sorted(MODELS))}")
+        raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(MODELS.names())}")
     typed(backbone_schema(name), bcfg, "backbone")
     target = bcfg.get("_target_")
-    if target:
-        ctor = MODELS[name]
-        built = getattr(ctor, "func", ctor)
-        if f"{built.__module__}.{built.__qualname__}" != target:
-            raise ConfigError(f"backbone.name={name} builds {built.__module__}.{built.__qualname__} but "
-                              f"backbone._target_={target}; make them agree (or drop _target_)")
+    if target and target != MODELS.get(name).meta["target"]:
+        raise ConfigError(f"backbone.name={name} builds {MODELS.get(name).meta['target']} but "
+                          f"backbone._target_={target}; make them agree (or drop _target_)")
 
 
 def check_top_level(cfg: DictConfig) -> None:
@@ -363,6 +368,8 @@ def identity(cfg: DictConfig) -> dict:
     d = OmegaConf.to_container(cfg, resolve=True)
     if "dataset" in d:
         d["dataset"] = dataset_identity(d["dataset"])
+    if "method" in d:
+        d["method"] = method_identity(d["method"])
     return {k: v for k, v in d.items() if k not in NON_SEMANTIC_KEYS + EVAL_KEYS and k != "hydra"}
 
 

@@ -29,7 +29,7 @@ def backbone_schema(name: str) -> type:
 
     fields: list[tuple[str, Any, Any]] = [("name", str, field(default=name)),
                                           ("_target_", Optional[str], field(default=None))]
-    for p in inspect.signature(MODELS[name]).parameters.values():
+    for p in inspect.signature(MODELS.get(name).obj).parameters.values():
         if p.name in _SHAPE_ARGS or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
         default = p.default if p.default is not inspect.Parameter.empty else None
@@ -51,7 +51,7 @@ def register_configs() -> None:
     from dfdistill.registry import METHODS
     from dfdistill.rundir import register_resolvers
 
-    if _registered == (tuple(e.name for e in METHODS), tuple(MODELS)):
+    if _registered == (tuple(e.name for e in METHODS), tuple(MODELS.names())):
         return
     register_resolvers()  # conf/config.yaml's hydra.run.dir / sweep.dir use them
     cs = ConfigStore.instance()
@@ -62,10 +62,10 @@ def register_configs() -> None:
     cs.store(group="pruning", name="base_pruning", node=PruningConfig)
     for entry in METHODS:
         cs.store(group="method", name=f"base_{entry.name}", node=entry.meta["config"])
-    for name in MODELS:
+    for name in MODELS.names():
         cs.store(group="backbone", name=f"base_{name}", node=backbone_schema(name))
     # ${convnet_depth:${dataset.image_size}}: the ConvNet depth the papers use at that input size
     from dfdistill.models import convnet_depth
 
     OmegaConf.register_new_resolver("convnet_depth", convnet_depth, replace=True)
-    _registered = (tuple(e.name for e in METHODS), tuple(MODELS))
+    _registered = (tuple(e.name for e in METHODS), tuple(MODELS.names()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
 from omegaconf import MISSING
@@ -26,10 +26,28 @@ from dfdistill.methods.chunks import ClassBatch
 from dfdistill.methods.sampling import device_generator, per_class_rows
 
 
+@dataclass(frozen=True)
+class ProfileCap:
+    """A method field a profile shortens: `min(method.<field>, profile.<profile_key>)` when the profile
+    sets that key. With `by_field`, the cap is the method's own (already capped) `<by_field>` instead
+    (MTT's expert span must fit experts the profile shortened)."""
+
+    field: str
+    profile_key: str
+    by_field: Optional[str] = None
+
+
 @dataclass
 class MethodConfig:
+    # What a profile (cpu, smoke) caps, in order; a method with its own expensive knobs extends this, so
+    # config/resolve.apply_profile needs no list of every method's fields.
+    profile_caps: ClassVar[tuple[ProfileCap, ...]] = (ProfileCap("iterations", "iterations"),
+                                                       ProfileCap("batch_real", "batch_real"))
     name: str = MISSING
-    _target_: str = MISSING
+    # Not written in the YAMLs: the class comes from the method registry by `name`. Kept as an optional
+    # key so a stored config that spells it still loads (it must then name the registered class), and
+    # identities hash the registered path here as they did when the YAMLs spelled it (config/resolve).
+    _target_: Optional[str] = None
     iterations: int = 1000
     lr_img: float = 0.1
     init: str = "real"  # real | noise

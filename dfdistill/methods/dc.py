@@ -83,8 +83,8 @@ class MatchStep:
     seeds: Optional[ClassDraw]  # the step's per-class siamese draw shared by xr and the synthetic batch (None: no dsa)
 
 
-@register_method("dsa", config=DCConfig, label="DSA", in_loop_pruning=True)
-@register_method("dc", config=DCConfig, label="DC", in_loop_pruning=True)
+@register_method("dsa", config=DCConfig, label="DSA", in_loop_pruning=True, target="dfdistill.methods.dc.DSA")
+@register_method("dc", config=DCConfig, label="DC", in_loop_pruning=True, target="dfdistill.methods.dc.DC")
 class GradientMatching(ImageDistiller):
     """DC/DSA; subclasses (DF-CoLearn, EDD's DSA base) change how real samples are weighted/drawn."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from dfdistill.data.augment import build_augment
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError
 from dfdistill.losses import cutmix_or_plain_loss
-from dfdistill.methods.base import Distiller, MethodConfig, class_major_labels, draw_seed
+from dfdistill.methods.base import Distiller, MethodConfig, ProfileCap, class_major_labels, draw_seed
 from dfdistill.methods.matching import (
     batched_gradient_distance, class_gradients, detached_params, freeze_batchnorm_rows, gm_objective, has_batchnorm,
 )
@@ -45,6 +45,7 @@ class IDCConfig(MethodConfig):
     lr_net: float = 0.01
     mix_p: float = 0.5
     net_aug: str = "color_crop"
+    profile_caps: ClassVar[tuple[ProfileCap, ...]] = MethodConfig.profile_caps + (ProfileCap("match_steps", "match_steps"),)
 
     def __post_init__(self) -> None:
         super().__post_init__()

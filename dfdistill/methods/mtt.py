@@ -19,13 +19,13 @@ dfdistill/recipes/mtt.yaml.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
 from torch import Tensor
 
 from dfdistill.errors import ConfigError
-from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed
+from dfdistill.methods.base import ImageDistiller, MethodConfig, ProfileCap, draw_seed
 from dfdistill.methods.experts import ExpertBank, ExpertSettings, functional_net, pick, start_epoch_bound
 from dfdistill.losses import weighted_ce
 from dfdistill.registry import register_method
@@ -47,6 +47,9 @@ class MTTConfig(MethodConfig):
     num_experts: int = 100
     expert_train_epochs: int = 50  # epochs each expert trains (MTT buffer.py --train_epochs)
     batch_train: int = 256  # expert minibatch
+    profile_caps: ClassVar[tuple[ProfileCap, ...]] = MethodConfig.profile_caps + (
+        ProfileCap("num_experts", "num_experts"), ProfileCap("expert_train_epochs", "expert_train_epochs"),
+        ProfileCap("expert_epochs", "expert_train_epochs", by_field="expert_train_epochs"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -98,7 +101,7 @@ def unrolled_loss(f: StudentFn, images: Tensor, labels: Tensor, plan: Plan, thet
     return normalized_distance(theta, theta0, theta_star)
 
 
-@register_method("mtt", config=MTTConfig, label="MTT")
+@register_method("mtt", config=MTTConfig, label="MTT", target="dfdistill.methods.mtt.MTT")
 class TrajectoryMatching(ImageDistiller):
     """Shared by MTT and TESLA: experts, learnable lr, sampling of (expert, start epoch)."""
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from dfdistill.errors import ConfigError
 from dfdistill.evaluation.finite_nn import centred_one_hot, evaluate_finite_nn, validation_rows
 from dfdistill.methods.base import (
-    Distiller, MethodConfig, check_positive, class_major_labels, draw_seed, init_synthetic,
+    Distiller, MethodConfig, ProfileCap, check_positive, class_major_labels, draw_seed, init_synthetic,
 )
 from dfdistill.models import build_model
 from dfdistill.registry import register_method
@@ -75,6 +75,7 @@ class RFADConfig(MethodConfig):
     learn_transform: bool = True
     n_models: int = 8
     feature_width: int = 256
+    profile_caps: ClassVar[tuple[ProfileCap, ...]] = MethodConfig.profile_caps + (ProfileCap("feature_width", "width"),)  # its own networks
     feature_depth: int = 3
     batch_real: int = 1280
     n_batches: int = 4

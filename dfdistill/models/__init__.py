@@ -1,8 +1,8 @@
 """Backbone registry: one place that maps a config name to a network constructor.
 
 Every constructor takes ``(channels, num_classes, image_size, **options)`` so the pipeline can build
-any backbone from the dataset's shape plus the ``conf/backbone/NAME.yaml`` options, either through
-:func:`build_model` or through Hydra's ``instantiate`` on the yaml's ``_target_``.
+any backbone from the dataset's shape plus the ``conf/backbone/NAME.yaml`` options through
+:func:`build_model`. The registry is the shared one (``dfdistill.registry.BACKBONES``).
 """
 
 from __future__ import annotations
@@ -13,20 +13,10 @@ from typing import Any, Callable
 from torch import nn
 
 from dfdistill.errors import ConfigError
+from dfdistill.registry import BACKBONES, register_backbone
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator adding a class or factory under ``name``; duplicates are refused to catch typos."""
-
-    def decorator(obj: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in MODELS and MODELS[name] is not obj:
-            raise ValueError(f"backbone {name!r} is already registered")
-        MODELS[name] = obj
-        return obj
-
-    return decorator
+MODELS = BACKBONES  # the backbone registry (dfdistill.registry): name -> Entry(constructor, meta)
+register = register_backbone  # `@register("name")` on a constructor (modules of this package use it)
 
 
 def _accepted_options(ctor: Callable[..., nn.Module]) -> set[str] | None:
@@ -40,9 +30,9 @@ def _accepted_options(ctor: Callable[..., nn.Module]) -> set[str] | None:
 def build_model(name: str, channels: int, num_classes: int, image_size: int, **options: Any) -> nn.Module:
     """Build registered backbone ``name`` for images of shape (channels, image_size, image_size)."""
     if name not in MODELS:
-        raise ConfigError(f"unknown backbone {name!r}; valid choices: {', '.join(sorted(MODELS))}")
+        raise ConfigError(f"unknown backbone {name!r}; valid choices: {', '.join(MODELS.names())}")
     options.pop("_target_", None)  # tolerate a whole yaml node minus `name` being splatted in
-    ctor = MODELS[name]
+    ctor = MODELS.get(name).obj
     accepted = _accepted_options(ctor)
     if accepted is not None:
         unknown = sorted(set(options) - accepted)

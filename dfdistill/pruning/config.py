@@ -12,6 +12,7 @@ from typing import Optional
 
 from dfdistill.errors import ConfigError
 from dfdistill.pruning.ite import ITEConfig
+from dfdistill.registry import pruner_class
 from dfdistill.scoring.empirical import ScoringConfig
 
 
@@ -37,6 +38,8 @@ class PruningConfig(ScoringConfig):
             raise ConfigError(f"pruning.stratum must be in [1, {self.n_strata}] or null, got {self.stratum}")
         if self.recipe not in ("paper", "none"):
             raise ConfigError(f"pruning.recipe must be paper|none, got {self.recipe!r}")
+        if self._target_ is not None:
+            pruner_class(self._target_, adaptive=False)  # the YAML's class path names a registered pruner
         if self._target_ is None and (self.ratio or self.stratum):
             raise ConfigError(f"pruning={self.name} keeps every sample, so pruning.ratio={self.ratio} would not "
                               "apply; use pruning=random or pruning=loss to drop samples")

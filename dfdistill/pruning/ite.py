@@ -62,6 +62,7 @@ from torch.func import grad, vjp, vmap
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError
 from dfdistill.methods.matching import MetaLoss, MetaObjective
+from dfdistill.registry import pruner_class, register_pruner
 
 
 @dataclass
@@ -89,6 +90,8 @@ class ITEConfig:
             raise ConfigError(f"pruning.adaptive.tail must be both|small|large, got {self.tail!r}")
         if self.lazy_every < 1 or (self.chunk is not None and self.chunk < 1) or self.min_keep < 0:
             raise ConfigError("pruning.adaptive lazy_every/chunk must be >= 1, min_keep >= 0")
+        if self._target_ is not None:
+            pruner_class(self._target_, adaptive=True)
 
 
 def auto_chunk(device: torch.device) -> int:
@@ -201,6 +204,7 @@ class RunningNormalBand:
 # ---------------------------------------------------------------------------------------------- #
 # the selector the pipeline plugs into DC/DSA/IDC/DM
 # ---------------------------------------------------------------------------------------------- #
+@register_pruner("ite", label="ITE pruning", adaptive=True)
 class ITESelector:
     """`draw(fresh)` -> the real rows of a call; `weights(...)` -> (P, B) 0/1 weights of that batch (times
     the padding weights). Between refreshes both hand back the held, already selected batch."""

@@ -22,6 +22,7 @@ from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError
 from dfdistill.config.schema import typed
 from dfdistill.pruning.config import PruningConfig
+from dfdistill.registry import register_pruner
 from dfdistill.scoring.empirical import cached_scores
 
 KEEP_LIST_MAX = 5000
@@ -80,6 +81,7 @@ def _info(train: RealData, kept: RealData, pcfg: PruningConfig, scored: bool = T
     return info
 
 
+@register_pruner("random", label="random pruning")
 class RandomPruning:
     """pruning=random: class-balanced uniform drop (reference 'Random' criterion)."""
 
@@ -91,6 +93,7 @@ class RandomPruning:
         return kept, _info(train, kept, pcfg, scored=False)
 
 
+@register_pruner("loss", label="loss pruning")
 class ScorePruning:
     """pruning=loss (and bilp's preemptive half): drop by cached per-sample scores."""
 

@@ -21,9 +21,9 @@ import pandas as pd
 from dfdistill.reporting import cells as C
 from dfdistill.reporting.collect import adaptive_cfg, group_cfg, ipc_of, readout_epochs
 from dfdistill.reporting.layouts import (
-    DATASET_ALIASES, FIG3_SETTING, FULL_DATASET, IDC_DEFAULT_FACTOR, ITE_ROW, LOSS_COL, PRUNING_LABELS, RANDOM_COL,
+    DATASET_ALIASES, FIG3_SETTING, FULL_DATASET, IDC_DEFAULT_FACTOR, ITE_ROW, LOSS_COL, RANDOM_COL,
     TAB6_IPC, TAB7_COLS, TOTAL_ROW, Layout, PaperGrid, dataset_name, ds_ipc, ds_ipc_method, method_label, paper_grid,
-    strata_setting, stratum_col)
+    pruning_label, strata_setting, stratum_col)
 from dfdistill.reporting.paper import PaperValue, decimals
 
 
@@ -96,7 +96,7 @@ def run_label(rec: dict[str, Any]) -> str:
     elif pruning == "bilp":
         label = f"BiLP+{base}"
     else:
-        label = f"{base} + {PRUNING_LABELS.get(pruning, pruning)}"
+        label = f"{base} + {pruning_label(pruning)}"
     tail = adaptive_cfg(rec).get("tail", "both")
     return label if tail == "both" else f"{label} [tail {tail}]"
 

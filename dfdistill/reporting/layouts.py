@@ -20,7 +20,8 @@ Orientation, read from each paper's table:
   grid trials {1, 5, 10, 50} × epochs {1, 5, 10, 100} (§5.4), for DC on CIFAR10 at IPC 1.
 - BiLP Fig. 4: diversity per stratum, one curve per dataset. The text names MNIST and CIFAR; the
   figure's dataset list is not in our copy of the paper, so it is conf/exp/bilp_fig4.yaml's.
-Method labels come from the method registry (`@register_method(..., label=...)`).
+Labels of methods, pruning options and datasets come from their registries' metadata
+(`@register_method(..., label=)`, `@register_pruner(..., label=)`, `@register_dataset(..., label=)`).
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ from typing import Mapping, Optional
 import pandas as pd
 
 from dfdistill.errors import ConfigError
+from dfdistill.registry import dataset_label
+from dfdistill.registry import method_label as registered_label
+from dfdistill.registry import pruning_label as registered_pruning_label
 from dfdistill.reporting.paper import UNPLACED, PaperValue, gain, ite_part, table_rows, train_hours, unplaced
 
 KINDS = ("accuracy", "max_ratio", "best_ratio", "timing", "large_scale", "arrows", "strata", "diversity")
 
-PRUNING_LABELS = {"random": "random pruning", "loss": "loss pruning", "ite": "ITE pruning"}
-DATASET_NAMES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "svhn": "SVHN", "tinyimagenet": "TinyImageNet",
-                 "imagenet1k": "ImageNet-1K", "kinetics400": "Kinetics-400", "mnist": "MNIST",
-                 "fashion_mnist": "FashionMNIST", "digits": "digits", "cifar10_jpeg": "CIFAR10 (JPEG)"}
+# Datasets only a paper ran (no loader registers them, so no registry label): their table names.
+PAPER_ONLY_DATASETS = {"kinetics400": "Kinetics-400"}
 DATASET_ALIASES = {"cifar10_jpeg": "cifar10"}  # the JPEG folder is CIFAR-10: not a stand-in
 FULL_DATASET = "Full dataset"  # BiLP Table 4's row; our method=whole
 IDC_DEFAULT_FACTOR = 2  # BiLP §5.2: "The multiformation factor is 2 by default"
@@ -157,14 +159,18 @@ def spec_for(name: Optional[str]) -> Layout:
 
 def method_label(name: str) -> str:
     """The registry's label: 'DF-CoLearn' for dfcolearn and its variant configs (method=dfcolearn_filter_only)."""
-    from dfdistill.registry import method_label as registered_label
-
     label = registered_label(name)
     return FULL_DATASET if label == "whole" else label  # `whole` registers itself with the sweeps track
 
 
+def pruning_label(name: str) -> str:
+    """'random pruning' for pruning=random: the pruner registry's label."""
+    return registered_pruning_label(name)
+
+
 def dataset_name(ds: str) -> str:
-    return DATASET_NAMES.get(ds, ds)
+    """'CIFAR10' for cifar10: the dataset registry's label (a paper-only dataset: its paper name)."""
+    return PAPER_ONLY_DATASETS.get(ds) or dataset_label(ds)
 
 
 def ds_ipc(ds: str, ipc: str) -> str:

@@ -25,19 +25,19 @@ def _loss_and_grad_norm(model: nn.Module, real: RealData, scfg: Any) -> tuple[Te
         model.train(was)
 
 
-@register_scorer("loss", label="empirical loss")
+@register_scorer("loss")
 def empirical_loss(model: nn.Module, real: RealData, scfg: Any) -> Tensor:
     """BiLP §4.1: the per-sample cross-entropy."""
     return per_sample_loss(model, real.images, real.labels)
 
 
-@register_scorer("grad_norm", label="gradient norm", needs_grad=True)
+@register_scorer("grad_norm")
 def gradient_norm(model: nn.Module, real: RealData, scfg: Any) -> Tensor:
     """||d CE_i / d theta||_2 of every sample."""
     return _loss_and_grad_norm(model, real, scfg)[1]
 
 
-@register_scorer("hardness", label="hardness", needs_grad=True)
+@register_scorer("hardness")
 def hardness_score(model: nn.Module, real: RealData, scfg: Any) -> Tensor:
     """DF-CoLearn eq. 4: kappa = alpha * loss + (1 - alpha) * grad norm."""
     loss, gn = _loss_and_grad_norm(model, real, scfg)

@@ -39,7 +39,7 @@ def load_class_folders(cfg: DatasetConfig, cache: Optional[ArtifactCache], train
 
 
 @register_dataset("image_folder")
-@register_dataset("cifar10_jpeg")
+@register_dataset("cifar10_jpeg", label="CIFAR10 (JPEG)")
 def load_image_folder(cfg: DatasetConfig, cache: Optional[ArtifactCache] = None) -> tuple[Split, Split]:
     """Any root/{train,test|val}/<class>/<images>; classes are train's sorted folder names."""
     root = require_root(cfg, "train/<class>/<images> and test/<class>/<images> (or val/)")

@@ -88,7 +88,7 @@ def _flat_val(root: Path, val_dir: Path, classes: list[str]) -> imf.FileList:
                     f"or sort val into val/<wnid>/")
 
 
-@register_dataset("imagenet1k")
+@register_dataset("imagenet1k", label="ImageNet-1K")
 def load_imagenet1k(cfg: DatasetConfig, cache: Optional[ArtifactCache] = None) -> tuple[Split, Split]:
     """ImageNet-1K train + val (val is the test split), each image resized whole to image_size (default 64)."""
     root = require_root(cfg, "ImageNet-1K as train/<wnid>/*.JPEG and val/ (val/<wnid>/*.JPEG, or val/*.JPEG "

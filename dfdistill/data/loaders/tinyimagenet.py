@@ -30,7 +30,7 @@ def _tiny_val_listing(root: Path, classes: list[str]) -> imf.FileList:
     return imf.labelled_flat_listing(img_dir, lambda f: wnid_of.get(os.path.basename(f)), classes, ann)
 
 
-@register_dataset("tinyimagenet")
+@register_dataset("tinyimagenet", label="TinyImageNet")
 def load_tinyimagenet(cfg: DatasetConfig, cache: Optional[ArtifactCache] = None) -> tuple[Split, Split]:
     """The original tiny-imagenet-200 tree; the labelled val split serves as the test split."""
     root = require_root(cfg, "the tiny-imagenet-200 tree (wnids.txt, train/<wnid>/images/, val/images/, "

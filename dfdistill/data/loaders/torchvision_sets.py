@@ -28,29 +28,30 @@ class _TvInfo:
     place: str  # how to lay it out, with {root}
     split_kw: Callable[[bool], dict]
     present: str = ""  # a path under root that exists once the files are in place (a cheap presence check)
+    label: str = ""  # the name the papers' tables print (registry metadata; reporting reads it)
 
 
 _MNIST_FILES = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz"
 _TV: dict[str, _TvInfo] = {
     "mnist": _TvInfo(
         "MNIST", "MNIST", _MNIST_FILES, "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "gunzip them into {root}/MNIST/raw", lambda train: {"train": train}, "MNIST/raw",
+        "gunzip them into {root}/MNIST/raw", lambda train: {"train": train}, "MNIST/raw", label="MNIST",
     ),
     "fashion_mnist": _TvInfo(
         "Fashion-MNIST", "FashionMNIST", _MNIST_FILES, "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        "gunzip them into {root}/FashionMNIST/raw", lambda train: {"train": train}, "FashionMNIST/raw",
+        "gunzip them into {root}/FashionMNIST/raw", lambda train: {"train": train}, "FashionMNIST/raw", label="FashionMNIST",
     ),
     "svhn": _TvInfo(
         "SVHN", "SVHN", "train_32x32.mat and test_32x32.mat", "http://ufldl.stanford.edu/housenumbers/",
-        "put them in {root}", lambda train: {"split": "train" if train else "test"}, "train_32x32.mat",
+        "put them in {root}", lambda train: {"split": "train" if train else "test"}, "train_32x32.mat", label="SVHN",
     ),
     "cifar10": _TvInfo(
         "CIFAR-10", "CIFAR10", "cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar.html",
-        "extract it so that {root}/cifar-10-batches-py exists", lambda train: {"train": train}, "cifar-10-batches-py",
+        "extract it so that {root}/cifar-10-batches-py exists", lambda train: {"train": train}, "cifar-10-batches-py", label="CIFAR10",
     ),
     "cifar100": _TvInfo(
         "CIFAR-100", "CIFAR100", "cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar.html",
-        "extract it so that {root}/cifar-100-python exists", lambda train: {"train": train}, "cifar-100-python",
+        "extract it so that {root}/cifar-100-python exists", lambda train: {"train": train}, "cifar-100-python", label="CIFAR100",
     ),
 }
 
@@ -110,4 +111,4 @@ def _torchvision_loader(name: str) -> Loader:
 
 
 for _name in _TV:
-    register_dataset(_name)(_torchvision_loader(_name))
+    register_dataset(_name, label=_TV[_name].label)(_torchvision_loader(_name))
