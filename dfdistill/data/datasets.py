@@ -24,7 +24,6 @@ from dfdistill.data import image_folder as imf
 from dfdistill.data.image_folder import Split
 from dfdistill.data.real import RealData
 from dfdistill.data.registry import get_loader
-from dfdistill.data.spec import dataset_config
 from dfdistill.data.storage import canonical_device, choose_storage
 from dfdistill.errors import ConfigError, DataError
 from dfdistill.log import log
@@ -154,10 +153,12 @@ def _real(cfg: DatasetConfig, split: Split, pixels: Tensor, mean, std, device: t
 
 
 def load_dataset(
-    cfg: Any, device: str | torch.device = "cpu", cache_dir: str | Path | None = None
+    cfg: DatasetConfig, device: str | torch.device = "cpu", cache_dir: str | Path | None = None
 ) -> tuple[RealData, RealData]:
-    """(train, test) RealData for `cfg` (the dataset config group): pixels stored, batches normalised on `device`."""
-    cfg = dataset_config(cfg)
+    """(train, test) RealData for `cfg` (the validated dataset group: `ResolvedRun.dataset`, or
+    `config.resolve.dataset_of(node)` outside a run): pixels stored, batches normalised on `device`."""
+    if not isinstance(cfg, DatasetConfig):
+        raise TypeError(f"load_dataset takes a DatasetConfig (dfdistill.config.resolve.dataset_of), got {type(cfg).__name__}")
     loader = get_loader(cfg.name)
     device = canonical_device(device)
     cache = ArtifactCache(cache_dir)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dfdistill.artifacts import config_key
-from dfdistill.config.resolve import distill_key, eval_identity, identity, resolve_config, result_key
+from dfdistill.config.resolve import distill_key, eval_identity, identity, resolve_config, resolve_run, result_key
 
 C10 = ["dataset=cifar10_jpeg", "profile=cpu"]
 PINS = {  # name: (overrides, distill_key, result_key of its own set, result_key of the set "0123abcd", eval_identity)
@@ -38,3 +38,15 @@ def test_identity_keys_are_pinned(name, compose_cfg, monkeypatch):
     assert result_key(dk, cfg) == rk
     assert result_key("0123abcd", cfg) == rk_set
     assert config_key(eval_identity(cfg)) == ev
+
+
+@pytest.mark.parametrize("name", ["dc_c10_loss", "digits"])
+def test_resolved_run_carries_the_same_keys(name, compose_cfg, monkeypatch):
+    """The keys a run computes once (ResolvedRun) are the pinned ones; a saved set's key replaces the
+    distillation's as the set a stage=eval result belongs to."""
+    monkeypatch.delenv("DFDISTILL_CIFAR10_JPEG", raising=False)
+    overrides, dk, rk, rk_set, _ = PINS[name]
+    run = resolve_run(compose_cfg(overrides))
+    assert (run.distill_key, run.set_key, run.result_key) == (dk, dk, rk)
+    assert config_key(run.identity) == dk
+    assert resolve_run(compose_cfg(overrides), set_key="0123abcd").result_key == rk_set
