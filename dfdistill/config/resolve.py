@@ -26,8 +26,10 @@ from dfdistill.config.identity import (  # noqa: F401 (re-exported: the identiti
     EVAL_KEYS, NON_SEMANTIC_KEYS, dataset_identity, distill_key, eval_identity, identity, inputs_identity, result_key,
 )
 from dfdistill.config.resolved import ResolvedRun
-from dfdistill.config.schema import DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig, RunConfig, typed
-from dfdistill.data.spec import resolve_root
+from dfdistill.config.schema import (  # noqa: F401 (checked: re-exported)
+    DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig, RunConfig, checked, typed,
+)
+from dfdistill.data.spec import dataset_of, with_absolute_root  # noqa: F401 (dataset_of: re-exported)
 from dfdistill.errors import ConfigError
 
 GROUPS = ("dataset", "backbone", "method", "pruning", "eval", "profile", "logger")
@@ -269,20 +271,6 @@ def check_top_level(cfg: DictConfig) -> RunConfig:
     return checked(RunConfig, {**top, **{g: {} for g in GROUPS}}, "top-level")
 
 
-_checked: dict[tuple, Any] = {}
-
-
-def checked(schema: type, node: Any, group: str) -> Any:
-    """`typed(schema, node, group)` remembered per (schema, content): a sweep plan validates hundreds
-    of jobs whose groups mostly repeat (same dataset, eval, profile). Only configs that passed are
-    remembered (a bad one raises every time); callers must not modify the returned object."""
-    content = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-    key = (schema, json.dumps(content, sort_keys=True, default=str))
-    if key not in _checked:
-        _checked[key] = typed(schema, node, group)
-    return _checked[key]
-
-
 def validate(cfg: DictConfig) -> dict[str, Any]:
     """Every group against its one schema (range checks included), then cross-group rules; returns the
     typed parts (ResolvedRun's fields: top, dataset, backbone, method_cls, method, pruning, eval, ...)."""
@@ -309,23 +297,6 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.dataset.get("root") in ("???",):
         raise ConfigError(f"dataset.root is required for dataset={cfg.dataset.name}: add dataset.root=/path/to/data")
     return parts
-
-
-def dataset_of(node: Any) -> DatasetConfig:
-    """A dataset node (DictConfig or mapping; a YAML read directly may still list its Hydra defaults) as
-    the validated DatasetConfig with an absolute root: the one conversion, used by resolution, by
-    sweeps' dataset checks and by scripts and tests that load a dataset without a run."""
-    if isinstance(node, DatasetConfig):
-        return with_absolute_root(node)
-    d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
-    d.pop("defaults", None)
-    return with_absolute_root(checked(DatasetConfig, d, "dataset"))
-
-
-def with_absolute_root(dataset: DatasetConfig) -> DatasetConfig:
-    """A copy whose root is absolute (validated objects are shared: never modified in place)."""
-    root = resolve_root(dataset.root)
-    return dataclasses.replace(dataset, root=None if root is None else str(root))
 
 
 # ---------------------------------------------------------------------------------------------- #

@@ -11,6 +11,7 @@ Missing files become a one-line DataError that says what to download and where t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,6 +25,7 @@ from dfdistill.data import image_folder as imf
 from dfdistill.data.image_folder import Split
 from dfdistill.data.real import RealData
 from dfdistill.data.registry import get_loader
+from dfdistill.data.spec import dataset_of
 from dfdistill.data.storage import canonical_device, choose_storage
 from dfdistill.errors import ConfigError, DataError
 from dfdistill.log import log
@@ -153,12 +155,12 @@ def _real(cfg: DatasetConfig, split: Split, pixels: Tensor, mean, std, device: t
 
 
 def load_dataset(
-    cfg: DatasetConfig, device: str | torch.device = "cpu", cache_dir: str | Path | None = None
+    cfg: DatasetConfig | Mapping, device: str | torch.device = "cpu", cache_dir: str | Path | None = None
 ) -> tuple[RealData, RealData]:
-    """(train, test) RealData for `cfg` (the validated dataset group: `ResolvedRun.dataset`, or
-    `config.resolve.dataset_of(node)` outside a run): pixels stored, batches normalised on `device`."""
+    """(train, test) RealData for `cfg`: pixels stored, batches normalised on `device`. A run passes its
+    validated `ResolvedRun.dataset`; a node (scripts, tests) goes through `dataset_of` first."""
     if not isinstance(cfg, DatasetConfig):
-        raise TypeError(f"load_dataset takes a DatasetConfig (dfdistill.config.resolve.dataset_of), got {type(cfg).__name__}")
+        cfg = dataset_of(cfg)
     loader = get_loader(cfg.name)
     device = canonical_device(device)
     cache = ArtifactCache(cache_dir)

@@ -1,16 +1,17 @@
 """Where a dataset's files are: the launch-relative root, and the checks loaders share.
 
-Loaders read the dataset as the one schema object (`config.schema.DatasetConfig`), validated once
-with an absolute root by `dfdistill.config.resolve` (`resolve_run`, or `dataset_of` outside a run).
+Loaders read the dataset as the one schema object (`config.schema.DatasetConfig`) with an absolute
+root: `dataset_of` makes it, once per run during resolution (`ResolvedRun.dataset`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Optional
 
-from dfdistill.config.schema import DatasetConfig
+from dfdistill.config.schema import DatasetConfig, checked
 from dfdistill.errors import ConfigError, DataError
 
 
@@ -33,6 +34,25 @@ def resolve_root(root: Any) -> Optional[Path]:
         return None
     p = Path(os.path.expandvars(str(root))).expanduser()
     return Path(os.path.abspath(p if p.is_absolute() else _original_cwd() / p))
+
+
+def dataset_of(node: Any) -> DatasetConfig:
+    """A dataset node (DatasetConfig, DictConfig or mapping; a YAML read directly may still list its
+    Hydra defaults) as the validated DatasetConfig with an absolute root: the one conversion, which
+    resolution applies once per run (ResolvedRun.dataset) and scripts and tests use outside a run."""
+    from omegaconf import OmegaConf
+
+    if isinstance(node, DatasetConfig):
+        return with_absolute_root(node)
+    d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    d.pop("defaults", None)
+    return with_absolute_root(checked(DatasetConfig, d, "dataset"))
+
+
+def with_absolute_root(dataset: DatasetConfig) -> DatasetConfig:
+    """A copy whose root is absolute (validated objects are remembered and shared: never modified)."""
+    root = resolve_root(dataset.root)
+    return dataclasses.replace(dataset, root=None if root is None else str(root))
 
 
 def require_root(cfg: DatasetConfig, expected: str) -> Path:
