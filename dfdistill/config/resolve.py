@@ -13,7 +13,6 @@ profile change, the typed keys), so results.jsonl and `print_config=true` show w
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 from typing import Any, Iterable, Optional
