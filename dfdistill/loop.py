@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
-from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from dfdistill.checkpoint import (CHECKPOINT_FILE, changed_keys, check_resumable, load_checkpoint, optimizer_lrs,
                                   read_checkpoint, restore, save_checkpoint, set_optimizer_lrs)
-from dfdistill.config.resolve import identity
+from dfdistill.config.resolved import ResolvedRun
 from dfdistill.divergence import DivergenceWatch
 from dfdistill.errors import DivergenceError, Interrupted
 from dfdistill.log import log
@@ -58,51 +57,53 @@ def deferred_interrupts() -> Iterator[StopRequest]:
             signal.signal(s, h)
 
 
-def check_resume_before_work(cfg: DictConfig, out_dir: Path, key: str) -> None:
+def check_resume_before_work(run: ResolvedRun, out_dir: Path) -> None:
     """`resume=<dir>` checked against this config before data, experts or scores are computed (the
     loop checks the same again when it loads the checkpoint)."""
-    if not cfg.resume or cfg.force:
+    top, key = run.top, run.distill_key
+    if not top.resume or top.force:
         return
     own = read_checkpoint(out_dir / CHECKPOINT_FILE)
     if own is not None and own.get("config_key") == key:
         return
-    resume_dir = Path(cfg.resume).expanduser().resolve()
+    resume_dir = Path(top.resume).expanduser().resolve()
     ck = read_checkpoint(resume_dir / CHECKPOINT_FILE)
     if ck is not None and ck.get("config_key") != key:
-        check_resumable(ck, identity(cfg), resume_dir)
+        check_resumable(ck, run.identity, resume_dir)
 
 
-def start_state(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str) -> tuple[int, list, Optional[dict], bool]:
+def start_state(distiller: Distiller, run: ResolvedRun, out_dir: Path) -> tuple[int, list, Optional[dict], bool]:
     """(first iteration, loss history, continued_from, whether it was this dir's own checkpoint) after
     loading the checkpoint that applies, if any.
 
     Own checkpoint first (same config: bit-identical resume); else `resume=<dir>`'s, continued under
     this config with the config's learning rates; `force=true` ignores both and starts from scratch."""
-    resume_dir = Path(cfg.resume).expanduser().resolve() if cfg.resume else None
-    if cfg.force:
+    top, key, ident = run.top, run.distill_key, run.identity
+    resume_dir = Path(top.resume).expanduser().resolve() if top.resume else None
+    if top.force:
         if resume_dir is not None:
-            log.info(f"force=true: resume={cfg.resume} not used, distilling from scratch")
+            log.info(f"force=true: resume={top.resume} not used, distilling from scratch")
         elif (out_dir / CHECKPOINT_FILE).exists():
             log.info("force=true: distilling from scratch (the existing checkpoint is not resumed)")
         return 0, [], None, False
     source, ck = out_dir, load_checkpoint(out_dir, key, allow_other_config=resume_dir == out_dir,
-                                          identity=identity(cfg))
+                                          identity=ident)
     if ck is not None and resume_dir is not None and resume_dir != out_dir:
-        log.info(f"resume={cfg.resume} not used: this run dir holds its own checkpoint of this config (iteration "
+        log.info(f"resume={top.resume} not used: this run dir holds its own checkpoint of this config (iteration "
                  f"{ck['iteration']}), which continues")
     if ck is None and resume_dir is not None:
         source, ck = resume_dir, read_checkpoint(resume_dir / CHECKPOINT_FILE)
     if ck is None:
         return 0, [], None, False
     if ck["config_key"] != key:
-        check_resumable(ck, identity(cfg), source)
+        check_resumable(ck, ident, source)
     fresh_lrs = optimizer_lrs(distiller)
     restore(distiller, ck)
     start, history, continued = int(ck["iteration"]), list(ck["history"]), ck.get("continued_from")
     if ck["config_key"] != key:
         set_optimizer_lrs(distiller, fresh_lrs)
         continued = {"dir": str(source), "config_key": ck["config_key"], "iteration": start,
-                     "changed": changed_keys(ck.get("identity"), identity(cfg))}
+                     "changed": changed_keys(ck.get("identity"), ident)}
         log.info(f"continuing {source / CHECKPOINT_FILE} from iteration {start}/{distiller.iterations} under this "
                  f"config (changed: {', '.join(continued['changed']) or 'unknown'})")
     else:
@@ -110,11 +111,11 @@ def start_state(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str) 
     return start, history, continued, source == out_dir
 
 
-def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str, logger) -> dict:
+def distill_loop(distiller: Distiller, run: ResolvedRun, out_dir: Path, logger) -> dict:
     """Run (or resume) the distiller's iterations; returns loop facts for the result record."""
     distiller.init_state()
-    start, history, continued, own = start_state(distiller, cfg, out_dir, key)
-    ident = identity(cfg)
+    start, history, continued, own = start_state(distiller, run, out_dir)
+    top, key, ident, name = run.top, run.distill_key, run.identity, str(run.cfg.method.name)
 
     def save(done: int) -> None:
         save_checkpoint(out_dir, key, done, distiller, history, ident, continued)
@@ -122,11 +123,11 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
     total = distiller.iterations
     step_times: list[float] = []
     last_saved = start if own else None
-    bar = tqdm(range(start, total), initial=start, total=total, desc=f"distill[{cfg.method.name}]",
-               disable=not cfg.progress or total == 0)
+    bar = tqdm(range(start, total), initial=start, total=total, desc=f"distill[{name}]",
+               disable=not top.progress or total == 0)
     sel = distiller.ctx.adaptive
     stopped_at = None
-    watch = DivergenceWatch(str(cfg.method.name))
+    watch = DivergenceWatch(name)
     with deferred_interrupts() as stop:
         for it in bar:
             if distiller.done():  # resumed after an early stop
@@ -139,15 +140,15 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
             loss = float(metrics["loss"])
             step_times.append(time.perf_counter() - t0)
             if not np.isfinite(loss):
-                raise DivergenceError(nan_message(loss, it, cfg, out_dir, last_saved))
+                raise DivergenceError(nan_message(loss, it, run, out_dir, last_saved))
             history.append({"it": it, "loss": loss})
             warning = watch.update(it, loss, metrics)
             if warning:
                 log.warning(warning)
-            if it % cfg.log_every == 0 or it == total - 1:
+            if it % top.log_every == 0 or it == total - 1:
                 bar.set_postfix(loss=f"{loss:.4g}")
                 logger.log({"distill/loss": loss, "distill/sec_per_iter": step_times[-1]}, step=it)
-            if (it + 1) % cfg.checkpoint_every == 0 or it == total - 1 or stop.requested or distiller.done():
+            if (it + 1) % top.checkpoint_every == 0 or it == total - 1 or stop.requested or distiller.done():
                 save(it + 1)
                 last_saved = it + 1
             if distiller.done():  # early stopping (RFAD's validation patience) at this iteration
@@ -164,21 +165,21 @@ def distill_loop(distiller: Distiller, cfg: DictConfig, out_dir: Path, key: str,
             "loss_history": history[-50:], "divergence": watch.note}
 
 
-def nan_message(loss: float, it: int, cfg: DictConfig, out_dir: Path, last_saved: Optional[int]) -> str:
+def nan_message(loss: float, it: int, run: ResolvedRun, out_dir: Path, last_saved: Optional[int]) -> str:
     """Where the last good state is and the exact overrides that continue from it with a lower lr."""
-    lr = cfg.method.get("lr_img")
+    lr, resume = getattr(run.method, "lr_img", None), run.top.resume
     ok = isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0  # the advice must be a smaller number
     lower = f"method.lr_img={float(lr) / 10:g}" if ok else "a lower method learning rate"
     head = f"distillation loss became {loss} at iteration {it}"
     if last_saved is not None:
         return (f"{head}; the last good checkpoint (iteration {last_saved}) is kept in {out_dir}; continue from it "
-                f"with a lower lr: {rerun_command(cfg, [f'resume={out_dir}', lower])}")
-    if cfg.resume:
-        return f"{head} (no checkpoint of this run yet); continue with: {rerun_command(cfg, [f'resume={cfg.resume}', lower])}"
-    return f"{head} (no checkpoint yet); rerun with a lower lr: {rerun_command(cfg, [lower])}"
+                f"with a lower lr: {rerun_command([f'resume={out_dir}', lower])}")
+    if resume:
+        return f"{head} (no checkpoint of this run yet); continue with: {rerun_command([f'resume={resume}', lower])}"
+    return f"{head} (no checkpoint yet); rerun with a lower lr: {rerun_command([lower])}"
 
 
-def rerun_command(cfg: DictConfig, extra: list[str]) -> str:
+def rerun_command(extra: list[str]) -> str:
     """`python run.py <the overrides of this run, with `extra` replacing the same keys>` when run
     under Hydra; otherwise the overrides to add."""
     try:

@@ -25,14 +25,15 @@ from omegaconf import DictConfig, OmegaConf
 from dfdistill import compiled, distilled
 from dfdistill.artifacts import ArtifactCache, atomic_write_text
 from dfdistill.checkpoint import CHECKPOINT_FILE
-from dfdistill.config.resolve import distill_key, method_class, method_config, resolve_config, result_key
+from dfdistill.config.resolve import resolve_run
+from dfdistill.config.resolved import ResolvedRun
 from dfdistill.data.real import RealData
 from dfdistill.errors import Interrupted
 from dfdistill.eval_set import apply_set_metadata, check_set
 from dfdistill.evaluation.protocol import evaluate_set, is_convnet_bn, resolve_eval
 from dfdistill.log import log
 from dfdistill.loop import check_resume_before_work, distill_loop
-from dfdistill.methods.base import DistillContext, Distiller
+from dfdistill.methods.base import DistillContext, Distiller, build_context
 from dfdistill.models.factory import ModelFactory, backbone_config, check_backbone_fits, make_model_factory
 from dfdistill.preflight import check_classes, check_config, check_per_class, check_set_size, check_trains
 from dfdistill.reporting.logger import NullLogger, build_logger
@@ -50,16 +51,29 @@ RESOLVED_FILE = "resolved.yaml"  # the effective config (recipes, profile, typed
 
 @dataclass
 class Session:
-    """What every stage shares: the resolved config, where it writes, its keys, and how it reports."""
+    """What every stage shares: the resolved run (typed parts and keys), where it writes, and how it reports."""
 
-    cfg: DictConfig
+    run: ResolvedRun
     out_dir: Path
-    key: str  # the distillation's identity (checkpoint tag); for stage=eval the set's key
-    record_key: str  # this evaluation of that set (results.jsonl `config_key`)
     device: torch.device
     cache: ArtifactCache
     logger: NullLogger
     timer: StageTimer = field(default_factory=StageTimer)
+
+    @property
+    def cfg(self) -> DictConfig:
+        """The effective config as written (provenance and logging)."""
+        return self.run.cfg
+
+    @property
+    def key(self) -> str:
+        """The set's key: the distillation's identity (checkpoint tag), or for stage=eval the saved set's."""
+        return self.run.set_key
+
+    @property
+    def record_key(self) -> str:
+        """This evaluation of that set (results.jsonl `config_key`)."""
+        return self.run.result_key
 
 
 @dataclass
@@ -83,55 +97,55 @@ def run(cfg: DictConfig) -> dict:
         syn = load_synthetic(cfg.synthetic)
         check_set(syn)
         cfg = apply_set_metadata(cfg, syn)
-    cfg = resolve_config(cfg)
-    check_config(cfg)
-    check_trains(cfg)
-    out_dir = Path(cfg.output_dir).expanduser().resolve()
+    r = resolve_run(cfg, set_key=syn.key() if syn is not None else None)
+    check_config(r.cfg)
+    check_trains(r)
+    out_dir = Path(r.top.output_dir).expanduser().resolve()
     with run_lock(out_dir):
-        atomic_write_text(out_dir / RESOLVED_FILE, OmegaConf.to_yaml(cfg))  # what runs, with its provenance
-        if cfg.stage == "eval":
-            return run_eval(cfg, out_dir, syn or load_synthetic(cfg.synthetic))
-        key = distill_key(cfg)
-        stored = stored_result(out_dir, result_key(key, cfg), cfg.force or cfg.stage != "all")
+        atomic_write_text(out_dir / RESOLVED_FILE, OmegaConf.to_yaml(r.cfg))  # what runs, with its provenance
+        if r.stage == "eval":
+            return run_eval(r, out_dir, syn or load_synthetic(r.top.synthetic))
+        stored = stored_result(out_dir, r.result_key, r.top.force or r.stage != "all")
         if stored is not None:
-            distilled.register_existing(ArtifactCache(cfg.cache_dir), key, out_dir)
-            if cfg.resume:
-                log.info(f"resume={cfg.resume} not used: this config's result is already stored (above); "
+            distilled.register_existing(ArtifactCache(r.top.cache_dir), r.distill_key, out_dir)
+            if r.top.resume:
+                log.info(f"resume={r.top.resume} not used: this config's result is already stored (above); "
                          "delete that results.jsonl line, or change what resume= should change")
             return stored
-        check_resume_before_work(cfg, out_dir, key)
-        distilled_in = reuse_distillation(cfg, out_dir, key)
-        with session(cfg, out_dir, key, result_key(key, cfg)) as s:
+        check_resume_before_work(r, out_dir)
+        distilled_in = reuse_distillation(r, out_dir)
+        with session(r, out_dir) as s:
             data = prune(s, load_data(s))
             distiller = prepare_method(s, data)
-            if cfg.stage in ("experts", "scores"):
-                return {"stage": cfg.stage, "stage_seconds": s.timer.seconds}
+            if r.stage in ("experts", "scores"):
+                return {"stage": r.stage, "stage_seconds": s.timer.seconds}
             info = {**distill(s, distiller), "distilled_in": distilled_in}
             syn = save_outputs(s, distiller, data.train, info)
-            if cfg.stage == "distill":
+            if r.stage == "distill":
                 return {"stage": "distill", **info, "stage_seconds": s.timer.seconds}
             return report(s, data, evaluate(s, data, syn, distiller.evaluate), info)
 
 
-def run_eval(cfg: DictConfig, out_dir: Path, syn: SyntheticSet) -> dict:
+def run_eval(r: ResolvedRun, out_dir: Path, syn: SyntheticSet) -> dict:
     """stage=eval: evaluate a saved set (ours or another codebase's) under this config's protocol (the
     set's own method and IPC where the command names none: dfdistill.eval_set)."""
-    stored = stored_result(out_dir, result_key(syn.key(), cfg), cfg.force)
+    stored = stored_result(out_dir, r.result_key, r.top.force)
     if stored is not None:
         return stored
-    with session(cfg, out_dir, syn.key(), result_key(syn.key(), cfg)) as s:
+    with session(r, out_dir) as s:
         data = prune(s, load_data(s))
-        syn = fit_to_data(syn, data.train, cfg.dataset.name)
+        syn = fit_to_data(syn, data.train, r.dataset.name)
         source = {"synthetic": str(syn.source), **syn.meta}
         return report(s, data, evaluate(s, data, syn, method_evaluator(s, data)), {}, source)
 
 
-def reuse_distillation(cfg: DictConfig, out_dir: Path, key: str) -> Optional[str]:
+def reuse_distillation(r: ResolvedRun, out_dir: Path) -> Optional[str]:
     """The run dir whose finished distillation this run continues instead of distilling (only the
     evaluation differs: dfdistill.distilled), its checkpoint copied in; None when there is none to use."""
-    if cfg.stage not in ("all", "distill") or cfg.force or cfg.resume or (out_dir / CHECKPOINT_FILE).exists():
+    top = r.top
+    if top.stage not in ("all", "distill") or top.force or top.resume or (out_dir / CHECKPOINT_FILE).exists():
         return None
-    source = distilled.find(ArtifactCache(cfg.cache_dir), key, out_dir)
+    source = distilled.find(ArtifactCache(top.cache_dir), r.distill_key, out_dir)
     if source is None:
         return None
     distilled.adopt(source, out_dir)
@@ -159,19 +173,19 @@ def stored_result(out_dir: Path, record_key: str, recompute: bool) -> Optional[d
 
 
 @contextmanager
-def session(cfg: DictConfig, out_dir: Path, key: str, record_key: str) -> Iterator[Session]:
+def session(r: ResolvedRun, out_dir: Path) -> Iterator[Session]:
     """Device, seeds, cache and logger for one run; the logger is finished (failed or not) on exit,
     and a Ctrl-C outside the loop becomes one line that says what was kept."""
-    device = resolve_device(cfg.device)
-    configure_runtime(cfg, device)  # memory: and gpu: blocks (process-wide, like torch's backend flags)
-    configure_speed(cfg)
-    seed_everything(cfg.seed)
-    cache = ArtifactCache(cfg.cache_dir)
-    run_name = f"{cfg.dataset.name}-{cfg.method.name}-ipc{cfg.ipc}-{cfg.pruning.name}-s{cfg.seed}"
-    logger = build_logger(cfg.logger, OmegaConf.to_container(cfg, resolve=True), out_dir, run_name)
+    device = resolve_device(r.top.device)
+    configure_runtime(r.top, device)  # memory: and gpu: blocks (process-wide, like torch's backend flags)
+    configure_speed(r.top)
+    seed_everything(r.seed)
+    cache = ArtifactCache(r.top.cache_dir)
+    run_name = f"{r.dataset.name}-{r.cfg.method.name}-ipc{r.ipc}-{r.pruning.name}-s{r.seed}"
+    logger = build_logger(r.logger, OmegaConf.to_container(r.cfg, resolve=True), out_dir, run_name)
     failed = True
     try:
-        yield Session(cfg, out_dir, key, record_key, device, cache, logger)
+        yield Session(r, out_dir, device, cache, logger)
         failed = False
     except KeyboardInterrupt as exc:
         if isinstance(exc, Interrupted):
@@ -189,15 +203,15 @@ def load_data(s: Session) -> Data:
     """Both splits on the device; the backbone and every cross-arch backbone checked on one batch."""
     from dfdistill.data.datasets import load_dataset
 
-    cfg = s.cfg
+    r, cfg = s.run, s.cfg
     with s.timer("data"):
-        train, test = load_dataset(cfg.dataset, device=s.device, cache_dir=s.cache.root)
-    check_classes(train, cfg.dataset.name)
+        train, test = load_dataset(r.dataset, device=s.device, cache_dir=s.cache.root)
+    check_classes(train, r.dataset.name)
     factory = make_model_factory(cfg.backbone, train, s.device)
-    check_backbone_fits(factory, train.images, train.num_classes, cfg.backbone.name, cfg.dataset.name)
-    for arch in cfg.eval.cross_arch:  # before any work: a cross-arch failure after distilling loses it
+    check_backbone_fits(factory, train.images, train.num_classes, cfg.backbone.name, r.dataset.name)
+    for arch in r.eval.cross_arch:  # before any work: a cross-arch failure after distilling loses it
         check_backbone_fits(make_model_factory(backbone_config(arch), train, s.device), train.images,
-                            train.num_classes, arch, cfg.dataset.name, role="eval.cross_arch entry")
+                            train.num_classes, arch, r.dataset.name, role="eval.cross_arch entry")
     return Data(train, test, factory, n_total=len(train))
 
 
@@ -206,53 +220,48 @@ def prune(s: Session, data: Data) -> Data:
     from dfdistill.methods.coreset import Coreset
     from dfdistill.pruning import apply_static_pruning
 
-    cfg = s.cfg
+    r = s.run
     with s.timer("pruning"):
-        train, info = apply_static_pruning(cfg, data.train, data.factory, s.cache, s.device)
-    if cfg.eval.compare_random and cfg.stage in ("all", "eval"):
-        check_per_class(train, cfg.ipc, "the random real baseline")
-    elif cfg.stage != "eval" and issubclass(method_class(cfg), Coreset):
-        check_per_class(train, cfg.ipc, f"the {cfg.method.name} subset")
-    if cfg.stage != "eval":
-        check_set_size(cfg.ipc, train, s.device)
+        train, info = apply_static_pruning(r.pruning, data.train, data.factory, s.cache, r.seed, r.inputs)
+    if r.eval.compare_random and r.stage in ("all", "eval"):
+        check_per_class(train, r.ipc, "the random real baseline")
+    elif r.stage != "eval" and issubclass(r.method_cls, Coreset):
+        check_per_class(train, r.ipc, f"the {r.cfg.method.name} subset")
+    if r.stage != "eval":
+        check_set_size(r.ipc, train, s.device)
     return replace(data, train=train, prune_info=info)
+
+
+def method_context(s: Session, data: Data, augment: bool = False, adaptive: Any = None) -> DistillContext:
+    """This run's context for its method over the kept rows (`augment`: the method's DSA)."""
+    r = s.run
+    return build_context(data.train, data.factory, ipc=r.ipc, seed=r.seed, device=s.device, cache=s.cache,
+                         out_dir=s.out_dir, augment=augment, dsa_strategy=r.dataset.dsa_strategy,
+                         progress=r.top.progress, adaptive=adaptive, describe=r.inputs)
 
 
 def prepare_method(s: Session, data: Data) -> Distiller:
     """The method on its context (adaptive selector included), with its one-off work done (experts)."""
-    from dfdistill.data.augment import build_augment
     from dfdistill.pruning import build_adaptive
 
-    cfg = s.cfg
-    cls = method_class(cfg)
+    r = s.run
     adaptive = None
-    if cls.supports_adaptive:
-        adaptive = build_adaptive(cfg, data.train)
-    elif cfg.pruning.get("adaptive"):  # bilp before MTT/TESLA/coresets = its static half (BiLP Table 7's BiLP+MTT)
-        data.prune_info["adaptive"] = f"not applied: {cfg.method.name} has no real-batch matching step"
-        log.info(f"pruning={cfg.pruning.name}: {cfg.method.name} has no real-batch matching step, so only "
+    if r.method_cls.supports_adaptive:
+        adaptive = build_adaptive(r.pruning, data.train)
+    elif r.pruning.adaptive:  # bilp before MTT/TESLA/coresets = its static half (BiLP Table 7's BiLP+MTT)
+        name = r.cfg.method.name
+        data.prune_info["adaptive"] = f"not applied: {name} has no real-batch matching step"
+        log.info(f"pruning={r.pruning.name}: {name} has no real-batch matching step, so only "
                  "the static (preemptive) pruning applies")
-    ctx = DistillContext(real=data.train, ipc=cfg.ipc, model_factory=data.factory,
-                         augment=build_augment("dsa", cfg.dataset.dsa_strategy), device=s.device, seed=cfg.seed,
-                         cache=s.cache, out_dir=s.out_dir, progress=cfg.progress, adaptive=adaptive,
-                         describe=describe_inputs(cfg))
-    distiller: Distiller = cls(method_config(cfg), ctx)
+    distiller: Distiller = r.method_cls(r.method, method_context(s, data, augment=True, adaptive=adaptive))
     with s.timer("prepare"):
         distiller.prepare()
     return distiller
 
 
-def describe_inputs(cfg: DictConfig) -> dict[str, Any]:
-    """What produced the context's real data and factory (dataset, backbone), for methods' cache keys."""
-    from dfdistill.config.resolve import dataset_identity
-
-    return {"dataset": dataset_identity(OmegaConf.to_container(cfg.dataset, resolve=True)),
-            "backbone": OmegaConf.to_container(cfg.backbone, resolve=True)}
-
-
 def distill(s: Session, distiller: Distiller) -> dict:
     with s.timer("distill"):
-        return distill_loop(distiller, s.cfg, s.out_dir, s.key, s.logger)
+        return distill_loop(distiller, s.run, s.out_dir, s.logger)
 
 
 def save_outputs(s: Session, distiller: Distiller, train: RealData, info: dict) -> SyntheticSet:
@@ -277,53 +286,47 @@ def evaluate(s: Session, data: Data, syn: SyntheticSet, evaluator: Callable[...,
     `evaluator` is the method's `Distiller.evaluate`: the shared protocol, or the paper's own (RFAD-NN)."""
     from dfdistill.data.augment import build_augment
 
-    cfg, mcfg = s.cfg, method_config(s.cfg)
-    ev = resolve_eval(cfg.eval, mcfg.eval_aug, syn.lr or mcfg.eval_lr, cfg.dataset.dsa_strategy,
+    r, mcfg = s.run, s.run.method
+    ev = resolve_eval(r.eval, mcfg.eval_aug, syn.lr or mcfg.eval_lr, r.dataset.dsa_strategy,
                       bn_convnet=is_convnet_bn(data.factory(0)))  # DC's sets on a ConvNetBN: crop_noise
     eval_aug = build_augment(ev.aug, ev.aug_strategy)
     out: dict[str, Any] = {"ev": ev}
+    name, progress = r.cfg.method.name, r.top.progress
     with s.timer("eval"):
-        out["accs"] = evaluator(syn.images, syn.labels, data.test, data.factory, ev, eval_aug, seed=cfg.seed,
-                                progress=cfg.progress, desc=f"eval[{cfg.method.name}]")
-    if cfg.eval.compare_random and cfg.method.name != "random":
-        out["random"] = evaluate_random(s, data, mcfg, eval_aug, evaluator)
+        out["accs"] = evaluator(syn.images, syn.labels, data.test, data.factory, ev, eval_aug, seed=r.seed,
+                                progress=progress, desc=f"eval[{name}]")
+    if r.eval.compare_random and name != "random":
+        out["random"] = evaluate_random(s, data, eval_aug, evaluator)
     out["cross"] = {}
-    for arch in cfg.eval.cross_arch:
+    for arch in r.eval.cross_arch:
         f2 = make_model_factory(backbone_config(arch), data.train, s.device)
-        ev_a = resolve_eval(cfg.eval, mcfg.eval_aug, syn.lr or mcfg.eval_lr, cfg.dataset.dsa_strategy,
+        ev_a = resolve_eval(r.eval, mcfg.eval_aug, syn.lr or mcfg.eval_lr, r.dataset.dsa_strategy,
                             bn_convnet=is_convnet_bn(f2(0)))  # the reference picks the aug per eval model
         with s.timer(f"eval_{arch}"):
             a = evaluator(syn.images, syn.labels, data.test, f2, ev_a, build_augment(ev_a.aug, ev_a.aug_strategy),
-                          seed=cfg.seed, progress=cfg.progress, desc=f"eval[{arch}]")
+                          seed=r.seed, progress=progress, desc=f"eval[{arch}]")
         out["cross"][arch] = {"accs": a, "mean": mean_std(a)[0], "std": mean_std(a)[1]}
     return out
 
 
-def evaluate_random(s: Session, data: Data, mcfg: Any, eval_aug,
-                    evaluator: Callable[..., list[float]] = evaluate_set) -> list[float]:
+def evaluate_random(s: Session, data: Data, eval_aug, evaluator: Callable[..., list[float]] = evaluate_set) -> list[float]:
     """A random real subset of the kept rows at the same IPC (protocol lr: the method's, not a learned one)."""
     from dfdistill.methods.coreset import CoresetConfig, RandomSubset
 
-    cfg = s.cfg
-    ctx = DistillContext(real=data.train, ipc=cfg.ipc, model_factory=data.factory, augment=None, device=s.device,
-                         seed=cfg.seed, cache=s.cache, out_dir=s.out_dir, progress=cfg.progress)
-    rnd = RandomSubset(CoresetConfig(name="random", _target_="random"), ctx)
+    r, mcfg = s.run, s.run.method
+    rnd = RandomSubset(CoresetConfig(name="random", _target_="random"), method_context(s, data))
     rnd.init_state()
-    ev_r = resolve_eval(cfg.eval, mcfg.eval_aug, mcfg.eval_lr, cfg.dataset.dsa_strategy,
+    ev_r = resolve_eval(r.eval, mcfg.eval_aug, mcfg.eval_lr, r.dataset.dsa_strategy,
                         bn_convnet=is_convnet_bn(data.factory(0)))
     with s.timer("eval_random"):
-        return evaluator(rnd.images, rnd.labels, data.test, data.factory, ev_r, eval_aug, seed=cfg.seed,
-                         progress=cfg.progress, desc="eval[random]")
+        return evaluator(rnd.images, rnd.labels, data.test, data.factory, ev_r, eval_aug, seed=r.seed,
+                         progress=r.top.progress, desc="eval[random]")
 
 
 def method_evaluator(s: Session, data: Data) -> Callable[..., list[float]]:
     """stage=eval: the configured method's `evaluate` (its paper's protocol, e.g. RFAD-NN), without
     preparing or initialising the method."""
-    cfg = s.cfg
-    ctx = DistillContext(real=data.train, ipc=cfg.ipc, model_factory=data.factory, augment=None, device=s.device,
-                         seed=cfg.seed, cache=s.cache, out_dir=s.out_dir, progress=cfg.progress,
-                         describe=describe_inputs(cfg))
-    return method_class(cfg)(method_config(cfg), ctx).evaluate
+    return s.run.method_cls(s.run.method, method_context(s, data)).evaluate
 
 
 def report(s: Session, data: Data, evals: dict, info: dict, source: Optional[dict] = None) -> dict:

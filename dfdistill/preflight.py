@@ -15,10 +15,12 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig, OmegaConf
 
 from dfdistill.checkpoint import CHECKPOINT_FILE
+from dfdistill.config.resolve import dataset_of
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from dfdistill.config.resolved import ResolvedRun
     import torch
 
 
@@ -112,18 +114,17 @@ def check_per_class(real: RealData, ipc: int, why: str) -> None:
                         + (" or set eval.compare_random=false" if "baseline" in why else ""))
 
 
-def check_trains(cfg: DictConfig) -> None:
+def check_trains(run: "ResolvedRun") -> None:
     """A learning method with 0 iterations would report its untrained initial images under its own name;
     refused for an evaluated run (stage=distill with 0 saves the initial set, as scripts/make_figure.py does)."""
     from dataclasses import MISSING, fields
 
-    from dfdistill.config.resolve import method_class
-
-    default = {f.name: f.default for f in fields(method_class(cfg).config_cls)}.get("iterations", MISSING)
+    default = {f.name: f.default for f in fields(run.method_cls.config_cls)}.get("iterations", MISSING)
     learns = isinstance(default, int) and default > 0
-    if learns and cfg.stage == "all" and int(cfg.method.get("iterations") or 0) == 0:
-        raise ConfigError(f"method.iterations is 0, so {cfg.method.name} would report its untrained initial images as "
-                          f"{cfg.method.name}'s result; give method.iterations >= 1 (or stage=distill to only save the "
+    name = run.cfg.method.name
+    if learns and run.stage == "all" and int(getattr(run.method, "iterations", 0) or 0) == 0:
+        raise ConfigError(f"method.iterations is 0, so {name} would report its untrained initial images as "
+                          f"{name}'s result; give method.iterations >= 1 (or stage=distill to only save the "
                           "initial set, or method=random for a random real subset)")
 
 
@@ -168,10 +169,9 @@ def dataset_missing(dataset: Any) -> Optional[str]:
     """Why this dataset config cannot load, found without loading it (absent root, absent
     torchvision files), or None when it looks loadable (embedded, present, or download=true)."""
     from dfdistill.data.loaders.torchvision_sets import missing
-    from dfdistill.data.spec import dataset_config
 
     try:
-        dcfg = dataset_config(dataset)
+        dcfg = dataset_of(dataset)
     except ConfigError as exc:
         return str(exc)
     why = missing(dcfg.name, dcfg)

@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ContextManager, Iterator, Optional
+from typing import Any, ContextManager, Iterator, Optional
 
 import numpy as np
 import torch
@@ -154,19 +154,20 @@ class StageTimer:
 
 
 def configure_runtime(cfg, device: torch.device) -> None:
-    """Apply a run config's `memory:` and `gpu:` blocks (once per run: pipeline session, bench harness)."""
+    """Apply a run config's `memory:` and `gpu:` blocks (once per run: pipeline session, bench harness).
+    `cfg`: the typed top level (ResolvedRun.top, whose blocks are MemoryConfig/GPUConfig) or a mapping."""
     from omegaconf import OmegaConf
 
     from dfdistill.log import log
     from dfdistill.memory import MemoryConfig, configure_memory
 
-    def block(name: str) -> dict:
-        node = cfg.get(name) if hasattr(cfg, "get") else None
-        if node is None:
-            return {}
-        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    def block(name: str, schema: type) -> Any:
+        node = cfg.get(name) if hasattr(cfg, "get") else getattr(cfg, name, None)
+        if isinstance(node, schema) or node is None:
+            return node or schema()
+        return schema(**(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)))
 
-    configure_memory(MemoryConfig(**block("memory")))
-    ignored = configure_gpu(GPUConfig(**block("gpu")), device)
+    configure_memory(block("memory", MemoryConfig))
+    ignored = configure_gpu(block("gpu", GPUConfig), device)
     if ignored:
         log.info(f"{', '.join('gpu.' + k for k in ignored)} ignored on {device.type}: cuDNN autotuning and TF32 exist on CUDA only")

@@ -49,10 +49,10 @@ def ensemble_enabled(device: torch.device) -> bool:
 
 
 def configure_speed(cfg: Any) -> None:
-    """The run's top-level `compile` and `ensemble` settings, process-wide (like torch's backend flags).
+    """The run's top-level `compile` and `ensemble` settings (ResolvedRun.top), process-wide (like torch's backend flags).
     $DFDISTILL_COMPILE, when set, wins over `compile` (the test suite sets it to off: no inductor builds)."""
-    compiled.configure(os.environ.get("DFDISTILL_COMPILE") or cfg.get("compile", "auto"))
-    configure_ensemble(cfg.get("ensemble", "auto"))
+    compiled.configure(os.environ.get("DFDISTILL_COMPILE") or getattr(cfg, "compile", "auto"))
+    configure_ensemble(getattr(cfg, "ensemble", "auto"))
 
 
 @dataclass

@@ -39,10 +39,9 @@ def child(a: argparse.Namespace) -> dict:
     import torch
 
     from dfdistill.artifacts import ArtifactCache
-    from dfdistill.data.augment import build_augment
     from dfdistill.data.real import RealData
     from dfdistill.memory import configure_memory, MemoryConfig
-    from dfdistill.methods.base import DistillContext
+    from dfdistill.methods.base import build_context
     from dfdistill.methods.dc import DCConfig, GradientMatching
     from dfdistill.methods.dm import DM, DMConfig
     from dfdistill.models import build_model
@@ -62,8 +61,8 @@ def child(a: argparse.Namespace) -> dict:
         return build_model("convnet", 3, C, s, width=a.width, depth=3).to(device)
 
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / "dfdistill_bench_memory"
-    ctx = DistillContext(real=real, ipc=a.ipc, model_factory=factory, augment=build_augment("dsa"), device=device,
-                         seed=0, cache=ArtifactCache(tmp / "cache"), out_dir=tmp, progress=False)
+    ctx = build_context(real, factory, ipc=a.ipc, seed=0, device=device, cache=ArtifactCache(tmp / "cache"),
+                        out_dir=tmp, augment=True)
     if a.method == "dm":
         d = DM(DMConfig(name="dm", _target_="x", batch_real=n), ctx)
     else:  # DC: one matching step (outer_loop 1), no augmentation, real init

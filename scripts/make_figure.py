@@ -50,28 +50,29 @@ def planned(a: argparse.Namespace) -> tuple[Path, list]:
     return sweep_dir, jobs
 
 
-def write_diversity(cfg, out: Path, n_strata: int, key: str) -> Path:
+def write_diversity(r, out: Path, n_strata: int) -> Path:
     """Loss scores (cached, as pruning=loss computes them) -> per-stratum diversity -> out/diversity.json;
     kept when it already holds this config's rows (`key`), so a rerun recomputes nothing."""
     from dfdistill.artifacts import ArtifactCache
     from dfdistill.data.datasets import load_dataset
     from dfdistill.models.factory import make_model_factory
     from dfdistill.pruning.analysis import stratum_diversity
-    from dfdistill.pruning.static import parse_config, real_scores
+    from dfdistill.pruning.static import real_scores
     from dfdistill.runtime import resolve_device
     from dfdistill.training import embed_all
 
+    cfg, key = r.cfg, r.result_key
     path = out / DIVERSITY_FILE
     if path.exists() and all(r.get("config_key") == key for r in json.loads(path.read_text()) or [None]):
         print(f"{path}: this config's diversity is there; kept")
         return path
-    device = resolve_device(cfg.device)
-    cache = ArtifactCache(cfg.cache_dir)
-    train, _ = load_dataset(cfg.dataset, device=device, cache_dir=cache.root)
+    device = resolve_device(r.top.device)
+    cache = ArtifactCache(r.top.cache_dir)
+    train, _ = load_dataset(r.dataset, device=device, cache_dir=cache.root)
     factory = make_model_factory(cfg.backbone, train, device)
-    pcfg = parse_config(cfg.pruning)
-    scores = real_scores(cfg, train, factory, cache, pcfg)
-    model = factory(int(cfg.seed))  # a fresh seeded backbone embeds the images (see pruning/analysis.py)
+    pcfg = r.pruning
+    scores = real_scores(pcfg, train, factory, cache, r.seed, r.inputs)
+    model = factory(int(r.seed))  # a fresh seeded backbone embeds the images (see pruning/analysis.py)
     rows = stratum_diversity(train, scores, n_strata, lambda x: embed_all(model, x))
     meta = {"dataset": cfg.dataset.name, "seed": int(cfg.seed), "profile": cfg.profile.name,
             "trials": pcfg.trials, "epochs": list(pcfg.epochs), "backbone": cfg.backbone.name, "config_key": key}
@@ -84,21 +85,22 @@ def write_diversity(cfg, out: Path, n_strata: int, key: str) -> Path:
 def diversity_main(a: argparse.Namespace) -> Path:
     """BiLP Fig. 4: the diversity of every planned dataset (--exp) or of one configuration, then the figure."""
     from dfdistill.config.compose import compose_run_config
-    from dfdistill.config.resolve import distill_key, resolve_config, result_key
+    from dfdistill.config.resolve import resolve_run
+    from dfdistill.sweeps.plan import job_config
     from dfdistill.reporting.build import build_table
 
     if a.exp:
         folder, jobs = planned(a)
-        targets = [(j.resolved, j.out_dir, j.key) for j in jobs]
+        targets = [(resolve_run(job_config(j)), j.out_dir) for j in jobs]
     elif a.out:
         # output_dir: nothing is written there, but outside @hydra.main its default (Hydra's run dir) is unset
-        cfg = resolve_config(compose_run_config(["logger=none", "pruning=loss", f"output_dir={a.out}", *a.overrides]))
+        r = resolve_run(compose_run_config(["logger=none", "pruning=loss", f"output_dir={a.out}", *a.overrides]))
         folder = Path(a.out)
-        targets = [(cfg, folder / f"{cfg.dataset.name}-s{cfg.seed}", result_key(distill_key(cfg), cfg))]
+        targets = [(r, folder / f"{r.dataset.name}-s{r.seed}")]
     else:
         raise ConfigError("diversity needs --exp (a planned sweep, e.g. --exp bilp_fig4) or --out DIR")
-    for cfg, out, key in targets:
-        write_diversity(cfg, Path(out), a.n_strata, key)
+    for r, out in targets:
+        write_diversity(r, Path(out), a.n_strata)
     t = build_table(folder, exp="bilp_fig4", out_dir=a.out or folder, name=a.name or "bilp_fig4")
     print(f"figure {t.get('figure', '—')}; table {t['markdown']}")
     return t["markdown"]
@@ -156,6 +158,7 @@ def edd_main(a: argparse.Namespace) -> list[Path]:
 def edd_figures(run_dir: Path, base_dir: Optional[Path], out: Path, name: str, cls: int, n_real: int) -> Path:
     """Fig. 1 (cosine similarity of final - init per method, and between EDD's segments) and Fig. 2
     (t-SNE of one class: real images, EDD's segments, the base method's set) of one EDD run."""
+    from dfdistill.config.resolve import dataset_of
     from dfdistill.data.datasets import load_dataset
     from dfdistill.methods.edd import segment_bounds
     from dfdistill.reporting import plots as P
@@ -188,7 +191,7 @@ def edd_figures(run_dir: Path, base_dir: Optional[Path], out: Path, name: str, c
     P.segment_similarity(pd.DataFrame(summary), matrix, out / f"{name}_fig1.png",
                          title="EDD Fig. 1: cosine similarity of update signals (final - init)")
 
-    train, _ = load_dataset(OmegaConf.create(rec["config"]).dataset, device=torch.device("cpu"))
+    train, _ = load_dataset(dataset_of(rec["config"]["dataset"]), device=torch.device("cpu"))
     c = cls
     real_rows = train.class_indices[c][: n_real]
     parts = [("real", train.images[real_rows].cpu())]

@@ -6,7 +6,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
 from dfdistill.config.compose import compose_run_config
-from dfdistill.config.resolve import method_config, resolve_config
+from dfdistill.config.resolve import resolve_config, resolve_run
 from dfdistill.errors import ConfigError
 from conftest import CONF
 
@@ -25,10 +25,12 @@ def test_every_group_option_composes_and_validates(compose_cfg, group, option):
         over.append("dataset.root=/some/where")
     if group == "pruning" and option in ("ite", "bilp"):
         over.append("method=dc")
-    cfg = resolve_config(compose_cfg(over))
-    assert cfg[group].name == option
+    run = resolve_run(compose_cfg(over))
+    assert run.cfg[group].name == option
     if group == "method":
-        assert method_config(cfg).name == option
+        assert isinstance(run.method, run.method_cls.config_cls) and run.method.name == option
+    if group in ("dataset", "eval", "pruning", "profile", "logger"):
+        assert getattr(run, group).name == option  # the typed part, not only the DictConfig
 
 
 def test_every_registered_method_and_backbone_has_a_yaml():

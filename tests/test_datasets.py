@@ -331,7 +331,7 @@ def test_a_registered_loader_is_a_dataset(tmp_path):
     ({"decode_workers": 0}, "dataset.decode_workers must be positive"),
     ({"mean": [0.5]}, "both be set or both be null"),
     ({"mean": [0.5], "std": [0.0]}, "dataset.std must be positive"),
-    ({"colour": 3}, "invalid dataset config: Key 'colour' not in 'DatasetConfig'"),
+    ({"colour": 3}, "invalid dataset config at dataset.colour: Key 'colour' not in 'DatasetConfig'"),
 ])
 def test_dataset_config_errors_are_one_line(bad, match):
     with pytest.raises(ConfigError, match=match) as info:

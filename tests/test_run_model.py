@@ -170,7 +170,7 @@ def test_the_sets_method_and_ipc_apply_unless_typed(compose_cfg):
 
 
 def test_zero_iterations_is_refused_for_an_evaluated_run(compose_cfg, tmp_path):
-    from dfdistill.config.resolve import resolve_config
+    from dfdistill.config.resolve import resolve_run
     from dfdistill.errors import ConfigError
     from dfdistill.pipeline import run
     from dfdistill.preflight import check_trains
@@ -178,7 +178,7 @@ def test_zero_iterations_is_refused_for_an_evaluated_run(compose_cfg, tmp_path):
     with pytest.raises(ConfigError, match="method.iterations is 0, so dm would report its untrained initial"):
         run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "method.iterations=0"]))
     assert not (tmp_path / "run" / "results.jsonl").exists()
-    check_trains(resolve_config(compose_cfg([*SMOKE, "method=random", "ipc=1"])))  # a coreset has no iterations
+    check_trains(resolve_run(compose_cfg([*SMOKE, "method=random", "ipc=1"])))  # a coreset has no iterations
     rec = run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "method.iterations=0", "stage=distill"]))
     assert rec["stage"] == "distill" and rec["iterations"] == 0  # the initial set (scripts/make_figure.py)
 

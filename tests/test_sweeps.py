@@ -203,18 +203,18 @@ def test_loss_removal_trials_draw_other_scoring_networks(compose_cfg) -> None:
     import torch
 
     from dfdistill.artifacts import ArtifactCache
-    from dfdistill.config.resolve import resolve_config
+    from dfdistill.config.resolve import resolve_run
     from dfdistill.data.datasets import load_dataset
     from dfdistill.pipeline import make_model_factory
     from dfdistill.pruning import apply_static_pruning
 
     kept = []
     for off in (0, 0, 1):
-        cfg = resolve_config(compose_cfg(["profile=smoke", "pruning=loss", "pruning.ratio=0.5", f"pruning.seed_offset={off}"]))
-        cache = ArtifactCache(cfg.cache_dir)
-        train, _ = load_dataset(cfg.dataset, device=torch.device("cpu"), cache_dir=cache.root)
-        factory = make_model_factory(cfg.backbone, train, torch.device("cpu"))
-        sub, _ = apply_static_pruning(cfg, train, factory, cache, torch.device("cpu"))
+        r = resolve_run(compose_cfg(["profile=smoke", "pruning=loss", "pruning.ratio=0.5", f"pruning.seed_offset={off}"]))
+        cache = ArtifactCache(r.top.cache_dir)
+        train, _ = load_dataset(r.dataset, device=torch.device("cpu"), cache_dir=cache.root)
+        factory = make_model_factory(r.cfg.backbone, train, torch.device("cpu"))
+        sub, _ = apply_static_pruning(r.pruning, train, factory, cache, r.seed, r.inputs)
         kept.append(set(sub.source_index.tolist()))
     assert kept[0] == kept[1] and kept[0] != kept[2]
 

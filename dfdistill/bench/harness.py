@@ -21,8 +21,8 @@ from omegaconf import DictConfig
 
 from dfdistill.artifacts import ArtifactCache
 from dfdistill.bench.baseline import baseline_class
-from dfdistill.config.resolve import method_class, method_config, resolve_config
-from dfdistill.methods.base import DistillContext, Distiller
+from dfdistill.config.resolve import resolve_run
+from dfdistill.methods.base import DistillContext, Distiller, build_context
 from dfdistill.methods.dc import GradientMatching
 
 # max|g_fast - g_base| <= GRAD_RTOL * max|g_base|. float32 with a different summation order: DC's
@@ -66,29 +66,26 @@ class Timing:
 
 
 def build_setup(cfg: DictConfig, out_dir: Path) -> Setup:
-    """load_dataset -> make_model_factory -> static pruning -> adaptive -> method config -> context."""
-    from dfdistill.data.augment import build_augment
+    """resolve -> load_dataset -> make_model_factory -> static pruning -> adaptive -> context."""
     from dfdistill.data.datasets import load_dataset
     from dfdistill.models.factory import make_model_factory
-    from dfdistill.pipeline import describe_inputs
     from dfdistill.runtime import configure_runtime, resolve_device, seed_everything
     from dfdistill.training import configure_speed
     from dfdistill.pruning import apply_static_pruning, build_adaptive
 
-    cfg = resolve_config(cfg)
-    device = resolve_device(cfg.device)
-    configure_runtime(cfg, device)
-    configure_speed(cfg)
-    seed_everything(cfg.seed)
-    cache = ArtifactCache(cfg.cache_dir)
-    train, _ = load_dataset(cfg.dataset, device=device, cache_dir=cache.root)
-    factory = make_model_factory(cfg.backbone, train, device)
-    train, _ = apply_static_pruning(cfg, train, factory, cache, device)
-    adaptive = build_adaptive(cfg, train)
-    ctx = DistillContext(real=train, ipc=cfg.ipc, model_factory=factory,
-                         augment=build_augment("dsa", cfg.dataset.dsa_strategy), device=device, seed=cfg.seed,
-                         cache=cache, out_dir=out_dir, progress=False, adaptive=adaptive, describe=describe_inputs(cfg))
-    return Setup(cfg, ctx, method_class(cfg), method_config(cfg))
+    r = resolve_run(cfg)
+    device = resolve_device(r.top.device)
+    configure_runtime(r.top, device)
+    configure_speed(r.top)
+    seed_everything(r.seed)
+    cache = ArtifactCache(r.top.cache_dir)
+    train, _ = load_dataset(r.dataset, device=device, cache_dir=cache.root)
+    factory = make_model_factory(r.cfg.backbone, train, device)
+    train, _ = apply_static_pruning(r.pruning, train, factory, cache, r.seed, r.inputs)
+    ctx = build_context(train, factory, ipc=r.ipc, seed=r.seed, device=device, cache=cache, out_dir=out_dir,
+                        augment=True, dsa_strategy=r.dataset.dsa_strategy, progress=False,
+                        adaptive=build_adaptive(r.pruning, train), describe=r.inputs)
+    return Setup(r.cfg, ctx, r.method_cls, r.method)
 
 
 def make_distiller(setup: Setup, baseline: bool, **cfg_changes: Any) -> Distiller:

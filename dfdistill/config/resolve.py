@@ -12,6 +12,7 @@ profile change, the typed keys), so results.jsonl and `print_config=true` show w
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from typing import Any, Iterable, Optional
@@ -19,17 +20,19 @@ from typing import Any, Iterable, Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dfdistill.config.options import CONF_DIR, load_option, method_schemas_by_option  # noqa: F401 (re-exported)
-from dfdistill.config.schema import DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig, RunConfig, typed
+from dfdistill.config.identity import (  # noqa: F401 (re-exported: the identities live in config/identity.py)
+    EVAL_KEYS, NON_SEMANTIC_KEYS, dataset_identity, distill_key, eval_identity, identity, inputs_identity,
+    method_identity, result_key,
+)
+from dfdistill.config.resolved import ResolvedRun
+from dfdistill.config.schema import (  # noqa: F401 (checked: re-exported)
+    DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig, RunConfig, checked, typed,
+)
+from dfdistill.data.spec import dataset_of, with_absolute_root  # noqa: F401 (dataset_of: re-exported)
 from dfdistill.errors import ConfigError
 
 GROUPS = ("dataset", "backbone", "method", "pruning", "eval", "profile", "logger")
 
-# Keys that do not change what is computed (excluded from every identity hash).
-NON_SEMANTIC_KEYS = ("resume", "force", "progress", "logger", "output_dir", "cache_dir", "device", "log_every",
-                     "checkpoint_every", "cli_overrides", "provenance", "print_config", "memory", "compile",
-                     "ensemble")
-# Keys that say which stage runs and how a set is evaluated: outside the distillation's identity.
-EVAL_KEYS = ("stage", "synthetic", "eval")
 
 log = logging.getLogger("dfdistill")
 
@@ -237,73 +240,47 @@ def method_class_of(node: DictConfig) -> type:
     return entry.obj
 
 
-def method_identity(method: Any) -> Any:
-    """The method node as identities hash it: with the registered class path as `_target_`, the key
-    the method YAMLs spelled until the registry owned the class (committed runs keep their keys)."""
-    from dfdistill.registry import method_entry
-
-    if not isinstance(method, dict) or method.get("_target_") or "name" not in method:
-        return method
-    try:
-        return {**method, "_target_": method_entry(str(method["name"])).meta["target"]}
-    except ConfigError:  # an unknown name: validate() says so; the identity hashes what is there
-        return method
-
-
-def check_backbone(bcfg: DictConfig) -> None:
-    """The backbone node against its constructor's schema; `_target_` must be what `name` builds."""
+def check_backbone(bcfg: DictConfig) -> Any:
+    """The backbone node against its constructor's schema (returned as that schema's object);
+    `_target_` must be what `name` builds."""
     from dfdistill.config.store import backbone_schema
     from dfdistill.models import MODELS
 
     name = bcfg.get("name")
     if name not in MODELS:
         raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(MODELS.names())}")
-    typed(backbone_schema(name), bcfg, "backbone")
+    obj = checked(backbone_schema(name), bcfg, "backbone")
     target = bcfg.get("_target_")
     if target and target != MODELS.get(name).meta["target"]:
         raise ConfigError(f"backbone.name={name} builds {MODELS.get(name).meta['target']} but "
                           f"backbone._target_={target}; make them agree (or drop _target_)")
+    return obj
 
 
-def check_top_level(cfg: DictConfig) -> None:
+def check_top_level(cfg: DictConfig) -> RunConfig:
     """The top-level keys (ipc, seed, ...) against RunConfig: run before recipes and seeding read them."""
     top = {k: v for k, v in cfg.items() if k not in GROUPS and k not in ("provenance",)}
-    checked(RunConfig, {**top, **{g: {} for g in GROUPS}}, "top-level")
+    return checked(RunConfig, {**top, **{g: {} for g in GROUPS}}, "top-level")
 
 
-_checked: dict[tuple, Any] = {}
-
-
-def checked(schema: type, node: Any, group: str) -> Any:
-    """`typed(schema, node, group)` remembered per (schema, content): a sweep plan validates hundreds
-    of jobs whose groups mostly repeat (same dataset, eval, profile). Only configs that passed are
-    remembered (a bad one raises every time); callers must not modify the returned object."""
-    content = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-    key = (schema, json.dumps(content, sort_keys=True, default=str))
-    if key not in _checked:
-        _checked[key] = typed(schema, node, group)
-    return _checked[key]
-
-
-def validate(cfg: DictConfig) -> None:
-    """Every group against its one schema (range checks included), then cross-group rules."""
+def validate(cfg: DictConfig) -> dict[str, Any]:
+    """Every group against its one schema (range checks included), then cross-group rules; returns the
+    typed parts (ResolvedRun's fields: top, dataset, backbone, method_cls, method, pruning, eval, ...)."""
     from dfdistill.pruning.config import PruningConfig
     from dfdistill.registry import in_loop_pruning_methods
 
-    check_top_level(cfg)
-    checked(DatasetConfig, cfg.dataset, "dataset")
-    checked(EvalConfig, cfg.eval, "eval")
-    checked(ProfileConfig, cfg.profile, "profile")
-    checked(LoggerConfig, cfg.logger, "logger")
-    check_backbone(cfg.backbone)
+    parts: dict[str, Any] = {"top": check_top_level(cfg), "dataset": checked(DatasetConfig, cfg.dataset, "dataset"),
+                             "eval": checked(EvalConfig, cfg.eval, "eval"),
+                             "profile": checked(ProfileConfig, cfg.profile, "profile"),
+                             "logger": checked(LoggerConfig, cfg.logger, "logger"), "backbone": check_backbone(cfg.backbone)}
     for arch in cfg.eval.get("cross_arch") or []:  # every evaluation backbone is checked before any work
         try:
             check_backbone(load_option("backbone", str(arch)))
         except ConfigError as exc:
             raise ConfigError(f"eval.cross_arch entry {arch!r}: {exc}") from None
-    pruning = checked(PruningConfig, cfg.get("pruning") or {}, "pruning")
-    cls = method_class(cfg)
-    checked(cls.config_cls, cfg.method, "method")
+    pruning = parts["pruning"] = checked(PruningConfig, cfg.get("pruning") or {}, "pruning")
+    cls = parts["method_cls"] = method_class(cfg)
+    parts["method"] = checked(cls.config_cls, cfg.method, "method")
     static = pruning._target_ and (pruning.ratio or pruning.stratum)
     if pruning.adaptive is not None and not cls.supports_adaptive and not static:  # bilp: its static half runs
         raise ConfigError(f"method {cfg.method.get('name')} has no real-batch matching step for in-loop (ITE) pruning "
@@ -311,6 +288,7 @@ def validate(cfg: DictConfig) -> None:
                           f"{', '.join(in_loop_pruning_methods())}")
     if cfg.dataset.get("root") in ("???",):
         raise ConfigError(f"dataset.root is required for dataset={cfg.dataset.name}: add dataset.root=/path/to/data")
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------- #
@@ -319,8 +297,27 @@ def validate(cfg: DictConfig) -> None:
 _SAID: set[str] = set()  # recipe notes already logged by this process
 
 
+def resolve_run(cfg: DictConfig, set_key: Optional[str] = None) -> ResolvedRun:
+    """The run, resolved once: the effective config (read-only), its typed parts and its keys.
+    `set_key`: the saved set a stage=eval run evaluates (default: the run's own distillation)."""
+    cfg, parts = effective(cfg)
+    parts = copy.deepcopy(parts)  # validation remembers its objects for other runs: this run gets its own
+    OmegaConf.set_readonly(cfg, True)
+    key = distill_key(cfg)
+    set_key = set_key or key
+    return ResolvedRun(cfg=cfg, **{**parts, "dataset": with_absolute_root(parts["dataset"])}, distill_key=key,
+                       set_key=set_key, result_key=result_key(set_key, cfg), identity=identity(cfg),
+                       inputs=inputs_identity(cfg))
+
+
 def resolve_config(cfg: DictConfig) -> DictConfig:
-    """The effective config: protocol, recipes, profile (typed values win), validated, with provenance."""
+    """The effective config alone (print_config, sweep planning; a run uses `resolve_run`)."""
+    return effective(cfg)[0]
+
+
+def effective(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
+    """The effective config: protocol, recipes, profile (typed values win), validated, with provenance;
+    and its typed parts (from that one validation)."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
     missing = [k for k in ("dataset", "backbone", "method", "eval", "profile") if k not in cfg]
     if missing:
@@ -334,7 +331,7 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     if protocol is None:  # a recipe may name the protocol (method.eval_protocol) for this cell
         protocol = apply_protocol(cfg, keys, groups)
     scaled = apply_profile(cfg, keys)
-    validate(cfg)
+    parts = validate(cfg)
     cfg.provenance = {"typed": sorted(keys | groups), "eval_protocol": cfg.eval.get("name"),
                       "recipe": recipes, "profile": {"name": cfg.profile.name, "scaled": scaled}}
     for info in recipes.values():
@@ -342,55 +339,4 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
         if msg and msg not in _SAID:  # once per process: a sweep resolves the same cell many times
             _SAID.add(msg)
             log.info("recipe: %s", msg)
-    return cfg
-
-
-def method_config(cfg: DictConfig) -> Any:
-    return typed(method_class(cfg).config_cls, cfg.method, "method")
-
-
-def dataset_identity(dataset: Any) -> Any:
-    """The dataset node as identities hash it. `zca_mode` is left out where it changes nothing (zca off)
-    and where it is kornia, the one convention every run computed before the key existed: the key
-    then adds nothing to what ran, and those runs keep their identities. Only rfad whitening shows."""
-    if not isinstance(dataset, dict) or "zca_mode" not in dataset:
-        return dataset
-    if dataset.get("zca") and dataset["zca_mode"] != "kornia":
-        return dataset
-    return {k: v for k, v in dataset.items() if k != "zca_mode"}
-
-
-def identity(cfg: DictConfig) -> dict:
-    """The distillation's identity: what determines the synthetic set (checkpoint tag, resume decisions).
-
-    Stage, evaluation protocol and cross-architecture list are outside it, so `stage=distill` then
-    `stage=all`, or another `eval=`, continue the same distillation instead of redoing it."""
-    d = OmegaConf.to_container(cfg, resolve=True)
-    if "dataset" in d:
-        d["dataset"] = dataset_identity(d["dataset"])
-    if "method" in d:
-        d["method"] = method_identity(d["method"])
-    return {k: v for k, v in d.items() if k not in NON_SEMANTIC_KEYS + EVAL_KEYS and k != "hydra"}
-
-
-def eval_identity(cfg: DictConfig) -> dict:
-    """What determines an evaluation of a given set: protocol (incl. the method's eval defaults and the
-    cross-arch list), backbone, test data, seed, and the real data/IPC the random baseline draws from."""
-    d = OmegaConf.to_container(cfg, resolve=True)
-    m = d.get("method") or {}
-    return {"eval": d.get("eval"), "method_eval": {k: m.get(k) for k in ("eval_aug", "eval_lr")},
-            "backbone": d.get("backbone"), "dataset": dataset_identity(d.get("dataset")), "pruning": d.get("pruning"),
-            "ipc": d.get("ipc"), "seed": d.get("seed")}
-
-
-def result_key(set_key: str, cfg: DictConfig) -> str:
-    """results.jsonl's `config_key`: this evaluation of the set `set_key` (a distillation key or content hash)."""
-    from dfdistill.artifacts import config_key
-
-    return config_key({"set": set_key, "eval": eval_identity(cfg)})
-
-
-def distill_key(cfg: DictConfig) -> str:
-    from dfdistill.artifacts import config_key
-
-    return config_key(identity(cfg))
+    return cfg, parts

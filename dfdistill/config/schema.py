@@ -8,6 +8,7 @@ work starts with the full key path; `validate()` then instantiates them as Pytho
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -42,6 +43,20 @@ def typed(schema: type, node: Any, group: str) -> Any:
         raise ConfigError(type_message(exc, group)) from None
     check_finite(obj, "" if group == "top-level" else group)
     return obj
+
+
+_checked: dict[tuple, Any] = {}
+
+
+def checked(schema: type, node: Any, group: str) -> Any:
+    """`typed(schema, node, group)` remembered per (schema, content): a sweep plan validates hundreds
+    of jobs whose groups mostly repeat (same dataset, eval, profile). Only configs that passed are
+    remembered (a bad one raises every time); callers must not modify the returned object."""
+    content = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    key = (schema, json.dumps(content, sort_keys=True, default=str))
+    if key not in _checked:
+        _checked[key] = typed(schema, node, group)
+    return _checked[key]
 
 
 def type_message(exc: OmegaConfBaseException, group: str) -> str:

@@ -11,6 +11,7 @@ Missing files become a one-line DataError that says what to download and where t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,7 +25,7 @@ from dfdistill.data import image_folder as imf
 from dfdistill.data.image_folder import Split
 from dfdistill.data.real import RealData
 from dfdistill.data.registry import get_loader
-from dfdistill.data.spec import dataset_config
+from dfdistill.data.spec import dataset_of
 from dfdistill.data.storage import canonical_device, choose_storage
 from dfdistill.errors import ConfigError, DataError
 from dfdistill.log import log
@@ -154,10 +155,12 @@ def _real(cfg: DatasetConfig, split: Split, pixels: Tensor, mean, std, device: t
 
 
 def load_dataset(
-    cfg: Any, device: str | torch.device = "cpu", cache_dir: str | Path | None = None
+    cfg: DatasetConfig | Mapping, device: str | torch.device = "cpu", cache_dir: str | Path | None = None
 ) -> tuple[RealData, RealData]:
-    """(train, test) RealData for `cfg` (the dataset config group): pixels stored, batches normalised on `device`."""
-    cfg = dataset_config(cfg)
+    """(train, test) RealData for `cfg`: pixels stored, batches normalised on `device`. A run passes its
+    validated `ResolvedRun.dataset`; a node (scripts, tests) goes through `dataset_of` first."""
+    if not isinstance(cfg, DatasetConfig):
+        cfg = dataset_of(cfg)
     loader = get_loader(cfg.name)
     device = canonical_device(device)
     cache = ArtifactCache(cache_dir)

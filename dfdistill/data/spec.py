@@ -1,19 +1,17 @@
-"""Read the dataset config group into the one schema (`config.schema.DatasetConfig`) with an absolute root.
+"""Where a dataset's files are: the launch-relative root, and the checks loaders share.
 
-Why: loaders are called from run.py (a composed DictConfig), scripts and tests (plain dicts); all
-of them go through `dataset_config`, so every path sees the same types, defaults and range checks,
-and a bad value is a one-line ConfigError.
+Loaders read the dataset as the one schema object (`config.schema.DatasetConfig`) with an absolute
+root: `dataset_of` makes it, once per run during resolution (`ResolvedRun.dataset`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
-from dfdistill.config.schema import DatasetConfig
+from dfdistill.config.schema import DatasetConfig, checked
 from dfdistill.errors import ConfigError, DataError
 
 
@@ -38,27 +36,23 @@ def resolve_root(root: Any) -> Optional[Path]:
     return Path(os.path.abspath(p if p.is_absolute() else _original_cwd() / p))
 
 
-def dataset_config(cfg: Any) -> DatasetConfig:
-    """A mapping / DictConfig / DatasetConfig as a validated DatasetConfig whose root is absolute."""
-    if isinstance(cfg, DatasetConfig):
-        out = dataclasses.replace(cfg)
-    else:
-        from omegaconf import OmegaConf
-        from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+def dataset_of(node: Any) -> DatasetConfig:
+    """A dataset node (DatasetConfig, DictConfig or mapping; a YAML read directly may still list its
+    Hydra defaults) as the validated DatasetConfig with an absolute root: the one conversion, which
+    resolution applies once per run (ResolvedRun.dataset) and scripts and tests use outside a run."""
+    from omegaconf import OmegaConf
 
-        node = OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else dict(cfg) if isinstance(cfg, Mapping) else cfg
-        if isinstance(node, dict):
-            node.pop("defaults", None)  # a YAML read directly (not composed) still lists its Hydra defaults
-        try:
-            out = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DatasetConfig), node))
-        except MissingMandatoryValue as exc:
-            key = getattr(exc, "full_key", "") or "a key"
-            raise ConfigError(f"dataset.{key.split('.')[-1]} must be set (it is ??? in the dataset config)") from None
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"invalid dataset config: {str(exc).splitlines()[0]}") from None
-    root = resolve_root(out.root)
-    out.root = None if root is None else str(root)
-    return out
+    if isinstance(node, DatasetConfig):
+        return with_absolute_root(node)
+    d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    d.pop("defaults", None)
+    return with_absolute_root(checked(DatasetConfig, d, "dataset"))
+
+
+def with_absolute_root(dataset: DatasetConfig) -> DatasetConfig:
+    """A copy whose root is absolute (validated objects are remembered and shared: never modified)."""
+    root = resolve_root(dataset.root)
+    return dataclasses.replace(dataset, root=None if root is None else str(root))
 
 
 def require_root(cfg: DatasetConfig, expected: str) -> Path:

@@ -18,7 +18,7 @@ from omegaconf import MISSING
 from torch import Tensor, nn
 
 from dfdistill.artifacts import ArtifactCache
-from dfdistill.data.augment import ClassDraw
+from dfdistill.data.augment import ClassDraw, build_augment
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError, DataError
 from dfdistill.memory import classes_per_pass
@@ -97,6 +97,18 @@ class DistillContext:
     # what produced `real` and `model_factory` ({'dataset': ..., 'backbone': ...} config dicts), so a
     # method's cached artifacts (expert trajectories) can be keyed by it; empty outside the pipeline
     describe: dict = field(default_factory=dict)
+
+
+def build_context(real: RealData, model_factory: Callable[[int], nn.Module], *, ipc: int, seed: int,
+                  device: torch.device, cache: ArtifactCache, out_dir: Path, augment: bool = False,
+                  dsa_strategy: Optional[str] = None, progress: bool = False, adaptive: Any = None,
+                  describe: Optional[dict] = None) -> DistillContext:
+    """The one way a method's context is built (pipeline, bench harness, memory bench). `augment`: the
+    method's siamese DSA with `dsa_strategy` (None: the standard one); without it the context only
+    draws and evaluates (the random real baseline, stage=eval's evaluator)."""
+    return DistillContext(real=real, ipc=ipc, model_factory=model_factory,
+                          augment=build_augment("dsa", dsa_strategy) if augment else None, device=device, seed=seed,
+                          cache=cache, out_dir=out_dir, progress=progress, adaptive=adaptive, describe=describe or {})
 
 
 SAMPLE_SEED_OFFSET = 0x5EED_5A4D

@@ -1,7 +1,8 @@
 """Data pruning/filtering in front of (static) and inside (adaptive) distillation.
 
 `apply_static_pruning` returns the kept RealData subset (same kept indices for every stage);
-`build_adaptive` returns the in-loop selector (BiLP's ITE) or None.
+`build_adaptive` returns the in-loop selector (BiLP's ITE) or None. Both take the validated
+PruningConfig (`ResolvedRun.pruning`), never the whole config.
 Options: conf/pruning/{none,random,loss,ite,bilp}.yaml -> the registered pruners (`@register_pruner`:
 dfdistill.pruning.static / .ite), found by the YAML's `_target_`.
 """
@@ -11,19 +12,20 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from dfdistill.data.real import RealData
+from dfdistill.pruning.config import PruningConfig
 from dfdistill.registry import pruner_class
 
 
-def apply_static_pruning(cfg, train: RealData, factory, cache, device) -> tuple[RealData, dict[str, Any]]:
-    name = cfg.pruning.name
-    if name == "none" or cfg.pruning.get("_target_") is None:
+def apply_static_pruning(pcfg: PruningConfig, train: RealData, factory, cache, seed: int,
+                         inputs: dict) -> tuple[RealData, dict[str, Any]]:
+    """The kept rows; `inputs` ({'dataset', 'backbone'}: ResolvedRun.inputs) keys the scores cache."""
+    if pcfg.name == "none" or pcfg._target_ is None:
         return train, {"kept": len(train)}
-    pruner = pruner_class(cfg.pruning._target_, adaptive=False)
-    return pruner.apply(cfg, train, factory, cache, device)
+    return pruner_class(pcfg._target_, adaptive=False).apply(pcfg, train, factory, cache, seed, inputs)
 
 
-def build_adaptive(cfg, train: RealData) -> Optional[Any]:
-    adaptive = cfg.pruning.get("adaptive")
-    if not adaptive:
+def build_adaptive(pcfg: PruningConfig, train: RealData) -> Optional[Any]:
+    """The in-loop selector `pruning.adaptive._target_` names, on the kept rows; None without one."""
+    if not pcfg.adaptive:
         return None
-    return pruner_class(adaptive._target_, adaptive=True).from_config(cfg, train)
+    return pruner_class(pcfg.adaptive._target_, adaptive=True)(pcfg.adaptive, train)

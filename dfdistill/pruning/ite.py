@@ -51,11 +51,10 @@ spent inside the selector (BiLP Table 6's "ITE computation s/iter" row).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 from torch.func import grad, vjp, vmap
 
@@ -235,15 +234,6 @@ class ITESelector:
     def kept_fraction(self) -> list[float]:
         """Kept share of the valid rows, per call."""
         return [float(k) for k in self._kept]
-
-    @classmethod
-    def from_config(cls, cfg, train: RealData) -> "ITESelector":
-        node = cfg.pruning.adaptive
-        d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
-        known = {f.name for f in fields(ITEConfig)}
-        if set(d) - known:
-            raise ConfigError(f"unknown pruning.adaptive keys {sorted(set(d) - known)}; valid: {sorted(known)}")
-        return cls(ITEConfig(**d), train)
 
     def begin_step(self, step: int) -> None:
         """Step `step` of the lazy clock begins (a distillation iteration, or IDC's inner matching step):

@@ -14,23 +14,16 @@ import math
 from typing import Any, Optional
 
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 
 from dfdistill.artifacts import config_key
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError
-from dfdistill.config.schema import typed
 from dfdistill.pruning.config import PruningConfig
 from dfdistill.registry import register_pruner
 from dfdistill.scoring.empirical import cached_scores
 
 KEEP_LIST_MAX = 5000
-
-
-def parse_config(node: Any) -> PruningConfig:
-    """The `pruning` node as its schema object (validated by resolve_config before any data loads)."""
-    return typed(PruningConfig, node, "pruning")
 
 
 def kept_count(n: int, ratio: float) -> int:
@@ -62,12 +55,12 @@ def stratum_rows(real: RealData, scores: Tensor, stratum: int, n_strata: int) ->
     return torch.sort(torch.cat(out)).values
 
 
-def real_scores(cfg, train: RealData, factory, cache, pcfg: PruningConfig) -> Tensor:
+def real_scores(pcfg: PruningConfig, train: RealData, factory, cache, seed: int, inputs: dict) -> Tensor:
     """Per-sample scores from networks seeded with seed + seed_offset (a removal trial of BiLP
-    Table 2 re-estimates the loss with other networks; the distillation seed stays the same)."""
-    backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
-    out = cached_scores(train, factory, pcfg.scoring(), int(cfg.seed) + pcfg.seed_offset, cache, cfg.dataset.name,
-                        backbone)
+    Table 2 re-estimates the loss with other networks; the distillation seed stays the same).
+    `inputs`: the run's {'dataset', 'backbone'} (ResolvedRun.inputs), which key the scores cache."""
+    out = cached_scores(train, factory, pcfg.scoring(), int(seed) + pcfg.seed_offset, cache, inputs["dataset"]["name"],
+                        inputs["backbone"])
     return out["scores"].to(train.device)
 
 
@@ -86,9 +79,9 @@ class RandomPruning:
     """pruning=random: class-balanced uniform drop (reference 'Random' criterion)."""
 
     @staticmethod
-    def apply(cfg, train: RealData, factory, cache, device) -> tuple[RealData, dict[str, Any]]:
-        pcfg = parse_config(cfg.pruning)
-        gen = torch.Generator().manual_seed(int(cfg.seed) + pcfg.seed_offset)
+    def apply(pcfg: PruningConfig, train: RealData, factory, cache, seed: int,
+              inputs: dict) -> tuple[RealData, dict[str, Any]]:
+        gen = torch.Generator().manual_seed(int(seed) + pcfg.seed_offset)
         kept = train.subset(class_balanced_keep(train, pcfg.ratio, None, gen=gen))
         return kept, _info(train, kept, pcfg, scored=False)
 
@@ -98,11 +91,11 @@ class ScorePruning:
     """pruning=loss (and bilp's preemptive half): drop by cached per-sample scores."""
 
     @staticmethod
-    def apply(cfg, train: RealData, factory, cache, device) -> tuple[RealData, dict[str, Any]]:
-        pcfg = parse_config(cfg.pruning)
+    def apply(pcfg: PruningConfig, train: RealData, factory, cache, seed: int,
+              inputs: dict) -> tuple[RealData, dict[str, Any]]:
         if pcfg.ratio == 0.0 and pcfg.stratum is None:
             return train, _info(train, train, pcfg)
-        scores = real_scores(cfg, train, factory, cache, pcfg)
+        scores = real_scores(pcfg, train, factory, cache, seed, inputs)
         if pcfg.stratum is not None:
             rows = stratum_rows(train, scores, pcfg.stratum, pcfg.n_strata)
         else:

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from dfdistill.artifacts import ArtifactCache
-from dfdistill.config.resolve import method_class, method_config, resolve_config, swap_group
-from dfdistill.data.augment import build_augment
+from dfdistill.config.resolve import resolve_run, swap_group
 from dfdistill.data.real import RealData
-from dfdistill.methods.base import DistillContext
+from dfdistill.methods.base import build_context
 from dfdistill.models.factory import make_model_factory
 from dfdistill.registry import METHODS
 
@@ -50,13 +49,13 @@ def build(name: str, base_cfg, tmp_path):
     """(distiller, toy real set) for method `name`, with its resolved config, on the CPU."""
     cfg = copy.deepcopy(base_cfg)
     swap_group(cfg, "method", name, set())
-    cfg = resolve_config(cfg)
-    cls, mcfg = method_class(cfg), method_config(cfg)
+    run = resolve_run(cfg)
+    cls, mcfg = run.method_cls, run.method
     assert cls is METHODS.get(name).obj and isinstance(mcfg, METHODS.get(name).meta["config"])
-    real = toy_real(int(cfg.dataset.channels), int(cfg.dataset.image_size))
-    ctx = DistillContext(real=real, ipc=1, model_factory=make_model_factory(cfg.backbone, real, torch.device("cpu")),
-                         augment=build_augment("dsa", cfg.dataset.dsa_strategy), device=torch.device("cpu"),
-                         seed=0, cache=ArtifactCache(tmp_path / "cache"), out_dir=tmp_path, progress=False)
+    real = toy_real(run.dataset.channels, run.dataset.image_size)
+    ctx = build_context(real, make_model_factory(run.cfg.backbone, real, torch.device("cpu")), ipc=1, seed=0,
+                        device=torch.device("cpu"), cache=ArtifactCache(tmp_path / "cache"), out_dir=tmp_path,
+                        augment=True, dsa_strategy=run.dataset.dsa_strategy)
     return cls(mcfg, ctx), real
 
 

@@ -12,7 +12,7 @@ import torch
 
 from dfdistill.artifacts import ArtifactCache
 from dfdistill.config.options import CONF_DIR, load_option
-from dfdistill.config.resolve import resolve_config, swap_group
+from dfdistill.config.resolve import resolve_run, swap_group
 from dfdistill.data.real import RealData
 from dfdistill.errors import ConfigError
 from dfdistill.models.factory import make_model_factory
@@ -55,13 +55,14 @@ def test_every_pruner_runs_on_a_toy_set(name, base_cfg, tmp_path):
     swap_group(cfg, "pruning", option_of(entry.meta["target"], entry.meta["adaptive"]), set())
     if not entry.meta["adaptive"]:
         cfg.pruning.ratio = 0.5
-    cfg = resolve_config(cfg)
-    train = toy(int(cfg.dataset.channels), int(cfg.dataset.image_size))
+    run = resolve_run(cfg)
+    train = toy(run.dataset.channels, run.dataset.image_size)
     if entry.meta["adaptive"]:
-        assert isinstance(build_adaptive(cfg, train), entry.obj)
+        assert isinstance(build_adaptive(run.pruning, train), entry.obj)
         return
-    factory = make_model_factory(cfg.backbone, train, torch.device("cpu"))
-    kept, info = apply_static_pruning(cfg, train, factory, ArtifactCache(tmp_path / "cache"), torch.device("cpu"))
+    factory = make_model_factory(run.cfg.backbone, train, torch.device("cpu"))
+    kept, info = apply_static_pruning(run.pruning, train, factory, ArtifactCache(tmp_path / "cache"), run.seed,
+                                      run.inputs)
     assert kept.class_counts() == [PER_CLASS // 2] * 2 and info["kept"] == PER_CLASS
     assert set(kept.source_index.tolist()) <= set(range(2 * PER_CLASS))
 
