@@ -77,6 +77,8 @@ class Shared:
     job_seconds: dict[str, float] = field(default_factory=dict)  # job id -> its full cost
     artifacts: dict[tuple[str, str], float] = field(default_factory=dict)  # (stage, key) -> seconds
     rest: dict[str, float] = field(default_factory=dict)  # job id -> seconds outside shared artifacts
+    by_stage: dict[str, float] = field(default_factory=dict)  # stage -> seconds, every job charged
+    by_method: dict[str, float] = field(default_factory=dict)  # method -> seconds, every job charged
 
     def add(self, job_id: str, cfg: Any, cost: JobCost, salt: str = "") -> None:
         """One planned job. `salt` goes into its expert bank's key: a search round's stand-in job
@@ -84,8 +86,11 @@ class Shared:
         if job_id in self.job_seconds:
             return
         self.job_seconds[job_id] = cost.seconds
+        method = str(_plain(cfg)["method"].get("name"))
+        self.by_method[method] = self.by_method.get(method, 0.0) + cost.seconds
         rest = 0.0
         for stage, seconds in cost.stages.items():
+            self.by_stage[stage] = self.by_stage.get(stage, 0.0) + seconds
             key_of = STAGE_KEYS.get(stage)
             key = key_of(cfg) if key_of else None
             if key is None:
