@@ -1,11 +1,15 @@
 #!/usr/bin/env python
 """The table of every `make` target's size and cost at PROFILE=full (docs/sweeps.md carries it).
 
-    python scripts/plan_table.py [--gpu a100-80gb] [--profile full]
+    python scripts/plan_table.py [--gpu a100-80gb] [--profile full] [--write-pass-costs]
 
 Runs each target's `run_table.py <exp> --plan` in this process and prints one markdown row per
 target: jobs (new / reused; for a max-ratio search the upper bound), modelled device-hours on the
 GPU, the largest job's peak memory and how many jobs do not fit (dfdistill/sweeps/model.py).
+`--write-pass-costs` then keeps every network count the plans made in dfdistill/sweeps/pass_costs.json
+(with the code's fingerprint), so later plans skip counting; rerun it when dfdistill/models/ or
+passes.py change (tests/unit/sweeps/test_plan_memo.py says when). Cold timings per target:
+scripts/bench_plan.py.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ def main() -> int:
     ap.add_argument("--gpu", default="a100-80gb")
     ap.add_argument("--profile", default="full")
     ap.add_argument("--only", nargs="*", default=None, help="exp names (default: every target)")
+    ap.add_argument("--write-pass-costs", action="store_true", help="keep the network counts (pass_costs.json)")
     a = ap.parse_args()
     dev = device(a.gpu)
     print(f"| target | jobs (new / reused) | {dev.name} hours | largest job memory | fits {dev.memory_gb:g} GB | plan s |")
@@ -49,6 +54,10 @@ def main() -> int:
         fit = "yes" if not t["no_fit"] else f"{t['no_fit']} do not"
         print(f"| `make {target}` | {bound}{t['pending']} / {t['done']} | {bound}{fmt_hours(t['seconds'])} | "
               f"{fmt_gb(t['peak'])} | {fit} | {time.perf_counter() - t0:.0f} |", flush=True)
+    if a.write_pass_costs:
+        from dfdistill.sweeps.passes import write_counted
+
+        print(f"kept the network counts in {write_counted()}", file=sys.stderr)
     return 0
 
 

@@ -40,7 +40,7 @@ def signature(overrides: list[str]) -> tuple[str, ...]:
     return tuple(o for o in overrides if o.split("=", 1)[0] not in SAME_SETTINGS)
 
 
-def describe(job, cache: dict) -> list[str]:
+def describe(job) -> list[str]:
     job.resolved = resolve_config(job_config(job))
     cfg = job.resolved
     applied: dict[str, str] = {}
@@ -49,7 +49,7 @@ def describe(job, cache: dict) -> list[str]:
             applied[key] = str(v["source"]).split(":", 1)[0]
     typed = set(cfg.provenance.typed)
     lines = []
-    values = {**{k: OmegaConf.select(cfg, k) for k in applied if "." in k}, **differing(job, cache)}
+    values = {**{k: OmegaConf.select(cfg, k) for k in applied if "." in k}, **differing(job)}
     for key, value in sorted(values.items()):
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
         if key.startswith(("method.name", "method._target_", "eval.name", "backbone.name", "pruning.name",
@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     out += ["", "Listed per job: every value a recipe set, and every other value that differs",
             "from the job's group YAML defaults; each names its recipe row (sources at the end), the table axis",
             "or the exp file. Jobs differing only in pruning ratio, removal trial or seed share one entry.", ""]
-    cache: dict = {}
     for exp in a.tables or table_exps():
         _, jobs = plan(exp, "full", [], adds=extra_sets(exp, []), check=False)
         cells: "OrderedDict[tuple, list]" = OrderedDict()
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             count = (f"  - job: `{head}` ({len(group)} job{'s' if len(group) > 1 else ''}"
                      f"{': ' + ', '.join(varying) if varying and len(group) > 1 else ''})")
             try:
-                first, *rest = describe(group[0], cache)
+                first, *rest = describe(group[0])
                 out += [first, count, *rest]
             except Exception as exc:  # a cell that does not resolve is reported, not hidden
                 out += [f"- **{head}**", f"  - does not resolve: {str(exc).splitlines()[0]}"]

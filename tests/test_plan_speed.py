@@ -45,3 +45,29 @@ def test_group_and_value_overrides_are_told_apart() -> None:
     assert is_group_override("method=dm") and is_group_override("+exp=bilp_tab4")
     assert not is_group_override("ipc=10") and not is_group_override("method.factor=3")
     assert not is_group_override("pruning.ratio=0.5")
+
+
+@pytest.mark.slow
+def test_prefetched_parts_compose_as_hydra() -> None:
+    """Parts composed one option of each group per composition (prefetch) give Hydra's config too."""
+    c = Composer()
+    c.prefetch(JOBS)
+    for job in JOBS:
+        mine, _ = c.compose(job)
+        ref = compose_run_config(job)
+        assert OmegaConf.to_container(mine) == OmegaConf.to_container(ref), job
+
+
+def test_prefetch_composes_one_option_of_each_group_at_once(monkeypatch) -> None:
+    """3 methods x 2 datasets: 3 compositions (the most options of one group), not 5."""
+    import dfdistill.sweeps.compose_cache as cc
+
+    calls: list[list[str]] = []
+    real = cc.compose_run_config
+    monkeypatch.setattr(cc, "compose_run_config", lambda o, **k: calls.append(list(o)) or real(o, **k))
+    jobs = [[f"method={m}", f"dataset={d}", "ipc=1"] for m in ("dc", "dm", "mtt") for d in ("cifar10", "svhn")]
+    c = Composer()
+    c.prefetch(jobs)
+    assert len(calls) == 3 and all(len(x) <= 2 for x in calls)
+    c.compose(jobs[-1])
+    assert len(calls) == 4  # + the skeleton (no group chosen); the parts were all there

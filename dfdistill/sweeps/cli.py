@@ -160,13 +160,18 @@ def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
     rungs = len(s.cfg.ladder)
     per_ratio = s.cfg.trials * search_rounds(rungs, s.cfg.points_per_round)
     lines, total = [], preview.new_totals()
+    probes = {}
+    for c in s.cells:
+        if not c.error:
+            probes[c.name] = s._jobs(c, [s.cfg.ladder[len(s.cfg.ladder) // 2]], trials=1)[0]
+            mark_done(probes[c.name])
+            mark_done(c.baseline)
+    preview.prefetch_defaults([j for c in s.cells if not c.error for j in (c.baseline, probes[c.name])])
     for c in s.cells:
         if c.error:
             lines.append(f"error    {c.name}: {c.error}")
             continue
-        probe = s._jobs(c, [s.cfg.ladder[len(s.cfg.ladder) // 2]], trials=1)[0]
-        mark_done(probe)
-        mark_done(c.baseline)
+        probe = probes[c.name]
         ls, t = preview.job_lines([c.baseline], dev)
         ls2, t2 = preview.job_lines([probe], dev, multiplier=per_ratio)
         lines += [f"cell {c.name} ({c.selection} selection): <= {per_ratio + 1} jobs", *ls, *ls2]

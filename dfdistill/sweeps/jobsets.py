@@ -44,7 +44,10 @@ DROP: dict[str, list[str]] = {
     "bilp_tab5": ["dataset=cifar100 ipc=10"],           # Table 5: CIFAR-10 IPC 1/10, CIFAR-100 IPC 1 only
 }
 SEARCH_EXPS = {"bilp_tab1", "bilp_tab2", "bilp_fig2"}  # cells = max pruning ratio (search.py)
-REUSE: dict[str, list[str]] = {"bilp_fig2": ["bilp_tab1", "bilp_tab2"], "bilp_tab3": ["bilp_tab2"]}
+# Other tables' sweeps whose finished runs of the same config_key count (copied, not rerun): Tables 1
+# and 2 share every cell's unpruned baseline, Fig. 2 is both searches, Table 3 repeats Table 2's loss pruning at fixed ratios.
+REUSE: dict[str, list[str]] = {"bilp_fig2": ["bilp_tab1", "bilp_tab2"], "bilp_tab3": ["bilp_tab2"],
+                               "bilp_tab1": ["bilp_tab2"], "bilp_tab2": ["bilp_tab1"]}
 
 
 def _values(line: str) -> list[str]:

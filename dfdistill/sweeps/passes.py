@@ -13,16 +13,21 @@ gradient that is itself differentiated: gradient matching's synthetic side, MTT'
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Optional
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+COUNTED_FILE = Path(__file__).with_name("pass_costs.json")  # counts already made, for this code (fingerprint)
 ROWS = 4  # rows of the probe batch (per-row figures are per this many / ROWS; FLOPs are linear in rows)
 KINDS = ("forward", "backward", "double")
 
@@ -88,9 +93,8 @@ def _run(net: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str) -> None:
         p.grad = None
 
 
-@lru_cache(maxsize=None)
-def pass_cost(name: str, options: tuple, channels: int, classes: int, size: int) -> PassCost:
-    """Counted once per (backbone, options, input shape, classes): planning stays fast."""
+def count_pass_cost(name: str, options: tuple, channels: int, classes: int, size: int) -> PassCost:
+    """Count on the meta device (about a second of CPU per shape, the first one more)."""
     net = _build(name, options, channels, classes, size)
     x = torch.empty((ROWS, channels, size, size), device="meta")
     y = torch.zeros((ROWS,), dtype=torch.long, device="meta")
@@ -105,6 +109,51 @@ def pass_cost(name: str, options: tuple, channels: int, classes: int, size: int)
             act = rec.bytes / ROWS
     pbytes = sum(p.numel() * p.element_size() for p in net.parameters())
     return PassCost(flops, ops, act, pbytes, sum(p.numel() for p in net.parameters()))
+
+
+def fingerprint() -> str:
+    """What a count depends on: this file, the backbone code (dfdistill/models/) and torch's version."""
+    h = hashlib.sha256(version("torch").encode())
+    models = Path(__file__).resolve().parents[1] / "models"
+    for path in [Path(__file__)] + sorted(models.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _key(name: str, options: tuple, channels: int, classes: int, size: int) -> str:
+    return json.dumps([name, [list(kv) for kv in options], channels, classes, size])
+
+
+@lru_cache(maxsize=1)
+def counted() -> dict[str, PassCost]:
+    """The committed counts (pass_costs.json) when they were made by this code, else none."""
+    if not COUNTED_FILE.exists():
+        return {}
+    raw = json.loads(COUNTED_FILE.read_text())
+    if raw.get("fingerprint") != fingerprint():
+        return {}
+    return {k: PassCost(**v) for k, v in raw["costs"].items()}
+
+
+_seen: dict[str, PassCost] = {}  # every shape this process asked for (write_counted keeps them)
+
+
+def pass_cost(name: str, options: tuple, channels: int, classes: int, size: int) -> PassCost:
+    """Counted once per (backbone, options, input shape, classes), and not at all where
+    pass_costs.json already holds the count made by this very code: planning stays fast (a count
+    is deterministic, so a kept one is the same bytes as a fresh one; tests/unit/sweeps checks it)."""
+    key = _key(name, options, channels, classes, size)
+    if key not in _seen:
+        _seen[key] = counted().get(key) or count_pass_cost(name, options, channels, classes, size)
+    return _seen[key]
+
+
+def write_counted(path: Optional[Path] = None) -> Path:
+    """Keep every count this process made or read (with the code's fingerprint) for later plans."""
+    path = path or COUNTED_FILE
+    costs = {k: asdict(v) for k, v in sorted(_seen.items())}
+    path.write_text(json.dumps({"fingerprint": fingerprint(), "costs": costs}, indent=1, sort_keys=True) + "\n")
+    return path
 
 
 def backbone_cost(bcfg: Any, channels: int, classes: int, size: int) -> PassCost:

@@ -110,9 +110,17 @@ def plan(exp: str, profile: str, overrides: list[str], sweep_dir: Optional[Path]
         sets.append(lines)
     jobs = expand_jobs(sets, info)
     if check:
+        prefetch(jobs)
         for job in jobs:
             mark_done(job)
     return info.sweep_dir, jobs
+
+
+def prefetch(jobs: list[Job]) -> None:
+    """Compose what these jobs need in few Hydra compositions (compose_cache.Composer.prefetch)."""
+    from dfdistill.sweeps import compose_cache
+
+    compose_cache.prefetch([j.overrides for j in jobs if j.resolved is None])
 
 
 def job_config(job: Job) -> DictConfig:
@@ -150,12 +158,15 @@ def mark_done(job: Job) -> None:
     distillation and its evaluation, as dfdistill.pipeline.run records it)."""
     from dfdistill.config.resolve import distill_key, resolve_config, result_key
 
-    try:
-        job.resolved = resolve_config(job_config(job))
-        job.key = result_key(distill_key(job.resolved), job.resolved)
-    except Exception as exc:  # a missing method/pruning option: reported, never launched
-        job.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    if job.error is not None:
         return
+    if job.key is None:  # a job's resolution depends on its overrides and dir only: once per Job
+        try:
+            job.resolved = resolve_config(job_config(job))
+            job.key = result_key(distill_key(job.resolved), job.resolved)
+        except Exception as exc:  # a missing method/pruning option: reported, never launched
+            job.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            return
     job.done = job_record(job) is not None
 
 

@@ -55,14 +55,28 @@ def defaults_for(choices: dict[str, str]) -> dict[str, Any]:
     return {**_top_level(OmegaConf.to_container(cfg, resolve=False)), **out}
 
 
-def differing(job: Job, cache: Optional[dict] = None) -> dict[str, Any]:
-    """Resolved values of the job that differ from its groups' YAML defaults (dotted keys)."""
-    cache = {} if cache is None else cache
-    choices = group_choices(job)
+_DEFAULTS: dict[tuple, dict[str, Any]] = {}  # sorted group choices -> their flat defaults (read-only)
+
+
+def flat_defaults(choices: dict[str, str]) -> dict[str, Any]:
+    """`defaults_for` flattened, once per process for each selection of group options."""
     key = tuple(sorted(choices.items()))
-    if key not in cache:
-        cache[key] = _flat(defaults_for(choices))
-    ref = cache[key]
+    if key not in _DEFAULTS:
+        _DEFAULTS[key] = _flat(defaults_for(choices))
+    return _DEFAULTS[key]
+
+
+def prefetch_defaults(jobs: Iterable[Job]) -> None:
+    """Compose the group defaults every job will be compared with, in few batches (compose_cache)."""
+    from dfdistill.sweeps.compose_cache import defaults_overrides, prefetch
+
+    wanted = {tuple(sorted(group_choices(j).items())) for j in jobs if j.error is None}
+    prefetch([defaults_overrides(dict(k)) for k in sorted(wanted) if k not in _DEFAULTS])
+
+
+def differing(job: Job) -> dict[str, Any]:
+    """Resolved values of the job that differ from its groups' YAML defaults (dotted keys)."""
+    ref = flat_defaults(group_choices(job))
     resolved = OmegaConf.to_container(job.resolved, resolve=True)
     got = _flat({**_top_level(resolved), **{g: resolved[g] for g in GROUPS if g in resolved}})
     return {k: v for k, v in got.items() if k not in ref or ref[k] != v}
@@ -96,9 +110,10 @@ def add_totals(a: dict, b: dict) -> dict:
 
 def job_lines(jobs: Iterable[Job], dev: Device, multiplier: int = 1) -> tuple[list[str], dict]:
     """One block per job; totals over the pending ones. `multiplier`: jobs each line stands for."""
+    jobs = list(jobs)
     lines: list[str] = []
     totals = new_totals()
-    cache: dict = {}
+    prefetch_defaults(jobs)
     for job in jobs:
         totals["jobs"] += multiplier
         state = "done" if job.done else ("error" if job.error else "pending")
@@ -107,7 +122,7 @@ def job_lines(jobs: Iterable[Job], dev: Device, multiplier: int = 1) -> tuple[li
         if job.error:
             lines.append(f"           {job.error}")
             continue
-        diff = differing(job, cache)
+        diff = differing(job)
         if diff:
             lines.append("           differs from defaults: " + " ".join(f"{k}={fmt_value(v)}" for k, v in sorted(diff.items())))
         est = estimate(job.resolved, dev)

@@ -35,6 +35,7 @@ from dfdistill.sweeps import feasible
 from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import (Job, SweepInfo, adopt, expand_jobs, finished_records, job_record, job_set_lines,
                                    mark_done, sweep_info)
+from dfdistill.sweeps.compose_cache import prefetch
 
 PAPER_LADDER = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.83, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995)
 FINE_LADDER = tuple(round(0.01 * i, 2) for i in range(1, 100)) + (0.995, 0.999)
@@ -131,6 +132,11 @@ class Cell:
                 "ladder": None if self.ladder is None else list(self.ladder)}
 
 
+def baseline_lines(lines: list[str]) -> list[str]:
+    """The cell's unpruned baseline job: its overrides with `pruning=none` for its pruning."""
+    return [o for o in lines if not ov.under(ov.group_of(o), ["pruning"])] + ["pruning=none"]
+
+
 class MaxRatioSearch:
     """Run the search for every cell of an exp (its axes minus the ratio and trial axes)."""
 
@@ -147,7 +153,9 @@ class MaxRatioSearch:
         self.info: SweepInfo = sweep_info(fixed, sweep_dir)
         self.info.params = {k: v for k, v in self.info.params.items() if k not in (RATIO_KEY, TRIAL_KEY)}
         sets = [job_set_lines(fixed, self.info.params, add)[0] for add in [[]] + list(adds or [])]
-        self.cells = [self._cell(job.overrides) for job in expand_jobs(sets, self.info)]
+        lines = [job.overrides for job in expand_jobs(sets, self.info)]
+        prefetch(lines + [baseline_lines(x) for x in lines])  # every cell's groups in few compositions
+        self.cells = [self._cell(x) for x in lines]
         self.launched: list[Job] = []
         self._data_checked = False
 
@@ -165,8 +173,7 @@ class MaxRatioSearch:
             cell.error = f"pruning={cell.selection} has no ratio to search (use pruning=random or loss)"
             return cell
         cell.signature = _signature(OmegaConf.to_container(probe.resolved, resolve=True))
-        base = [o for o in lines if not ov.under(ov.group_of(o), ["pruning"])] + ["pruning=none"]
-        cell.baseline = expand_jobs([base], self.info)[0]
+        cell.baseline = expand_jobs([baseline_lines(lines)], self.info)[0]
         mark_done(cell.baseline)
         if cell.baseline.resolved is not None:
             cell.skipped = feasible.why_not(cell.baseline.resolved)
