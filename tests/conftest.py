@@ -20,7 +20,7 @@ CIFAR_JPEG = (ROOT / ".." / "shared" / "data" / "cifar10-jpeg").resolve()
 
 register_configs()
 torch.set_num_threads(1)
-os.environ.setdefault("DFDISTILL_COMPILE", "off")  # no inductor builds in the suite (tests/test_compiled.py opts in)
+os.environ.setdefault("DFDISTILL_COMPILE", "off")  # no inductor builds in the suite (tests/unit/engine/test_compiled.py opts in)
 
 
 def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:

@@ -16,7 +16,7 @@ from dfdistill.sweeps import jobsets
 from dfdistill.sweeps.plan import plan
 from dfdistill.tables import SPECS
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 CONF = ROOT / "conf"
 EXPS = sorted(p.stem for p in (CONF / "exp").glob("*.yaml"))
 TABLE_EXPS = [e for e in EXPS if e in SPECS]
