@@ -4,7 +4,7 @@ protocol, DC's inner loop, coreset feature extractors, scoring trials and expert
 Several networks of one architecture can train *together* (`NetGroup`, batched): their parameters
 are stacked and one vmapped forward/backward serves them all, with each network's own data order,
 augmentation draws, CutMix draws and SGD state, so every network ends exactly where training it
-alone would (up to float rounding; tests/test_ensemble.py). That pays where one network's batch is
+alone would (up to float rounding; tests/unit/evaluation/test_ensemble.py). That pays where one network's batch is
 too small to fill the device (GPU); on this 2-core CPU it measured no faster than one network after
 the other, so `ensemble: auto` batches on CUDA only (docs/performance.md). The loss of each batch
 goes through `dfdistill.compiled` (torch.compile with parameters as inputs, so fresh networks do not

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, open_dict
 
 from dfdistill.config.compose import compose_run_config
 from dfdistill.config.store import register_configs
+from dfdistill.sweeps.compose_cache import Composer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -20,12 +22,27 @@ CIFAR_JPEG = (ROOT / ".." / "shared" / "data" / "cifar10-jpeg").resolve()
 
 register_configs()
 torch.set_num_threads(1)
-os.environ.setdefault("DFDISTILL_COMPILE", "off")  # no inductor builds in the suite (tests/test_compiled.py opts in)
+os.environ.setdefault("DFDISTILL_COMPILE", "off")  # no inductor builds in the suite (tests/unit/engine/test_compiled.py opts in)
+
+
+_COMPOSER = Composer()  # the session's compositions, one per (context, group option): see compose_config
+_RESOLVED: dict[tuple[str, ...], DictConfig] = {}
 
 
 def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """Compose conf/config.yaml with `overrides`; logger=none and a concrete output_dir."""
-    cfg = compose_run_config(["logger=none", *overrides])
+    """Compose conf/config.yaml with `overrides`; logger=none and a concrete output_dir.
+
+    Why not compose_run_config directly: it keeps one Hydra composition per *combination* of group
+    options (and per order of them), and the suite asks for hundreds of combinations, each a 0.5-1 s
+    composition. The sweep planner's Composer keeps one per group option and assembles the rest,
+    which equals Hydra's composition (tests/unit/config/test_fixture_compose.py and
+    tests/unit/sweeps/test_plan_speed.py). Anything it cannot compose goes through Hydra, whose own
+    message is what a bad override must raise."""
+    overrides = ["logger=none", *overrides]
+    try:
+        cfg, _ = _COMPOSER.compose(overrides)
+    except Exception:
+        cfg = compose_run_config(overrides)
     with open_dict(cfg):
         cfg.output_dir = str(output_dir)
         cfg.progress = False
@@ -40,6 +57,25 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config(overrides, out or tmp_path / "run")
 
     return _compose
+
+
+@pytest.fixture(scope="session")
+def resolved(tmp_path_factory) -> Callable[[list[str]], DictConfig]:
+    """resolved(overrides) -> resolve_config(composed overrides), resolved once per session per override
+    list; each call gets its own deep copy, so a test may edit it. For tests that only read the effective
+    config: the recipe notes are logged the first time only, and a test that changes the registries,
+    the environment or the working directory before resolving must call resolve_config itself."""
+    from dfdistill.config.resolve import resolve_config
+
+    out = tmp_path_factory.mktemp("resolved") / "run"
+
+    def _resolved(overrides: list[str]) -> DictConfig:
+        key = tuple(overrides)
+        if key not in _RESOLVED:
+            _RESOLVED[key] = resolve_config(compose_config(list(overrides), out))
+        return copy.deepcopy(_RESOLVED[key])
+
+    return _resolved
 
 
 @pytest.fixture(autouse=True)

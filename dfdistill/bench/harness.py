@@ -27,7 +27,7 @@ from dfdistill.methods.dc import GradientMatching
 
 # max|g_fast - g_base| <= GRAD_RTOL * max|g_base|. float32 with a different summation order: DC's
 # per-row cosine distance amplifies rounding on noise-initialised images (8.8e-4 seen on digits
-# smoke); in float64 the two agree to 1e-9 (tests/test_bench.py).
+# smoke); in float64 the two agree to 1e-9 (tests/unit/bench/test_bench.py).
 GRAD_RTOL = 5e-3
 
 

@@ -178,7 +178,8 @@ def apply_profile(cfg: DictConfig, keys: Optional[set[str]] = None) -> dict[str,
             put(key, min(int(cur), int(limit)))
 
     with open_dict(cfg):
-        for c in method_class(cfg).config_cls.profile_caps:  # what the method declares a profile shortens
+        caps = method_class(cfg).config_cls.profile_caps if cfg.method.get("name") else ()  # no method: no caps
+        for c in caps:  # what the method declares a profile shortens
             if p.get(c.profile_key) is not None and c.field in cfg.method:
                 cap(f"method.{c.field}", cfg.method[c.by_field] if c.by_field else p[c.profile_key])
         if p.get("eval_epochs") is not None:

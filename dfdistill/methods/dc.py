@@ -52,7 +52,7 @@ class DCConfig(MethodConfig):
     bn_images_per_class: int = 16
     fast: bool = True  # vmapped per-class gradients; false = reference per-class loop
     # Measured on a 2-core CPU the vmapped path is 0.73x the loop (docs/performance.md), so by
-    # default it is used on CUDA only; the maths is identical either way (tests/test_bench.py).
+    # default it is used on CUDA only; the maths is identical either way (tests/unit/bench/test_bench.py).
     vmap_on_cpu: bool = False
 
     def __post_init__(self) -> None:

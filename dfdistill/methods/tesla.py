@@ -15,7 +15,7 @@ Where and why this differs from the reference code (`exact: true`, the default):
   treats theta_k as independent of earlier synthetic batches; its image gradient is therefore not
   the gradient of the MTT loss. We carry the adjoint (one extra HVP per step, which comes from the
   same autograd.grad call) so the gradient equals autograd through the fully unrolled graph
-  (tests/test_trajectories.py). `exact: false` is the reference approximation exactly: every step
+  (tests/unit/methods/test_trajectories.py). `exact: false` is the reference approximation exactly: every step
   uses lambda_N, i.e. dL/dX_k = 2 d/dX_k[(a(theta* - theta_0) + a^2 G) . g_k] / ||theta_0 - theta*||^2
   with G = sum_k g_k, and dL/da = -G . lambda_N, the derivative of ||theta_0 - a G - theta*||^2 / D
   with G held constant (tested against that formula written out).

@@ -3,7 +3,7 @@
 Why: a table is only worth committing if anyone can regenerate it and tell what produced it. Each
 header names the exact command, the clean commit of the code that ran, the profile and the device,
 with paths relative to the repository (a dataset by its name), never this machine's paths.
-tests/test_results_provenance.py reads these lines back.
+tests/unit/reporting/test_results_provenance.py reads these lines back.
 """
 
 from __future__ import annotations

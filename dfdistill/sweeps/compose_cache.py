@@ -5,7 +5,7 @@ table's plan composed each of its 80-2,500 jobs twice (44 s for bilp_tab4). Jobs
 mostly in plain values (`ipc=10`, `pruning.ratio=0.9`), which Hydra applies *after* composing the
 defaults list, to the composed config, with `ConfigLoaderImpl._apply_overrides_to_config`. So the
 config of a job = (the composition of its group overrides, cached) + its value overrides applied by
-that same Hydra function: the same result as `compose_run_config(job)` (tests/test_plan_speed.py
+that same Hydra function: the same result as `compose_run_config(job)` (tests/unit/sweeps/test_plan_speed.py
 checks it), at the price of one composition per (exp, profile, method, dataset, pruning, ...).
 """
 
@@ -40,7 +40,7 @@ class Composer:
     """`compose(overrides)` -> (composed config, Hydra's group choices), as compose_run_config.
 
     Group options write only into their own package (no option under conf/<group>/ declares another
-    package or overrides another group; tests/test_plan_speed.py checks both), so the subtree of
+    package or overrides another group; tests/unit/sweeps/test_plan_speed.py checks both), so the subtree of
     `method=X` is the same whatever dataset or pruning is chosen: compositions are cached per
     context (+exp, profile, ...) and per (context, one group choice), and a job is assembled from
     them: (number of distinct options) compositions per sweep instead of (their product).

@@ -11,7 +11,7 @@ Two ways to get each job's config:
 - sketch (default): compose each exp once, then per job swap in the group options it selects
   (conf/<group>/<option>.yaml) and set its dotted values. The labels a table reads (method, dataset,
   IPC, pruning, IDC's factor, DF-CoLearn's variant, ITE settings, strata) come from these; recipes and
-  profiles change none of them today, which the exact mode checks (tests/test_table_shapes.py, slow).
+  profiles change none of them today, which the exact mode checks (tests/unit/reporting/test_table_shapes.py, slow).
 Jobs that differ only in the pruning ratio (other than 0) or removal trial land in the same cell, so
 one of them stands for all; a max-ratio search is planned per cell (its unpruned baseline and the
 ratios it will try land in that same cell), here as one probe job per cell.

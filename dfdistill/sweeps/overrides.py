@@ -5,7 +5,7 @@ launching anything, so it can skip finished jobs and hand the rest to any launch
 the parser (`hydra.core.override_parser`), but the expansion (`BasicSweeper.split_arguments`) and
 the dir name (`config_loader_impl.get_overrides_dirname`) live in `hydra._internal`. Both are a few
 lines; they are rewritten here against the public parser and pinned to Hydra's behaviour by
-tests/test_sweeps.py (same job order, same `<sweep dir>/<override_dirname>` as `run.py -m`).
+tests/unit/sweeps/test_sweeps.py (same job order, same `<sweep dir>/<override_dirname>` as `run.py -m`).
 """
 
 from __future__ import annotations

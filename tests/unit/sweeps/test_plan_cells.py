@@ -9,7 +9,7 @@ from dfdistill.sweeps.cli import search_rounds
 from dfdistill.sweeps.plan import SweepInfo, expand_jobs
 from dfdistill.sweeps.search import PAPER_LADDER
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def _jobs(exp: str, lines: list[str]) -> list[list[str]]:

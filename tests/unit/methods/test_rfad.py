@@ -288,15 +288,13 @@ def test_interrupted_run_resumes_to_the_same_synthetic_set(compose_cfg, tmp_path
     assert torch.equal(a["images"], b["images"]) and torch.equal(a["labels"], b["labels"])
 
 
-def test_recipe_gives_the_paper_protocol_on_the_papers_datasets(compose_cfg):
-    from dfdistill.config.resolve import resolve_config
-
-    cfg = resolve_config(compose_cfg(["dataset=cifar100", "dataset.root=/x", "method=rfad", "ipc=1", "profile=full"]))
+def test_recipe_gives_the_paper_protocol_on_the_papers_datasets(resolved):
+    cfg = resolved(["dataset=cifar100", "dataset.root=/x", "method=rfad", "ipc=1", "profile=full"])
     assert cfg.backbone.name == "convnet_gaussian" and cfg.backbone.width == 1024 and cfg.dataset.zca
     assert cfg.eval.name == "rfad_nn" and cfg.eval.epochs == 20000 and cfg.eval.batch_size == 513
     assert (cfg.method.eval_lr, cfg.method.nn_label_scale, cfg.method.valid_per_class) == (0.1, 8.0, 100)
     assert cfg.method.feature_width == 256 and cfg.method.batch_real == 1280
-    digits = resolve_config(compose_cfg(["dataset=digits", "method=rfad", "ipc=1", "profile=cpu"]))
+    digits = resolved(["dataset=digits", "method=rfad", "ipc=1", "profile=cpu"])
     assert digits.eval.name == "rfad_nn" and digits.backbone.name == "convnet" and digits.method.feature_width == 32
-    typed = resolve_config(compose_cfg(["dataset=cifar10", "dataset.root=/x", "method=rfad", "ipc=1", "eval=default"]))
+    typed = resolved(["dataset=cifar10", "dataset.root=/x", "method=rfad", "ipc=1", "eval=default"])
     assert typed.eval.name == "default"  # a typed eval= wins over the method's protocol

@@ -90,14 +90,13 @@ def test_convnet_bn_detection_is_the_references_name():
     assert not is_convnet_bn(build_model("resnet18", 3, 10, 32, norm="batchnorm"))
 
 
-def test_dc_on_mnist_follows_get_daparam_precedence(compose_cfg):
+def test_dc_on_mnist_follows_get_daparam_precedence(resolved):
     """DC on MNIST: crop_scale_rotate on a ConvNet, but crop_noise on ConvNetBN (get_daparam checks the
     model after the dataset); a depth-4 BN ConvNet is not 'ConvNetBN' and keeps MNIST's strategy."""
-    from dfdistill.config.resolve import resolve_config
     from dfdistill.evaluation.protocol import is_convnet_bn
     from dfdistill.models import build_model
 
-    cfg = resolve_config(compose_cfg(["dataset=mnist", "dataset.root=/x", "method=dc", "ipc=1", "profile=full"]))
+    cfg = resolved(["dataset=mnist", "dataset.root=/x", "method=dc", "ipc=1", "profile=full"])
     nets = {"convnet": build_model("convnet", 1, 10, 28, width=8),
             "convnet_bn": build_model("convnet", 1, 10, 28, width=8, norm="batchnorm"),
             "convnet_d4_bn": build_model("convnet", 1, 10, 28, width=8, depth=4, norm="batchnorm")}
@@ -106,8 +105,8 @@ def test_dc_on_mnist_follows_get_daparam_precedence(compose_cfg):
     assert {k: (v.aug, v.aug_strategy, v.epochs) for k, v in got.items()} == {
         "convnet": ("dc", "crop_scale_rotate", 1000), "convnet_bn": ("dc", "crop_noise", 1000),
         "convnet_d4_bn": ("dc", "crop_scale_rotate", 1000)}
-    typed = resolve_config(compose_cfg(["dataset=mnist", "dataset.root=/x", "method=dc", "ipc=1", "profile=full",
-                                        "eval.aug_strategy=crop"]))  # a typed strategy still wins
+    typed = resolved(["dataset=mnist", "dataset.root=/x", "method=dc", "ipc=1", "profile=full",
+                      "eval.aug_strategy=crop"])  # a typed strategy still wins
     assert resolve_eval(typed.eval, "none", None, "x", bn_convnet=True).aug_strategy == "crop"
 
 

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from dfdistill.config.resolve import identity, resolve_config
+from dfdistill.config.resolve import identity
 from dfdistill.data.augment import build_augment
 from dfdistill.errors import ConfigError
 from dfdistill.evaluation.protocol import ResolvedEval, train_network
@@ -95,19 +95,19 @@ def test_cuda_only_switches_are_ignored_on_cpu(caplog):
     assert memory_config().class_chunk is None
 
 
-def test_memory_is_config_but_not_identity(compose_cfg):
-    a = resolve_config(compose_cfg(["method=dm"]))
-    b = resolve_config(compose_cfg(["method=dm", "memory.class_chunk=2", "memory.cpu_budget_mb=64"]))
-    c = resolve_config(compose_cfg(["method=dm", "gpu.bf16=true"]))
+def test_memory_is_config_but_not_identity(resolved):
+    a = resolved(["method=dm"])
+    b = resolved(["method=dm", "memory.class_chunk=2", "memory.cpu_budget_mb=64"])
+    c = resolved(["method=dm", "gpu.bf16=true"])
     assert b.memory.class_chunk == 2 and identity(a) == identity(b)
     assert identity(a) != identity(c)  # bf16 changes the numbers: a different run
 
 
 @pytest.mark.parametrize("bad,key", [("memory.class_chunk=0", "memory.class_chunk"),
                                      ("memory.device_memory_fraction=1.5", "memory.device_memory_fraction")])
-def test_bad_memory_values_are_one_line_errors(compose_cfg, bad, key):
+def test_bad_memory_values_are_one_line_errors(resolved, bad, key):
     with pytest.raises(ConfigError, match=key):
-        resolve_config(compose_cfg(["method=dm", bad]))
+        resolved(["method=dm", bad])
 
 
 def test_one_generator_per_device_reseeded():

@@ -17,7 +17,7 @@ from dfdistill.data.registry import dataset_names
 from dfdistill.data.split_cache import read_split
 from dfdistill.errors import ConfigError, DataError
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import ROOT as REPO
 CIFAR10_JPEG = (REPO / ".." / "shared" / "data" / "cifar10-jpeg").resolve()
 REQUIRED = {
     "name", "root", "download", "image_size", "channels", "num_classes", "mean", "std",

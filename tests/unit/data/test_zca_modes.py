@@ -82,12 +82,10 @@ def test_bad_mode_is_a_one_line_config_error():
         load_dataset(_digits("whiten"))
 
 
-def test_recipes_name_their_convention(compose_cfg):
-    from dfdistill.config.resolve import resolve_config
-
+def test_recipes_name_their_convention(resolved):
     def cell(method, dataset, ipc):
-        return resolve_config(compose_cfg([f"method={method}", f"dataset={dataset}", "dataset.root=/x", f"ipc={ipc}",
-                                           "profile=full"])).dataset
+        return resolved([f"method={method}", f"dataset={dataset}", "dataset.root=/x", f"ipc={ipc}",
+                         "profile=full"]).dataset
 
     for method, dataset, ipc, mode in (("mtt", "cifar10", 1, "kornia"), ("tesla", "cifar100", 50, "kornia"),
                                        ("rfad", "cifar10", 10, "rfad"), ("rfad", "cifar100", 1, "rfad")):
@@ -95,16 +93,16 @@ def test_recipes_name_their_convention(compose_cfg):
         assert d.zca is True and d.zca_mode == mode, (method, dataset, ipc)
 
 
-def test_zca_mode_changes_no_identity_where_it_changes_nothing(compose_cfg):
+def test_zca_mode_changes_no_identity_where_it_changes_nothing(resolved):
     """zca=false: zca_mode does not enter the distillation / result keys (they equal the keys of the
     config without the key, i.e. of runs made before it existed); kornia with zca=true keeps the earlier
     identity too (it is what those runs computed); rfad whitening is a different run."""
     from omegaconf import OmegaConf, open_dict
 
-    from dfdistill.config.resolve import distill_key, resolve_config, result_key
+    from dfdistill.config.resolve import distill_key, result_key
 
     def keys(extra, drop_mode=False):
-        cfg = resolve_config(compose_cfg(["profile=smoke", "dataset=digits", "method=dc", "ipc=1", *extra]))
+        cfg = resolved(["profile=smoke", "dataset=digits", "method=dc", "ipc=1", *extra])
         if drop_mode:  # the config as it was before zca_mode existed
             with open_dict(cfg):
                 del cfg.dataset["zca_mode"]

@@ -147,6 +147,7 @@ def test_selector_gets_pool_rows_of_ctx_real(compose_cfg, tmp_path, base, extra)
         assert torch.equal(labels[rows], yr) and bool(d.active[rows].all())
 
 
+@pytest.mark.slow  # four EDD setups (~6 CPU-s); DC's vmapped = loop equality stays fast (tests/unit/methods/test_chunking.py)
 def test_fast_loop_and_batchnorm_keep_pool_and_regulariser(compose_cfg, tmp_path):
     """DSA base: the vmapped and the loop formulation give the same loss (pool + regulariser, one path);
     with a BatchNorm backbone the regulariser still counts."""
@@ -162,6 +163,7 @@ def test_fast_loop_and_batchnorm_keep_pool_and_regulariser(compose_cfg, tmp_path
     assert losses["bn"] > losses["bn_noreg"] * 1.01
 
 
+@pytest.mark.slow  # three IDC-based runs (~9 CPU-s); exact resume stays fast (test_pipeline.py, IDM, RFAD)
 def test_resume_after_kill_is_exact_across_a_filter_pass(compose_cfg, tmp_path, monkeypatch):
     from dfdistill.methods.idc import IDC
     from dfdistill.pipeline import run

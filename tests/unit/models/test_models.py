@@ -14,7 +14,9 @@ from dfdistill.errors import ConfigError, DataError
 from dfdistill.models import MODELS, build_model, count_parameters
 from dfdistill.models.convnet import ConvNet
 
-BACKBONE_DIR = Path(__file__).resolve().parents[1] / "conf" / "backbone"
+from conftest import ROOT
+
+BACKBONE_DIR = ROOT / "conf" / "backbone"
 EXPECTED_NAMES = {
     "convnet", "convnet_d4", "convnet_d5", "convnet_bn", "convnet_ln", "convnet_gn", "convnet_nn",
     "convnet_w32", "convnet_w64", "convnet_gaussian", "lenet", "alexnet", "alexnet_bn", "vgg11", "vgg11_bn", "mlp",

@@ -13,7 +13,7 @@ from dfdistill.data.real import RealData
 from dfdistill.pruning.analysis import diversity, stratum_diversity
 from dfdistill.reporting import segments as S
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 sys.path.insert(0, str(ROOT / "scripts"))
 import make_figure  # noqa: E402
 

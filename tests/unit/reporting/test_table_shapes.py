@@ -28,7 +28,7 @@ from dfdistill.reporting.layouts import SPECS
 from dfdistill.reporting.paper import PAPER_CSV
 from dfdistill.sweeps.coverage import target_jobs, uncovered
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 PAPER = pd.read_csv(PAPER_CSV, dtype=str, keep_default_na=False)
 NAMES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "svhn": "SVHN", "tinyimagenet": "TinyImageNet",
          "imagenet1k": "ImageNet-1K", "kinetics400": "Kinetics-400", "mnist": "MNIST"}

@@ -18,7 +18,7 @@ from dfdistill.reporting.collect import collect
 from dfdistill.reporting.layouts import ITE_ROW, LOSS_COL, RANDOM_COL, SPECS, TAB7_COLS, TOTAL_ROW
 from dfdistill.reporting.paper import PAPER_CSV, load_paper
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 sys.path.insert(0, str(ROOT / "scripts"))
 import run_table  # noqa: E402
 

@@ -15,7 +15,7 @@ pipeline's context at profile=smoke on digits and runs `prepare` (expert trainin
   the loss within 5 % (`LOOSE`); selection methods pick at least half the
   same images (a bf16 score can reorder near-ties).
 
-The evaluation networks under ensemble=on are compared in tests/test_ensemble.py. A few methods
+The evaluation networks under ensemble=on are compared in tests/unit/evaluation/test_ensemble.py. A few methods
 run in the default suite (one per path: DC vmapped matching + staging, DM bf16 embeddings, MTT
 batched experts, random selection); the others are @slow."""
 
@@ -36,7 +36,7 @@ from dfdistill.data import storage
 from dfdistill.runtime import gpu_settings, seed_everything
 from dfdistill.training import configure_ensemble
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 METHODS = sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml"))
 FAST = {"dc", "dm", "mtt", "random"}
 TIGHT = 1e-3  # forced CUDA defaults: |change_forced - change_cpu| <= TIGHT * max|change_cpu| (+ 1e-6)

@@ -38,7 +38,7 @@ def test_smoke_run_writes_results_grid_and_synthetic(compose_cfg, tmp_path):
     assert "random_mean" in line
 
 
-# Every registered method's init and step: tests/contract/test_methods.py (it iterates the registry).
+# Every registered method's init and step: tests/contract/test_methods_contract.py (it iterates the registry).
 
 
 def test_finished_run_is_skipped_unless_forced(compose_cfg, capsys):
@@ -87,7 +87,7 @@ def _cli(args, **kw):
 
 
 def test_cli_bad_input_is_one_line_nonzero(tmp_path):
-    """The real process: exit code 2 and one `error:` line (tests/test_bad_inputs.py has every other
+    """The real process: exit code 2 and one `error:` line (tests/e2e/test_bad_inputs.py has every other
     bad input, in-process: ipc=-1, method=nope, ...)."""
     p = _cli(["dataset=image_folder", f"dataset.root={tmp_path}/missing", f"hydra.run.dir={tmp_path}/o"])
     out, _ = p.communicate(timeout=120)

@@ -16,7 +16,7 @@ from dfdistill.data.decode import decode_files, decode_one
 from dfdistill.data.split_cache import load_cached_split, read_split, save_split
 from dfdistill.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import ROOT as REPO
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")  # decode_one called directly
 
 

@@ -70,88 +70,88 @@ GOLDEN = [
 
 
 @pytest.mark.parametrize("overrides,expected", GOLDEN, ids=[" ".join(o) for o, _ in GOLDEN])
-def test_golden_cells_resolve_to_their_source(compose_cfg, overrides, expected):
-    cfg = resolve_config(compose_cfg([*overrides, "profile=full"]))
+def test_golden_cells_resolve_to_their_source(resolved, overrides, expected):
+    cfg = resolved([*overrides, "profile=full"])
     for key, want in expected.items():
         got = OmegaConf.select(cfg, key)
         got = list(got) if OmegaConf.is_list(got) else got
         assert got == (pytest.approx(want) if isinstance(want, float) else want), key
 
 
-def test_cifar10_jpeg_uses_the_cifar10_rows(compose_cfg):
-    cfg = resolve_config(compose_cfg(["method=mtt", "dataset=cifar10_jpeg", "ipc=1", "profile=full"]))
+def test_cifar10_jpeg_uses_the_cifar10_rows(resolved):
+    cfg = resolved(["method=mtt", "dataset=cifar10_jpeg", "ipc=1", "profile=full"])
     assert cfg.method.syn_steps == 50 and cfg.dataset.zca is True
 
 
-def test_typed_values_win_over_recipe_and_profile(compose_cfg):
+def test_typed_values_win_over_recipe_and_profile(resolved):
     """The issue's example: under profile=smoke these ran as 3/8/1/1 while the run dir showed the typed values."""
-    cfg = resolve_config(compose_cfg(["method=mtt", "dataset=cifar10", "ipc=1", "profile=smoke", "method.syn_steps=7",
-                                      "method.iterations=50", "backbone.width=16", "eval.num_eval=3",
-                                      "checkpoint_every=10", "dataset.zca=false"]))
+    cfg = resolved(["method=mtt", "dataset=cifar10", "ipc=1", "profile=smoke", "method.syn_steps=7",
+                    "method.iterations=50", "backbone.width=16", "eval.num_eval=3",
+                                      "checkpoint_every=10", "dataset.zca=false"])
     assert (cfg.method.syn_steps, cfg.method.iterations, cfg.backbone.width, cfg.eval.num_eval,
             cfg.checkpoint_every, cfg.dataset.zca) == (7, 50, 16, 3, 10, False)
     assert cfg.method.max_start_epoch == 2  # untyped: the recipe still fills it in
     assert "method.syn_steps" in cfg.provenance.recipe.method.kept_typed
 
 
-def test_profile_scales_recipe_values_that_were_not_typed(compose_cfg):
-    cfg = resolve_config(compose_cfg(["method=dm", "dataset=cifar10", "ipc=10", "profile=cpu"]))
+def test_profile_scales_recipe_values_that_were_not_typed(resolved):
+    cfg = resolved(["method=dm", "dataset=cifar10", "ipc=10", "profile=cpu"])
     assert cfg.method.iterations == 100  # recipe 20000, capped by profile=cpu
     assert cfg.provenance.profile.scaled["method.iterations"] == [20000, 100]
 
 
-def test_cell_without_row_runs_defaults_and_says_so(compose_cfg, caplog):
+def test_cell_without_row_runs_defaults_and_says_so(compose_cfg, resolved, caplog):
     caplog.set_level("INFO", logger="dfdistill")
-    cfg = resolve_config(compose_cfg(["method=tesla", "dataset=svhn", "ipc=10", "profile=full"]))  # no TESLA/MTT row
+    cfg = resolved(["method=tesla", "dataset=svhn", "ipc=10", "profile=full"])  # no TESLA/MTT row
     assert cfg.method.exact is False and cfg.provenance.recipe.method.cell is False  # method-wide rows apply
-    cfg = resolve_config(compose_cfg(["method=mtt", "dataset=digits", "ipc=1", "profile=full"]))
+    cfg = resolve_config(compose_cfg(["method=mtt", "dataset=digits", "ipc=1", "profile=full"]))  # logs its note
     info = cfg.provenance.recipe.method
     assert info.cell is False and info.rows == ["mtt#0", "mtt#1"]  # method-wide rows only
     assert cfg.method.syn_steps == 30  # the YAML default, no cell row
     assert any("no paper row for method=mtt dataset=digits ipc=1" in m for m in caplog.messages)
-    cfg = resolve_config(compose_cfg(["method=dm", "dataset=digits", "pruning=random", "profile=full"]))
+    cfg = resolved(["method=dm", "dataset=digits", "pruning=random", "profile=full"])
     assert cfg.provenance.recipe.pruning.recipe == "none"
 
 
 @pytest.mark.parametrize("dataset,ipc", [("cifar10", 10), ("cifar100", 1), ("cifar100", 10), ("tinyimagenet", 50)])
-def test_tesla_cell_without_its_row_takes_mtts_row(compose_cfg, dataset, ipc):
+def test_tesla_cell_without_its_row_takes_mtts_row(resolved, dataset, ipc):
     """TESLA trains on MTT's experts with MTT's objective: a cell TESLA's README has no command for runs
     MTT's row for that cell (not TESLA's CIFAR-10 IPC 1 command), on top of TESLA's method-wide rows,
     and the provenance names the borrowed row and says why."""
-    tesla = resolve_config(compose_cfg(["method=tesla", f"dataset={dataset}", f"ipc={ipc}", "profile=full"]))
-    mtt = resolve_config(compose_cfg(["method=mtt", f"dataset={dataset}", f"ipc={ipc}", "profile=full"]))
+    tesla = resolved(["method=tesla", f"dataset={dataset}", f"ipc={ipc}", "profile=full"])
+    mtt = resolved(["method=mtt", f"dataset={dataset}", f"ipc={ipc}", "profile=full"])
     for key in ("syn_steps", "expert_epochs", "max_start_epoch", "lr_img", "lr_lr", "syn_lr_init", "batch_syn"):
         assert tesla.method[key] == mtt.method[key], key
     assert tesla.dataset.zca == mtt.dataset.zca and tesla.backbone.name == mtt.backbone.name
     info = tesla.provenance.recipe.method
     assert info.cell is True and any(r.startswith("mtt#") for r in info.rows) and "mtt's row" in info.note
     assert tesla.method.exact is False and tesla.method.iterations == 10000  # TESLA's own method-wide rows
-    own = resolve_config(compose_cfg(["method=tesla", "dataset=cifar10", "ipc=1", "profile=full"]))
+    own = resolved(["method=tesla", "dataset=cifar10", "ipc=1", "profile=full"])
     assert own.method.max_start_epoch == 5 and not any(r.startswith("mtt#") for r in own.provenance.recipe.method.rows)
 
 
-def test_recipe_none_keeps_method_defaults(compose_cfg):
-    cfg = resolve_config(compose_cfg(["method=mtt", "dataset=cifar10", "ipc=1", "method.recipe=none", "profile=full"]))
+def test_recipe_none_keeps_method_defaults(resolved):
+    cfg = resolved(["method=mtt", "dataset=cifar10", "ipc=1", "method.recipe=none", "profile=full"])
     assert cfg.method.syn_steps == 30 and cfg.provenance.recipe.method.recipe == "none"
     with pytest.raises(ConfigError, match="outer_loop and method.inner_loop are unset"):
-        resolve_config(compose_cfg(["method=dc", "method.recipe=none", "profile=full"]))
+        resolved(["method=dc", "method.recipe=none", "profile=full"])
 
 
-def test_ipc_outside_the_loop_table_takes_the_nearest_row(compose_cfg):
-    cfg = resolve_config(compose_cfg(["method=dc", "ipc=12", "profile=full"]))
+def test_ipc_outside_the_loop_table_takes_the_nearest_row(resolved):
+    cfg = resolved(["method=dc", "ipc=12", "profile=full"])
     assert (cfg.method.outer_loop, cfg.method.inner_loop) == (10, 50)
     assert "nearest (ipc=10)" in cfg.provenance.recipe.method.note
 
 
-def test_typed_eval_choice_wins_over_the_method_protocol(compose_cfg):
-    assert resolve_config(compose_cfg(["method=idc", "profile=full"])).eval.name == "idc"
-    cfg = resolve_config(compose_cfg(["method=idc", "eval=default", "profile=full"]))
+def test_typed_eval_choice_wins_over_the_method_protocol(resolved):
+    assert resolved(["method=idc", "profile=full"]).eval.name == "idc"
+    cfg = resolved(["method=idc", "eval=default", "profile=full"])
     assert cfg.eval.name == "default"
-    cfg = resolve_config(compose_cfg(["method=idc", "eval.num_eval=2", "profile=full"]))
+    cfg = resolved(["method=idc", "eval.num_eval=2", "profile=full"])
     assert cfg.eval.name == "idc" and cfg.eval.num_eval == 2  # a typed key survives the protocol swap
 
 
-def test_every_recipe_row_has_a_source_and_known_keys(compose_cfg):
+def test_every_recipe_row_has_a_source_and_known_keys():
     files = load_recipes()
     assert {"mtt", "tesla", "idc", "dc", "dsa", "dm", "loops", "coreset", "pruning_loss"} <= {f.name for f in files}
     for f in files:
@@ -169,11 +169,11 @@ def test_print_config_prints_the_effective_config():
     assert cfg.provenance.profile.name == "smoke"
 
 
-def test_a_swapped_group_keeps_its_schema_defaults(compose_cfg):
+def test_a_swapped_group_keeps_its_schema_defaults(resolved):
     """conf/eval/idc.yaml lists no test_batch_size: the swapped-in node still has the schema's default."""
     from dfdistill.config.schema import EvalConfig
 
-    cfg = resolve_config(compose_cfg(["method=idc", "profile=full"]))
+    cfg = resolved(["method=idc", "profile=full"])
     assert cfg.eval.name == "idc" and cfg.eval.test_batch_size == EvalConfig().test_batch_size
-    cfg = resolve_config(compose_cfg(["method=mtt", "dataset=tinyimagenet", "ipc=50", "profile=full"]))
+    cfg = resolved(["method=mtt", "dataset=tinyimagenet", "ipc=50", "profile=full"])
     assert cfg.backbone.name == "convnet_d4" and cfg.backbone.pool == "avgpooling" and "_target_" in cfg.backbone

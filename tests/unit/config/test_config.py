@@ -54,9 +54,9 @@ def test_bad_values_raise_config_error(compose_cfg, override, needle):
         resolve_config(cfg)
 
 
-def test_profile_scales_only_sizes(compose_cfg):
-    full = resolve_config(compose_cfg(["profile=full", "method=dc"]))
-    cpu = resolve_config(compose_cfg(["profile=cpu", "method=dc"]))
+def test_profile_scales_only_sizes(resolved):
+    full = resolved(["profile=full", "method=dc"])
+    cpu = resolved(["profile=cpu", "method=dc"])
     assert full.method.iterations == 1000 and cpu.method.iterations == 100
     assert cpu.backbone.width < full.backbone.width
     for key in ("lr_img", "lr_net", "init", "dis_metric", "dsa"):
@@ -72,18 +72,18 @@ def test_wrong_type_fails_at_compose(tmp_path):
 
 
 @pytest.mark.parametrize("cell", ["dataset=cifar10 ipc=1", "dataset=cifar100 ipc=1", "dataset=tinyimagenet ipc=50"])
-def test_mtt_recipe_cells_resolve_under_small_profiles(compose_cfg, cell):
+def test_mtt_recipe_cells_resolve_under_small_profiles(resolved, cell):
     """Shortened experts (profile.expert_train_epochs) shrink the matched span with them instead of failing."""
     for profile in ("smoke", "cpu"):
-        cfg = resolve_config(compose_cfg(["method=mtt", *cell.split(), f"profile={profile}"]))
+        cfg = resolved(["method=mtt", *cell.split(), f"profile={profile}"])
         assert cfg.method.expert_epochs <= cfg.method.expert_train_epochs
-    full = resolve_config(compose_cfg(["method=mtt", *cell.split(), "profile=full"]))
+    full = resolved(["method=mtt", *cell.split(), "profile=full"])
     assert full.method.expert_train_epochs == 50 and full.method.expert_epochs >= 2
 
 
-def test_explicit_span_longer_than_experts_still_fails(compose_cfg):
+def test_explicit_span_longer_than_experts_still_fails(resolved):
     with pytest.raises(ConfigError, match="expert_epochs"):
-        resolve_config(compose_cfg(["method=mtt", "profile=full", "method.expert_train_epochs=2", "method.expert_epochs=3"]))
+        resolved(["method=mtt", "profile=full", "method.expert_train_epochs=2", "method.expert_epochs=3"])
 
 
 @pytest.mark.parametrize("override,method,new", [
@@ -103,7 +103,7 @@ def test_renamed_keys_fail_in_one_line_naming_the_new_key(override, method, new)
     assert "\n" not in str(exc.value)
 
 
-def test_dc_keeps_its_reference_inner_loop(compose_cfg):
+def test_dc_keeps_its_reference_inner_loop(resolved):
     """`inner_loop` is renamed for IDC only: DC's reference key (network epochs) stays valid."""
-    cfg = resolve_config(compose_cfg(["method=dc", "method.inner_loop=3"]))
+    cfg = resolved(["method=dc", "method.inner_loop=3"])
     assert cfg.method.inner_loop == 3

@@ -16,7 +16,7 @@ from dfdistill.sweeps import jobsets
 from dfdistill.sweeps.plan import plan
 from dfdistill.tables import SPECS
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 CONF = ROOT / "conf"
 EXPS = sorted(p.stem for p in (CONF / "exp").glob("*.yaml"))
 TABLE_EXPS = [e for e in EXPS if e in SPECS]
@@ -36,8 +36,9 @@ def _missing(group: str, option: str) -> bool:
     return (CONF / group).is_dir() and not (CONF / group / f"{option}.yaml").exists()
 
 
-@pytest.mark.parametrize("exp", EXPS)
-def test_exp_composes(exp: str, tmp_path: Path) -> None:
+def _exp_axes(exp: str) -> tuple[list[str], list[list[str]]]:
+    """(the exp's base overrides, its sweep axes as override lists), checking the exp's header, hydra
+    callbacks and that every option it selects or sweeps exists."""
     text = (CONF / "exp" / f"{exp}.yaml").read_text()
     assert text.startswith("# @package _global_"), f"{exp}.yaml must start with '# @package _global_'"
     bad = [f"{g}={o}" for g, o in re.findall(r"override /(\w+): (\w+)", text) if _missing(g, o)]
@@ -49,9 +50,6 @@ def test_exp_composes(exp: str, tmp_path: Path) -> None:
         assert "${now" not in str(hcfg.hydra.sweep.dir) and exp in str(hcfg.hydra.sweep.dir)
         assert hcfg.hydra.callbacks.table._target_ == "dfdistill.callbacks.TableCallback"
         assert hcfg.hydra.callbacks.gpu._target_ == "dfdistill.sweeps.gpus.GpuSlotCallback"
-    # the base config and every value of every axis compose AND validate (schemas catch unknown
-    # keys). Axes are zipped (variant i takes value i of each axis, cycling), so every option is
-    # covered with as few compositions as the longest axis; value axes (ratios, seeds): extremes.
     axes: list[list[str]] = []
     for k, val in params.items():
         vals = _axis_values(k, val)
@@ -62,13 +60,33 @@ def test_exp_composes(exp: str, tmp_path: Path) -> None:
         vals = [v for v in vals if not _missing(k, v)]
         if vals:
             axes.append([f"{k}={v}" for v in vals])
+    return base, axes
+
+
+def _validates(overrides: list[str], out: Path) -> None:
+    cfg = _compose(overrides)
+    with open_dict(cfg):
+        cfg.output_dir = str(out)
+    resolve_config(cfg)
+
+
+@pytest.mark.parametrize("exp", EXPS)
+def test_exp_composes(exp: str, tmp_path: Path) -> None:
+    """The exp as written composes and validates, and every option its axes name exists."""
+    base, _ = _exp_axes(exp)
+    _validates(base, tmp_path)
+
+
+@pytest.mark.slow  # 1-6 s per exp: one composition per axis value (the planner validates every job before launching)
+@pytest.mark.parametrize("exp", EXPS)
+def test_every_axis_value_of_an_exp_composes(exp: str, tmp_path: Path) -> None:
+    """Every value of every axis composes AND validates (schemas catch unknown keys). Axes are zipped
+    (variant i takes value i of each axis, cycling), so every option is covered with as few
+    compositions as the longest axis; value axes (ratios, seeds): extremes."""
+    base, axes = _exp_axes(exp)
     n = max([len(a) for a in axes], default=0)
-    variants: list[list[str]] = [[]] + [[a[i % len(a)] for a in axes] for i in range(n)]
-    for extra in variants:
-        cfg = _compose(base + extra)
-        with open_dict(cfg):
-            cfg.output_dir = str(tmp_path)
-        resolve_config(cfg)
+    for extra in [[a[i % len(a)] for a in axes] for i in range(n)]:
+        _validates(base + extra, tmp_path)
 
 
 @pytest.mark.parametrize("exp", TABLE_EXPS)

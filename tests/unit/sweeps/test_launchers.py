@@ -12,7 +12,7 @@ from dfdistill.sweeps.cli import main
 from dfdistill.sweeps.launch import hydra_command
 from dfdistill.sweeps.plan import plan
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 BASE = ["--profile", "smoke", "--no-table", "--no-extra", "dataset=digits", "ipc=1", "pruning=none",
         "eval.compare_random=false", "logger=none"]
 
