@@ -50,24 +50,22 @@ STAGES = ("pruning", "prepare", "distill", "eval", "eval_random")
 PROBES = [(3, 32, 128, 3, 64), (3, 32, 32, 3, 64), (1, 16, 8, 3, 256), (1, 16, 8, 3, 8), (1, 8, 2, 1, 2)]
 
 
-def calibrate() -> dict[str, float]:
-    """This CPU's three device numbers (peak FLOP/s, memory bandwidth, seconds per op), fitted to the
-    CPU seconds of ConvNet training steps (SGD, momentum, weight decay) that differ in which term
-    dominates: non-negative least squares on the relative error, the model's own counts
-    (passes.pass_cost) as the regressors."""
-    import numpy as np
+def _probe_seconds(dev: str = "cpu") -> tuple[list[list[float]], list[float]]:
+    """(per probe: FLOPs, bytes written, ops of one training step as passes.pass_cost counts them;
+    its seconds on `dev`: CPU time on the CPU, synchronised wall time on a GPU)."""
     import torch
-    from scipy.optimize import nnls
 
     from dfdistill.models import build_model
     from dfdistill.sweeps.passes import pass_cost
 
     rows, secs = [], []
-    for ch, size, width, depth, batch in PROBES:
+    cuda = dev != "cpu"
+    clock = time.perf_counter if cuda else time.process_time
+    for ch, size, width, depth, batch in PROBES + ([(3, 32, 128, 3, 512)] if cuda else []):
         torch.manual_seed(0)
-        net = build_model("convnet", ch, 10, size, width=width, depth=depth)
+        net = build_model("convnet", ch, 10, size, width=width, depth=depth).to(dev)
         cost = pass_cost("convnet", (("depth", depth), ("width", width)), ch, 10, size)
-        x, y = torch.randn(batch, ch, size, size), torch.randint(0, 10, (batch,))
+        x, y = torch.randn(batch, ch, size, size, device=dev), torch.randint(0, 10, (batch,), device=dev)
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, foreach=False)
 
         def step() -> None:
@@ -77,12 +75,48 @@ def calibrate() -> dict[str, float]:
 
         for _ in range(3):
             step()
-        n = max(5, min(500, int(1e9 / (batch * cost.flops["backward"]))))
-        t0 = time.process_time()
+        n = 50 if cuda else max(5, min(500, int(1e9 / (batch * cost.flops["backward"]))))
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = clock()
         for _ in range(n):
             step()
-        secs.append((time.process_time() - t0) / n)
+        if cuda:
+            torch.cuda.synchronize()
+        secs.append((clock() - t0) / n)
         rows.append([batch * cost.flops["backward"], batch * cost.bytes["backward"], cost.ops["backward"]])
+    return rows, secs
+
+
+def calibrate_gpu(entry: str) -> dict[str, float]:
+    """The ONE efficiency factor (and op time) of devices.yaml entry `entry` on the visible GPU: the
+    probes' synchronised seconds fitted as (FLOPs / peak + bytes / bandwidth) / efficiency + ops x op_us,
+    peak and bandwidth being the entry's datasheet figures (scripts/gpu_check.sh runs this)."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    from dfdistill.sweeps.model import device
+
+    d = device(entry)
+    rows, secs = _probe_seconds("cuda")
+    a = np.array([[f / (d.peak_tflops * 1e12) + b / (d.mem_gbps * 1e9), o] for f, b, o in rows])
+    t = np.array(secs)
+    coef, _ = nnls(a / t[:, None], np.ones_like(t))
+    fit = a @ coef / t
+    print("probe fit (predicted / measured): " + ", ".join(f"{r:.2f}" for r in fit), file=sys.stderr)
+    return {"entry": entry, "efficiency": round(1 / coef[0], 3) if coef[0] else float("inf"),
+            "op_us": round(coef[1] * 1e6, 2), "was": {"efficiency": d.efficiency, "op_us": d.op_us}}
+
+
+def calibrate() -> dict[str, float]:
+    """This CPU's three device numbers (peak FLOP/s, memory bandwidth, seconds per op), fitted to the
+    CPU seconds of ConvNet training steps (SGD, momentum, weight decay) that differ in which term
+    dominates: non-negative least squares on the relative error, the model's own counts
+    (passes.pass_cost) as the regressors."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    rows, secs = _probe_seconds("cpu")
     a, t = np.array(rows), np.array(secs)
     coef, _ = nnls(a / t[:, None], np.ones_like(t))
     fit = a @ coef / t
@@ -125,12 +159,17 @@ def measure(overrides: list[str], work: Path) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--calibrate-gpu", metavar="ENTRY", default=None,
+                    help="fit the efficiency factor of devices.yaml entry ENTRY on the visible GPU (gpu_check.sh)")
     ap.add_argument("--out", type=Path, default=None, help="markdown table (default: print)")
     ap.add_argument("--limit", type=int, default=None, help="first N configs only")
     ap.add_argument("--start", type=int, default=0, help="skip the first N configs")
     a = ap.parse_args()
     if a.calibrate:
         print(json.dumps(calibrate(), indent=1))
+        return 0
+    if a.calibrate_gpu:
+        print(json.dumps(calibrate_gpu(a.calibrate_gpu), indent=1))
         return 0
     import platform
 
