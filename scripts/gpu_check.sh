@@ -15,6 +15,9 @@
 #   3. bench   scripts/bench.py --baseline for DC/DSA/DM at full width IPC 10 -> gpu_bench.md
 #   4. ite     scripts/bench_pruning.py (BiLP Table 6 analogue, ITE overhead)  -> gpu_ite.md
 #   5. memory  scripts/bench_memory.py --device cuda at 10 and 200 classes     -> gpu_memory.md
+#   6. cost    the cost model's ONE efficiency factor (and op time) for this GPU's devices.yaml entry,
+#              fitted on ConvNet training steps (scripts/cost_model_cpu.py --calibrate-gpu ENTRY;
+#              dry run: the CPU entry's --calibrate)                              -> gpu_cost.md
 #   + gpu_summary.md: machine, versions, each step's status and seconds.
 # --dry-run runs the same steps at tiny sizes on the CPU (no GPU needed; written to /tmp/gpu_check_dry
 # unless --out), so the script itself can be checked anywhere.
@@ -58,7 +61,7 @@ fi
 
 if [ $DRY = 1 ]; then
   DEVICE=cpu; WIDTH_BENCH="profile=smoke"; BENCH_WM="-W 0 -M 1"
-  T_TESTS=900; T_SMOKE=900; T_BENCH=600; T_ITE=600; T_MEM=300
+  T_TESTS=900; T_SMOKE=900; T_BENCH=600; T_ITE=600; T_MEM=300; T_COST=300
   TESTS=(tests/test_chunking.py tests/test_runtime_options.py tests/test_multi_gpu.py tests/test_augment_cost.py)
   FORCED="not slow"  # the dry run keeps to the default-suite methods
   MEM_ARGS=(--classes 4,8 --batch-real 8 --width 8)
@@ -66,7 +69,7 @@ if [ $DRY = 1 ]; then
   export OMP_NUM_THREADS=1
 else
   DEVICE=cuda; WIDTH_BENCH="profile=full"; BENCH_WM="-W 1 -M 3"
-  T_TESTS=185; T_SMOKE=90; T_BENCH=70; T_ITE=70; T_MEM=35  # 450 s of steps: under 8 minutes in all
+  T_TESTS=170; T_SMOKE=90; T_BENCH=70; T_ITE=70; T_MEM=35; T_COST=15  # 450 s of steps: under 8 minutes in all
   TESTS=()
   FORCED="slow"  # the other methods (the default suite above ran the rest; on the CPU there too, the staging buffer pinned)
   MEM_ARGS=(--classes 10,200)
@@ -171,9 +174,24 @@ step ite "$OUTDIR/gpu_ite.md" $T_ITE $PY scripts/bench_pruning.py "${ITE_ARGS[@]
 step memory "$OUTDIR/gpu_memory.md" $T_MEM $PY scripts/bench_memory.py --device $DEVICE "${MEM_ARGS[@]}" \
   --out "$OUTDIR/gpu_memory.md"
 
+# 6. the cost model's efficiency factor for this GPU (the devices.yaml entry closest to its name)
+GPU_NAME=$($PY -c 'import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")')
+case "$GPU_NAME" in
+  *A100*80GB*) ENTRY=a100-80gb ;; *A100*) ENTRY=a100-40gb ;; *4090*) ENTRY=rtx4090 ;;
+  *H100*|*H200*) ENTRY=h100 ;;  # H200: no entry of its own; the H100's datasheet peak is its FP32 peak too
+  *) ENTRY=a100-80gb ;;
+esac
+if [ $DRY = 1 ]; then ENTRY=cpu; COST_ARGS=(--calibrate); COST_WHAT="cpu entry (dry run)"; else COST_ARGS=(--calibrate-gpu "$ENTRY"); COST_WHAT="entry $ENTRY on $GPU_NAME"; fi
+step cost "$OUTDIR/gpu_cost.md" $T_COST bash -c "$PY scripts/cost_model_cpu.py ${COST_ARGS[*]} > '$OUTDIR/.cost.json'"
+{ echo "# GPU check: cost model efficiency factor, $COST_WHAT"; echo
+  echo "Copy \`efficiency\` and \`op_us\` into dfdistill/sweeps/devices.yaml (entry $ENTRY) and mark it calibrated."
+  echo; echo '```'; cat "$OUTDIR/.cost.json" 2>/dev/null; echo '```'; grep "probe fit" "$OUTDIR/.cost.log" 2>/dev/null; } > "$OUTDIR/gpu_cost.md"
+echo "measured cost factor ($COST_WHAT): $(tr -d '\n ' < "$OUTDIR/.cost.json" 2>/dev/null)"
+rm -f "$OUTDIR/.cost.json"
+
 echo >> "$SUMMARY"
 echo "Logs of failing steps: the tail of each is below." >> "$SUMMARY"
-for s in tests smoke bench ite memory; do
+for s in tests smoke bench ite memory cost; do
   if grep -q "| $s | \(failed\|timed\)" "$SUMMARY"; then
     { echo; echo "## $s (log tail)"; echo '```'; tail -25 "$OUTDIR/.$s.log"; echo '```'; } >> "$SUMMARY"
   fi

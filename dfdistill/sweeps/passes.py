@@ -9,6 +9,11 @@ and the activation bytes one row keeps (every op output of the forward: what aut
 upper bound of the allocator's peak). Three kinds of pass, as in `dfdistill.memory.PASS_FACTOR`:
 forward (no grad), backward (forward + backward, i.e. a training step) and double (a create_graph
 gradient that is itself differentiated: gradient matching's synthetic side, MTT's unrolled steps).
+Besides the arithmetic, each kind's bytes written per row (every op output: the memory traffic that
+bounds normalisation, activation and pooling layers, which have almost no FLOPs), and the ops of
+building a fresh initialised network (`init`: DC and DM draw one per iteration, the evaluation one
+per model). `augment_cost` counts the same (ops per call, bytes per row) for the augmentation that
+runs in the stages, on the real augmentation code.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
@@ -37,10 +42,11 @@ class PassCost:
     """Per-row FLOPs and per-call op counts of each kind of pass, and the sizes memory needs."""
 
     flops: dict[str, float]  # kind -> FLOPs per row
-    ops: dict[str, int]  # kind -> aten ops per call (independent of the rows in the call)
+    ops: dict[str, int]  # kind -> aten ops per call (independent of the rows in the call); "init": one build
     act_bytes: float  # forward activation bytes per row (every op output)
     param_bytes: int
     params: int
+    bytes: dict[str, float] = field(default_factory=dict)  # kind -> bytes all ops of the pass write per row
 
 
 class _Ops(TorchDispatchMode):
@@ -80,14 +86,16 @@ def _run(net: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str) -> None:
         nn.functional.cross_entropy(net(x), y).backward()  # .backward: FlopCounterMode's module tracker refuses autograd.grad
         torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4, foreach=False).step()
         return
+    from dfdistill.methods.matching import gradient_distance
+
     xs = x.detach().requires_grad_(True)
     with warnings.catch_warnings():  # the grad <-> param cycle is broken below
         warnings.simplefilter("ignore")
         nn.functional.cross_entropy(net(xs), y).backward(create_graph=True)
-        # a per-layer distance to a reference gradient (gradient matching's, DC's cosine form)
-        loss = sum(1 - nn.functional.cosine_similarity(p.grad.flatten(1) if p.grad.dim() > 1 else p.grad[None],
-                                                       torch.zeros_like(p.grad).flatten(1) if p.grad.dim() > 1
-                                                       else torch.zeros_like(p.grad)[None]).sum() for p in params)
+        # gradient matching's own layer-wise distance (DC's default metric) to a reference gradient
+        names = [n for n, p in net.named_parameters() if p.requires_grad]
+        loss = gradient_distance({n: torch.zeros_like(p.grad) for n, p in zip(names, params)},
+                                 {n: p.grad for n, p in zip(names, params)}, "ours")
         loss.backward(inputs=[xs])
     for p in params:
         p.grad = None
@@ -98,17 +106,55 @@ def count_pass_cost(name: str, options: tuple, channels: int, classes: int, size
     net = _build(name, options, channels, classes, size)
     x = torch.empty((ROWS, channels, size, size), device="meta")
     y = torch.zeros((ROWS,), dtype=torch.long, device="meta")
-    flops, ops, act = {}, {}, 0.0
+    flops, ops, nbytes = {}, {}, {}
     for kind in KINDS:
         counter, rec = FlopCounterMode(display=False), _Ops()
         with counter, rec:
             _run(net, x, y, kind)
         flops[kind] = counter.get_total_flops() / ROWS
         ops[kind] = rec.n
-        if kind == "forward":
-            act = rec.bytes / ROWS
+        nbytes[kind] = rec.bytes / ROWS
+    with _Ops() as rec:  # what model_factory(seed) dispatches: parameter creation and initialisation
+        _build(name, options, channels, classes, size)
+    ops["init"], flops["init"], nbytes["init"] = rec.n, 0.0, 0.0
     pbytes = sum(p.numel() * p.element_size() for p in net.parameters())
-    return PassCost(flops, ops, act, pbytes, sum(p.numel() for p in net.parameters()))
+    return PassCost(flops, ops, nbytes["forward"], pbytes, sum(p.numel() for p in net.parameters()), nbytes)
+
+
+AUG_PROBE_DRAWS = 8  # fixed seeds 0..7: a family is drawn per call, so the ops are averaged over draws
+AUG_PROBE_CLASSES = 10  # class draws: the ops follow the distinct family combinations (<= families), not C
+
+
+@lru_cache(maxsize=None)
+def augment_cost(kind: str, strategy: Optional[str], channels: int, size: int, form: str = "batch") -> PassCost:
+    """Ops per call and bytes per row of one augmentation call, counted on the real augmentation code
+    (dfdistill.data.augment) over a small CPU batch at the real image size, averaged over fixed draws.
+
+    form "batch": `augment(x, seed)` (training steps: evaluation, experts, DC's inner loop, MTT's
+    student steps), "siamese": the same with one draw for the batch (IDC's matching), "class": one
+    per-class siamese draw applied to a real and a synthetic batch (DC/DSA/DM's matching step; one
+    call = the pair). The result is a PassCost with the one kind "aug" (no FLOPs: elementwise work)."""
+    from dfdistill.data.augment import build_augment
+
+    aug = build_augment(kind, strategy)
+    if kind in (None, "none"):
+        return PassCost({"aug": 0.0}, {"aug": 0}, 0.0, 0, 0, {"aug": 0.0})
+    gen = torch.Generator().manual_seed(0)
+    k, per = AUG_PROBE_CLASSES, 2
+    x = torch.rand((k, per, channels, size, size), generator=gen) * 2 - 1
+    rows = k * per * (2 if form == "class" else 1)
+    n = b = 0
+    for seed in range(AUG_PROBE_DRAWS):
+        with _Ops() as rec:
+            if form == "class":
+                draw = aug.class_draw(seed, k)
+                draw.apply(x)
+                draw.apply(x)
+            else:
+                aug(x.reshape(k * per, channels, size, size), seed=seed, siamese=form == "siamese")
+        n, b = n + rec.n, b + rec.bytes
+    calls = AUG_PROBE_DRAWS
+    return PassCost({"aug": 0.0}, {"aug": round(n / calls)}, 0.0, 0, 0, {"aug": b / (calls * rows)})
 
 
 def fingerprint() -> str:
