@@ -1,7 +1,7 @@
 """dfdistill entry point: `python run.py [group=option ...] [key=value ...]` (see README).
 
-`dfdistill.cli.main` checks the overrides before Hydra composes them and turns every user error
-into one `error: ...` line with exit code 2; `job` is the run itself (dfdistill.pipeline.run).
+`dfdistill.entry.cli.main` checks the overrides before Hydra composes them and turns every user error
+into one `error: ...` line with exit code 2; `job` is the run itself (dfdistill.run.pipeline.run).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from dfdistill.cli import job
-from dfdistill.cli import main as cli_main
+from dfdistill.entry.cli import job
+from dfdistill.entry.cli import main as cli_main
 from dfdistill.config.store import register_configs
 
 register_configs()

@@ -95,8 +95,8 @@ else:  # cache_save / cache_load of a["n"] images at a["size"] px, each in its o
         from dfdistill.data.split_cache import read_split as load, save_split
         save = lambda x, y: save_split(path, x, y, {"class_names": ["a"]})
     except ImportError:  # the old code: ArtifactCache (torch.save into a buffer + checksum header)
-        from dfdistill.artifacts import save_tensor_file
-        from dfdistill.artifacts import load_tensor_file as load
+        from dfdistill.core.artifacts import save_tensor_file
+        from dfdistill.core.artifacts import load_tensor_file as load
         save = lambda x, y: save_tensor_file(path, {"images": x, "labels": y, "class_names": ["a"]})
     if mode == "cache_save":
         x = torch.randint(0, 256, (a["n"], 3, a["size"], a["size"]), dtype=torch.uint8)

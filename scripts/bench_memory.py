@@ -38,9 +38,9 @@ def rss_kib(field: str) -> int:
 def child(a: argparse.Namespace) -> dict:
     import torch
 
-    from dfdistill.artifacts import ArtifactCache
+    from dfdistill.core.artifacts import ArtifactCache
     from dfdistill.data.real import RealData
-    from dfdistill.memory import configure_memory, MemoryConfig
+    from dfdistill.engine.memory import configure_memory, MemoryConfig
     from dfdistill.methods.base import build_context
     from dfdistill.methods.dc import DCConfig, GradientMatching
     from dfdistill.methods.dm import DM, DMConfig

@@ -109,7 +109,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:
-        from dfdistill.artifacts import atomic_write_text
+        from dfdistill.core.artifacts import atomic_write_text
 
         atomic_write_text(a.out, text)
 

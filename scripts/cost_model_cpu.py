@@ -138,7 +138,7 @@ def predict(overrides: list[str]) -> dict[str, float]:
 def measure(overrides: list[str], work: Path) -> float:
     """CPU seconds of the run's modelled stages, in this process (the machine is shared: wall time
     would measure the other jobs too). The data stage is run first and not counted."""
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
     from dfdistill.sweeps.plan import Job, job_config
 
     from omegaconf import open_dict

@@ -132,7 +132,7 @@ import tempfile
 device, ds, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 from omegaconf import open_dict
 from dfdistill.config.compose import compose_run_config
-from dfdistill.pipeline import run
+from dfdistill.run.pipeline import run
 methods = sorted(p.stem for p in Path("conf/method").glob("*.yaml"))
 rows = [f"# GPU check: every method at profile=smoke ({ds}, device={device})", "",
         "| method | status | acc mean | s/iter | peak MB | seconds |", "|---|---|---|---|---|---|"]

@@ -34,7 +34,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf, open_dict  # noqa: E402
 
-from dfdistill.errors import ConfigError, DataError  # noqa: E402
+from dfdistill.core.errors import ConfigError, DataError  # noqa: E402
 from dfdistill.reporting.collect import DIVERSITY_FILE, collect  # noqa: E402
 
 
@@ -53,13 +53,13 @@ def planned(a: argparse.Namespace) -> tuple[Path, list]:
 def write_diversity(r, out: Path, n_strata: int) -> Path:
     """Loss scores (cached, as pruning=loss computes them) -> per-stratum diversity -> out/diversity.json;
     kept when it already holds this config's rows (`key`), so a rerun recomputes nothing."""
-    from dfdistill.artifacts import ArtifactCache
+    from dfdistill.core.artifacts import ArtifactCache
     from dfdistill.data.datasets import load_dataset
     from dfdistill.models.factory import make_model_factory
     from dfdistill.pruning.analysis import stratum_diversity
     from dfdistill.pruning.static import real_scores
-    from dfdistill.runtime import resolve_device
-    from dfdistill.training import embed_all
+    from dfdistill.engine.runtime import resolve_device
+    from dfdistill.engine.training import embed_all
 
     cfg, key = r.cfg, r.result_key
     path = out / DIVERSITY_FILE
@@ -109,7 +109,7 @@ def diversity_main(a: argparse.Namespace) -> Path:
 def initial_set(rec: dict, workdir: Path) -> dict:
     """The synthetic set a run started from: the run's own config with 0 iterations and stage=distill,
     so the method's init (seeded, after the same static pruning) is saved and nothing is trained."""
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     cfg = OmegaConf.create(rec["config"])
     with open_dict(cfg):

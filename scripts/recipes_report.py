@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from omegaconf import OmegaConf  # noqa: E402
 
 from dfdistill.config.resolve import resolve_config  # noqa: E402
-from dfdistill.log import log  # noqa: E402
+from dfdistill.core.log import log  # noqa: E402
 from dfdistill.recipes import load_recipes  # noqa: E402
 from dfdistill.reporting.layouts import SPECS  # noqa: E402
 from dfdistill.reporting.provenance import header_lines, relative  # noqa: E402

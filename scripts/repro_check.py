@@ -75,7 +75,7 @@ ONE = {"OMP_NUM_THREADS": "1"}
 COLD_ON = "compile=on, cold compile cache"
 # name -> (extra overrides, env, busy processes, cache shared with variant, compared with variant (None: reference)).
 # A rerun over a warm cache passes force=true: it must distil again, not reuse the set the first run
-# indexed (dfdistill/distilled.py), or it would compare a set with itself.
+# indexed (dfdistill/run/distilled.py), or it would compare a set with itself.
 VARIANTS = {
     "reference": ([], ONE, 0, None, None),
     "same command again, 2 busy processes beside it, warm caches": (["force=true"], ONE, 2, "reference", None),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dfdistill.artifacts import atomic_write_text  # noqa: E402
+from dfdistill.core.artifacts import atomic_write_text  # noqa: E402
 from dfdistill.reporting.build import build_table  # noqa: E402
 from dfdistill.reporting.cells import distinct  # noqa: E402
 from dfdistill.reporting.collect import ARCHIVE_FILE, collect, read_archive  # noqa: E402

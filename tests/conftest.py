@@ -81,7 +81,7 @@ def resolved(tmp_path_factory) -> Callable[[list[str]], DictConfig]:
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Artifacts of tests never touch the user's cache. Experts and scores are shared across tests (content
-    keys, same bytes either way); finished distillations are not (dfdistill.distilled), or whether a test
+    keys, same bytes either way); finished distillations are not (dfdistill.run.distilled), or whether a test
     distils would depend on which tests ran before it."""
     cache = tmp_path_factory.getbasetemp() / "cache"
     monkeypatch.setenv("DFDISTILL_CACHE", str(cache))
@@ -96,9 +96,9 @@ def interrupted_then_resumed(compose_cfg, tmp_path: Path, monkeypatch, method_cl
     """Run `args` straight through, and again with `method_cls.step` raising at `crash_at` followed by a
     plain rerun of the same config (which resumes from the checkpoint). Returns (straight synthetic.pt,
     resumed synthetic.pt, the resumed run's record); the caller compares them."""
-    from dfdistill.artifacts import load_tensor_file
-    from dfdistill.checkpoint import CHECKPOINT_FILE
-    from dfdistill.pipeline import run
+    from dfdistill.core.artifacts import load_tensor_file
+    from dfdistill.run.checkpoint import CHECKPOINT_FILE
+    from dfdistill.run.pipeline import run
 
     run(compose_cfg(args, tmp_path / "straight"))
     real_step = method_cls.step

@@ -63,6 +63,6 @@ def test_no_import_runs_up_the_layers():
 
 
 @pytest.mark.parametrize("module,expected", [("dfdistill.methods.dc", 5), ("dfdistill.config.resolve", 7),
-                                             ("dfdistill.config.schema", 1), ("dfdistill.data.loaders.digits", 2)])
+                                             ("dfdistill.schema.groups", 1), ("dfdistill.data.loaders.digits", 2)])
 def test_layer_lookup(module, expected):
     assert layer_of(module) == expected

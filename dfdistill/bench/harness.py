@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig
 
-from dfdistill.artifacts import ArtifactCache
+from dfdistill.core.artifacts import ArtifactCache
 from dfdistill.bench.baseline import baseline_class
 from dfdistill.config.resolve import resolve_run
 from dfdistill.methods.base import DistillContext, Distiller, build_context
@@ -69,8 +69,8 @@ def build_setup(cfg: DictConfig, out_dir: Path) -> Setup:
     """resolve -> load_dataset -> make_model_factory -> static pruning -> adaptive -> context."""
     from dfdistill.data.datasets import load_dataset
     from dfdistill.models.factory import make_model_factory
-    from dfdistill.runtime import configure_runtime, resolve_device, seed_everything
-    from dfdistill.training import configure_speed
+    from dfdistill.engine.runtime import configure_runtime, resolve_device, seed_everything
+    from dfdistill.engine.training import configure_speed
     from dfdistill.pruning import apply_static_pruning, build_adaptive
 
     r = resolve_run(cfg)

@@ -23,8 +23,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 
-from dfdistill.config.renames import check_overrides
-from dfdistill.config.options import CONF_DIR, method_schemas_by_option
+from dfdistill.schema.renames import check_overrides
+from dfdistill.schema.options import CONF_DIR, method_schemas_by_option
 from dfdistill.config.store import register_configs
 
 _CACHE_SIZE = 512  # composed configs kept (a few hundred KB each at most)
@@ -36,7 +36,7 @@ apply_values = ConfigLoaderImpl._apply_overrides_to_config  # Hydra's own step a
 def _registry_state() -> Hashable:
     """What register_configs stores: every method's schema and every backbone's constructor."""
     from dfdistill.models import MODELS
-    from dfdistill.registry import METHODS
+    from dfdistill.core.registry import METHODS
 
     return (tuple((e.name, id(e.meta["config"])) for e in METHODS), tuple((e.name, id(e.obj)) for e in MODELS))
 

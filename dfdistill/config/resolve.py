@@ -19,17 +19,17 @@ from typing import Any, Iterable, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dfdistill.config.options import CONF_DIR, load_option, method_schemas_by_option  # noqa: F401 (re-exported)
+from dfdistill.schema.options import CONF_DIR, load_option, method_schemas_by_option  # noqa: F401 (re-exported)
 from dfdistill.config.identity import (  # noqa: F401 (re-exported: the identities live in config/identity.py)
     EVAL_KEYS, NON_SEMANTIC_KEYS, dataset_identity, distill_key, eval_identity, identity, inputs_identity,
     method_identity, result_key,
 )
 from dfdistill.config.resolved import ResolvedRun
-from dfdistill.config.schema import (  # noqa: F401 (checked: re-exported)
+from dfdistill.schema.groups import (  # noqa: F401 (checked: re-exported)
     DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig, RunConfig, checked, typed,
 )
 from dfdistill.data.spec import dataset_of, with_absolute_root  # noqa: F401 (dataset_of: re-exported)
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 
 GROUPS = ("dataset", "backbone", "method", "pruning", "eval", "profile", "logger")
 
@@ -120,7 +120,7 @@ def apply_recipes(cfg: DictConfig, keys: set[str], groups: set[str]) -> dict[str
 
     out: dict[str, Any] = {}
     ds, ipc = paper_dataset(cfg), int(cfg.ipc)
-    from dfdistill.registry import METHODS
+    from dfdistill.core.registry import METHODS
 
     option = str(cfg.method.name)  # a registered option is served by its own name; a YAML variant also by its schema's
     names = (option,) if option in METHODS else (option, method_schema(cfg))
@@ -228,7 +228,7 @@ def method_class(cfg: DictConfig) -> type:
 
 def method_class_of(node: DictConfig) -> type:
     """The registered class of a method node, by its `name` (a `_target_` it still spells must agree)."""
-    from dfdistill.registry import method_entry
+    from dfdistill.core.registry import method_entry
 
     name = node.get("name")
     if not name:
@@ -268,7 +268,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     """Every group against its one schema (range checks included), then cross-group rules; returns the
     typed parts (ResolvedRun's fields: top, dataset, backbone, method_cls, method, pruning, eval, ...)."""
     from dfdistill.pruning.config import PruningConfig
-    from dfdistill.registry import in_loop_pruning_methods
+    from dfdistill.core.registry import in_loop_pruning_methods
 
     parts: dict[str, Any] = {"top": check_top_level(cfg), "dataset": checked(DatasetConfig, cfg.dataset, "dataset"),
                              "eval": checked(EvalConfig, cfg.eval, "eval"),

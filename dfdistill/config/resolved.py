@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dfdistill.config.schema import DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig, RunConfig
+from dfdistill.schema.groups import DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig, RunConfig
 from dfdistill.pruning.config import PruningConfig
 
 

@@ -16,7 +16,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from dfdistill.config.schema import DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig
+from dfdistill.schema.groups import DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig
 
 _SHAPE_ARGS = ("channels", "num_classes", "image_size")
 _SIMPLE = {"int": int, "float": float, "bool": bool, "str": str}
@@ -48,8 +48,8 @@ def register_configs() -> None:
     global _registered
     from dfdistill.models import MODELS
     from dfdistill.pruning.config import PruningConfig
-    from dfdistill.registry import METHODS
-    from dfdistill.rundir import register_resolvers
+    from dfdistill.core.registry import METHODS
+    from dfdistill.core.rundir import register_resolvers
 
     if _registered == (tuple(e.name for e in METHODS), tuple(MODELS.names())):
         return

@@ -19,16 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dfdistill.artifacts import ArtifactCache, config_key
-from dfdistill.config.schema import DatasetConfig
+from dfdistill.core.artifacts import ArtifactCache, config_key
+from dfdistill.schema.groups import DatasetConfig
 from dfdistill.data import image_folder as imf
 from dfdistill.data.image_folder import Split
 from dfdistill.data.real import RealData
 from dfdistill.data.registry import get_loader
 from dfdistill.data.spec import dataset_of
 from dfdistill.data.storage import canonical_device, choose_storage
-from dfdistill.errors import ConfigError, DataError
-from dfdistill.log import log
+from dfdistill.core.errors import ConfigError, DataError
+from dfdistill.core.log import log
 
 _CHUNK = 4096  # rows per pass when converting / summarising the split (bounds the float temporaries)
 

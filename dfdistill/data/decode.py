@@ -18,8 +18,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from dfdistill.errors import DataError
-from dfdistill.log import log
+from dfdistill.core.errors import DataError
+from dfdistill.core.log import log
 
 CHUNK = 256  # files per task: large enough to amortise IPC, small enough for an even finish
 

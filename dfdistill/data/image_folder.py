@@ -17,10 +17,10 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from dfdistill.artifacts import ArtifactCache, config_key
+from dfdistill.core.artifacts import ArtifactCache, config_key
 from dfdistill.data.decode import decode_files
 from dfdistill.data.split_cache import SUFFIX, load_cached_split, save_split
-from dfdistill.errors import DataError
+from dfdistill.core.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 CACHE_KIND = "datasets"

@@ -1,4 +1,4 @@
-"""Dataset loaders in the shared registry (`dfdistill.registry.DATASETS`): `@register_dataset("name")` on a
+"""Dataset loaders in the shared registry (`dfdistill.core.registry.DATASETS`): `@register_dataset("name")` on a
 loader; every module in `dfdistill.data.loaders` is imported on first use, so a new dataset is one
 loader module plus `conf/dataset/<name>.yaml`.
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Optional
 
-from dfdistill.registry import DATASETS, register_dataset
+from dfdistill.core.registry import DATASETS, register_dataset
 
 if TYPE_CHECKING:
-    from dfdistill.artifacts import ArtifactCache
-    from dfdistill.config.schema import DatasetConfig
+    from dfdistill.core.artifacts import ArtifactCache
+    from dfdistill.schema.groups import DatasetConfig
     from dfdistill.data.image_folder import Split
 
 Loader = Callable[["DatasetConfig", Optional["ArtifactCache"]], tuple["Split", "Split"]]

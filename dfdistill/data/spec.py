@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from dfdistill.config.schema import DatasetConfig, checked
-from dfdistill.errors import ConfigError, DataError
+from dfdistill.schema.groups import DatasetConfig, checked
+from dfdistill.core.errors import ConfigError, DataError
 
 
 def _original_cwd() -> Path:

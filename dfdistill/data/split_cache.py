@@ -19,8 +19,8 @@ from typing import Any, BinaryIO, Optional
 import torch
 from torch import Tensor
 
-from dfdistill.artifacts import atomic_writer
-from dfdistill.log import log
+from dfdistill.core.artifacts import atomic_writer
+from dfdistill.core.log import log
 
 MAGIC = b"DFDSPLIT1\n"
 SUFFIX = ".split"

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dfdistill.errors import DataError
+from dfdistill.core.errors import DataError
 
 # The split may take at most this share of the device's free memory under storage=auto; the rest
 # is for the networks, activations and synthetic set.

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from dfdistill import compiled
+from dfdistill.engine import compiled
 from dfdistill.data.real import RealData
-from dfdistill.memory import rows_per_pass
-from dfdistill.training import NetGroup, Schedule, ensemble_enabled, train_group
+from dfdistill.engine.memory import rows_per_pass
+from dfdistill.engine.training import NetGroup, Schedule, ensemble_enabled, train_group
 
 
 @dataclass

@@ -17,11 +17,12 @@ import torch
 from omegaconf import MISSING
 from torch import Tensor, nn
 
-from dfdistill.artifacts import ArtifactCache
-from dfdistill.data.augment import ClassDraw, build_augment
+from dfdistill.core.artifacts import ArtifactCache
+from dfdistill.data.augment.class_draw import ClassDraw
+from dfdistill.data.augment import build_augment
 from dfdistill.data.real import RealData
-from dfdistill.errors import ConfigError, DataError
-from dfdistill.memory import classes_per_pass
+from dfdistill.core.errors import ConfigError, DataError
+from dfdistill.engine.memory import classes_per_pass
 from dfdistill.methods.chunks import ClassBatch
 from dfdistill.methods.sampling import device_generator, per_class_rows
 

@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from dfdistill.memory import class_ranges
+from dfdistill.engine.memory import class_ranges
 
 Build = Callable[[int, int], Tensor]  # (lo, hi) -> (hi - lo, B, ...) batch of classes lo..hi-1
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dfdistill.artifacts import config_key
+from dfdistill.core.artifacts import config_key
 from dfdistill.methods.base import Distiller, MethodConfig
-from dfdistill.training import embed_all, train_epochs
-from dfdistill.registry import register_method
+from dfdistill.engine.training import embed_all, train_epochs
+from dfdistill.core.registry import register_method
 
 
 @dataclass

@@ -28,9 +28,9 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from dfdistill.data.augment import ClassDraw
-from dfdistill.errors import ConfigError
-from dfdistill.training import train_epochs
+from dfdistill.data.augment.class_draw import ClassDraw
+from dfdistill.core.errors import ConfigError
+from dfdistill.engine.training import train_epochs
 from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed
 from dfdistill.methods.chunks import Batch, ClassBatch, backward_in_chunks, materialize
 from dfdistill.methods.matching import (
@@ -38,7 +38,7 @@ from dfdistill.methods.matching import (
     freeze_batchnorm_rows, gm_objective, has_batchnorm, loop_distance,
 )
 from dfdistill.methods.sampling import per_class_rows, valid_rows
-from dfdistill.registry import register_method
+from dfdistill.core.registry import register_method
 
 @dataclass
 class DCConfig(MethodConfig):

@@ -52,12 +52,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.methods.dc import DCConfig, GradientMatching, MatchStep
 from dfdistill.methods.matching import batched_gradient_distance, class_gradients
 from dfdistill.scoring.empirical import ScoringConfig, compute_scores
 from dfdistill.scoring.gradnorm import hardness, per_sample_loss_and_grad_norm
-from dfdistill.registry import register_method
+from dfdistill.core.registry import register_method
 
 VARIANTS = ("full", "distill_only", "filter_then_distill", "filter_only", "random")
 MASK_RULES = ("normalized", "sgd")

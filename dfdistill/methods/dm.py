@@ -19,14 +19,14 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from dfdistill import compiled
+from dfdistill.engine import compiled
 from dfdistill.methods.base import ImageDistiller, MethodConfig, draw_seed
 from dfdistill.methods.batchnorm import batch_statistics, set_statistics
 from dfdistill.methods.chunks import ClassBatch, backward_in_chunks
 from dfdistill.methods.matching import dm_objective, has_batchnorm
 from dfdistill.methods.sampling import per_class_rows
-from dfdistill.registry import register_method
-from dfdistill.runtime import autocast
+from dfdistill.core.registry import register_method
+from dfdistill.engine.runtime import autocast
 
 
 @dataclass

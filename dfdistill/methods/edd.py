@@ -33,16 +33,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dfdistill.errors import ConfigError
-from dfdistill.memory import rows_per_pass
+from dfdistill.core.errors import ConfigError
+from dfdistill.engine.memory import rows_per_pass
 from dfdistill.methods.base import Distiller, class_rows, draw_seed
 from dfdistill.methods.dc import DCConfig, GradientMatching, MatchStep
 from dfdistill.methods.idc import IDC, IDCConfig
 from dfdistill.methods.chunks import backward_in_chunks
 from dfdistill.methods.matching import detached_params
 from dfdistill.methods.sampling import per_class_rows
-from dfdistill.training import train_epochs
-from dfdistill.registry import register_method
+from dfdistill.engine.training import train_epochs
+from dfdistill.core.registry import register_method
 
 BASES = ("idc", "dsa")
 NET_DATA = ("full", "pool")

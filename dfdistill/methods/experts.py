@@ -21,10 +21,10 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from dfdistill.artifacts import config_key
-from dfdistill.errors import ConfigError
+from dfdistill.core.artifacts import config_key
+from dfdistill.core.errors import ConfigError
 from dfdistill.methods.base import DistillContext
-from dfdistill.training import Schedule, ensemble_enabled, train_together
+from dfdistill.engine.training import Schedule, ensemble_enabled, train_together
 
 KIND = "experts"
 EXPERT_GROUP = 10  # experts trained together when ensembles are on (bounds the stacked activations)

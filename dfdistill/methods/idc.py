@@ -25,13 +25,13 @@ from torch import Tensor
 
 from dfdistill.data.augment import build_augment
 from dfdistill.data.real import RealData
-from dfdistill.errors import ConfigError
-from dfdistill.losses import cutmix_or_plain_loss
+from dfdistill.core.errors import ConfigError
+from dfdistill.engine.losses import cutmix_or_plain_loss
 from dfdistill.methods.base import Distiller, MethodConfig, ProfileCap, class_major_labels, draw_seed
 from dfdistill.methods.matching import (
     batched_gradient_distance, class_gradients, detached_params, freeze_batchnorm_rows, gm_objective, has_batchnorm,
 )
-from dfdistill.registry import register_method
+from dfdistill.core.registry import register_method
 
 
 @dataclass

@@ -50,15 +50,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dfdistill.data.real import RealData
-from dfdistill.errors import ConfigError, DataError
-from dfdistill.memory import rows_per_pass
+from dfdistill.core.errors import ConfigError, DataError
+from dfdistill.engine.memory import rows_per_pass
 from dfdistill.methods.base import (
     ImageDistiller, MethodConfig, check_positive, class_major_labels, draw_seed, init_synthetic,
 )
 from dfdistill.methods.dm import weighted_class_means
 from dfdistill.methods.idc import decode
 from dfdistill.methods.matching import dm_objective
-from dfdistill.registry import register_method
+from dfdistill.core.registry import register_method
 
 
 @dataclass

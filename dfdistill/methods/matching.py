@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from dfdistill import compiled
+from dfdistill.engine import compiled
 from dfdistill.data.real import RealData
-from dfdistill.losses import weighted_ce
-from dfdistill.memory import rows_per_pass
+from dfdistill.engine.losses import weighted_ce
+from dfdistill.engine.memory import rows_per_pass
 from dfdistill.methods.batchnorm import Chunks, batch_statistics, set_statistics
 
 GradDict = dict[str, Tensor]

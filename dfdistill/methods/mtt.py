@@ -24,11 +24,11 @@ from typing import Any, Callable, ClassVar, Optional
 import torch
 from torch import Tensor
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.methods.base import ImageDistiller, MethodConfig, ProfileCap, draw_seed
 from dfdistill.methods.experts import ExpertBank, ExpertSettings, functional_net, pick, start_epoch_bound
-from dfdistill.losses import weighted_ce
-from dfdistill.registry import register_method
+from dfdistill.engine.losses import weighted_ce
+from dfdistill.core.registry import register_method
 
 # One student step's data: (row indices into the synthetic set, augmentation seed or None).
 Plan = list[tuple[Tensor, Optional[int]]]

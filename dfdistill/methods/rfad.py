@@ -54,13 +54,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.evaluation.finite_nn import centred_one_hot, evaluate_finite_nn, validation_rows
 from dfdistill.methods.base import (
     Distiller, MethodConfig, ProfileCap, check_positive, class_major_labels, draw_seed, init_synthetic,
 )
 from dfdistill.models import build_model
-from dfdistill.registry import register_method
+from dfdistill.core.registry import register_method
 
 
 @dataclass

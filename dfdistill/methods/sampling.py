@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from dfdistill.data.real import RealData
-from dfdistill.errors import DataError
+from dfdistill.core.errors import DataError
 
 _tables: "weakref.WeakKeyDictionary[RealData, tuple[Tensor, Tensor]]" = weakref.WeakKeyDictionary()
 

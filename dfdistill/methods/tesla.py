@@ -36,9 +36,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dfdistill.losses import weighted_ce
+from dfdistill.engine.losses import weighted_ce
 from dfdistill.methods.mtt import MTTConfig, Plan, StudentFn, TrajectoryMatching, normalized_distance, student_batch
-from dfdistill.registry import register_method
+from dfdistill.core.registry import register_method
 
 
 @dataclass

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.methods.base import Distiller, MethodConfig
-from dfdistill.registry import register_method
+from dfdistill.core.registry import register_method
 
 
 @dataclass

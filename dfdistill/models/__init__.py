@@ -2,7 +2,7 @@
 
 Every constructor takes ``(channels, num_classes, image_size, **options)`` so the pipeline can build
 any backbone from the dataset's shape plus the ``conf/backbone/NAME.yaml`` options through
-:func:`build_model`. The registry is the shared one (``dfdistill.registry.BACKBONES``).
+:func:`build_model`. The registry is the shared one (``dfdistill.core.registry.BACKBONES``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any, Callable
 
 from torch import nn
 
-from dfdistill.errors import ConfigError
-from dfdistill.registry import BACKBONES, register_backbone
+from dfdistill.core.errors import ConfigError
+from dfdistill.core.registry import BACKBONES, register_backbone
 
-MODELS = BACKBONES  # the backbone registry (dfdistill.registry): name -> Entry(constructor, meta)
+MODELS = BACKBONES  # the backbone registry (dfdistill.core.registry): name -> Entry(constructor, meta)
 register = register_backbone  # `@register("name")` on a constructor (modules of this package use it)
 
 

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from dfdistill.errors import DataError
+from dfdistill.core.errors import DataError
 from dfdistill.models import register
 
 NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none")

@@ -13,8 +13,8 @@ from typing import Any, Callable, Protocol
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dfdistill.errors import ConfigError, DataError
-from dfdistill.runtime import prepare_model
+from dfdistill.core.errors import ConfigError, DataError
+from dfdistill.engine.runtime import prepare_model
 
 ModelFactory = Callable[[int], torch.nn.Module]
 BACKBONE_DIR = Path(__file__).resolve().parents[2] / "conf" / "backbone"
@@ -67,7 +67,7 @@ def check_backbone_fits(factory: ModelFactory, images: torch.Tensor, num_classes
 
 def backbone_config(name: str, role: str = "eval.cross_arch entry") -> DictConfig:
     """conf/backbone/<name>.yaml as a config node (for backbones named in a list, e.g. cross-arch)."""
-    from dfdistill.config.options import load_option  # the YAML with its defaults chain (schema entry dropped)
+    from dfdistill.schema.options import load_option  # the YAML with its defaults chain (schema entry dropped)
 
     path = BACKBONE_DIR / f"{name}.yaml"
     if not path.exists():

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from dfdistill.data.real import RealData
 from dfdistill.pruning.config import PruningConfig
-from dfdistill.registry import pruner_class
+from dfdistill.core.registry import pruner_class
 
 
 def apply_static_pruning(pcfg: PruningConfig, train: RealData, factory, cache, seed: int,

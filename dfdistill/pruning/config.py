@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.pruning.ite import ITEConfig
-from dfdistill.registry import pruner_class
+from dfdistill.core.registry import pruner_class
 from dfdistill.scoring.empirical import ScoringConfig
 
 

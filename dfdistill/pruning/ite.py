@@ -59,9 +59,9 @@ from torch import Tensor
 from torch.func import grad, vjp, vmap
 
 from dfdistill.data.real import RealData
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.methods.matching import MetaLoss, MetaObjective
-from dfdistill.registry import pruner_class, register_pruner
+from dfdistill.core.registry import pruner_class, register_pruner
 
 
 @dataclass

@@ -16,11 +16,11 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from dfdistill.artifacts import config_key
+from dfdistill.core.artifacts import config_key
 from dfdistill.data.real import RealData
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.pruning.config import PruningConfig
-from dfdistill.registry import register_pruner
+from dfdistill.core.registry import register_pruner
 from dfdistill.scoring.empirical import cached_scores
 
 KEEP_LIST_MAX = 5000

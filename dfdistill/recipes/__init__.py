@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 
 RECIPE_DIR = Path(__file__).resolve().parent
 GROUPS = ("dataset", "backbone", "method", "pruning", "eval", "profile", "logger")

@@ -31,10 +31,10 @@ from typing import Mapping, Optional
 
 import pandas as pd
 
-from dfdistill.errors import ConfigError
-from dfdistill.registry import dataset_label
-from dfdistill.registry import method_label as registered_label
-from dfdistill.registry import pruning_label as registered_pruning_label
+from dfdistill.core.errors import ConfigError
+from dfdistill.core.registry import dataset_label
+from dfdistill.core.registry import method_label as registered_label
+from dfdistill.core.registry import pruning_label as registered_pruning_label
 from dfdistill.reporting.paper import UNPLACED, PaperValue, gain, ite_part, table_rows, train_hours, unplaced
 
 KINDS = ("accuracy", "max_ratio", "best_ratio", "timing", "large_scale", "arrows", "strata", "diversity")

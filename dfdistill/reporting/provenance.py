@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-from dfdistill.runtime import code_version
+from dfdistill.engine.runtime import code_version
 
 REPO = Path(__file__).resolve().parents[2]
 # an absolute path of some machine: /work/..., /home/u/..., /tmp/x, C:\... (a '/' between words is no path)

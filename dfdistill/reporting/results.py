@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dfdistill.artifacts import atomic_write_text, atomic_writer
-from dfdistill.errors import DataError
+from dfdistill.core.artifacts import atomic_write_text, atomic_writer
+from dfdistill.core.errors import DataError
 
 RESULTS_FILE = "results.jsonl"
 

@@ -12,7 +12,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from dfdistill.data.real import RealData
-from dfdistill.registry import register_scorer
+from dfdistill.core.registry import register_scorer
 from dfdistill.scoring.gradnorm import hardness, per_sample_loss, per_sample_loss_and_grad_norm
 
 

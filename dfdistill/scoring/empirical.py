@@ -15,11 +15,11 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from dfdistill.artifacts import ArtifactCache, config_key
+from dfdistill.core.artifacts import ArtifactCache, config_key
 from dfdistill.data.real import RealData
-from dfdistill.errors import ConfigError
-from dfdistill.registry import SCORERS
-from dfdistill.training import Schedule, train_together
+from dfdistill.core.errors import ConfigError
+from dfdistill.core.registry import SCORERS
+from dfdistill.engine.training import Schedule, train_together
 
 
 @dataclass

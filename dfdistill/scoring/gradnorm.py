@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from dfdistill.memory import rows_per_pass
+from dfdistill.engine.memory import rows_per_pass
 
 
 def default_chunk(device: torch.device) -> int:

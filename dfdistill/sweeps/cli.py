@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from dfdistill.errors import ConfigError, DfdistillError
-from dfdistill.preflight import check_datasets
+from dfdistill.core.errors import ConfigError, DfdistillError
+from dfdistill.run.preflight import check_datasets
 from dfdistill.reporting.cells import DEFAULT_RULE, check_rule
 from dfdistill.sweeps import feasible, jobsets, preview
 from dfdistill.sweeps.gpus import jobs_arg
@@ -108,7 +108,7 @@ def print_coverage(a: argparse.Namespace, overrides: list[str], adds: list[list[
 def build(a: argparse.Namespace, sweep_dir: Path, skipped: Optional[dict[str, str]] = None) -> Optional[dict]:
     if a.no_table:
         return None
-    from dfdistill.tables import build_table
+    from dfdistill.reporting.build import build_table
 
     t = build_table(sweep_dir, exp=a.exp, out_dir=a.out or sweep_dir, name=a.name, paper_dataset=a.paper_dataset,
                     rule=a.rule, command=getattr(a, "command", None), skipped=skipped)

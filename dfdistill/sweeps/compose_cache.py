@@ -17,8 +17,8 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from dfdistill.config.compose import apply_values, compose_run_config, split_overrides
-from dfdistill.config.options import CONF_DIR, method_schemas_by_option
-from dfdistill.config.renames import check_overrides
+from dfdistill.schema.options import CONF_DIR, method_schemas_by_option
+from dfdistill.schema.renames import check_overrides
 
 
 def is_group_override(line: str) -> bool:

@@ -68,7 +68,7 @@ def target_jobs(exp: str, profile: str, overrides: Optional[list[str]] = None,
 
 @lru_cache(maxsize=None)
 def _option(group: str, option: str) -> dict:
-    from dfdistill.config.options import load_option
+    from dfdistill.schema.options import load_option
 
     return OmegaConf.to_container(load_option(group, option), resolve=False)
 

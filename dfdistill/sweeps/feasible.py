@@ -7,7 +7,7 @@ skips such a job before launch instead, names it once, and the table lists it as
 
 The count is an upper bound read from the config (`dataset.max_train_per_class` after the profile,
 then the static pruning's per-class rule); with no cap the dataset's own size is unknown here and
-the job is assumed to fit (the run itself still checks, dfdistill/preflight.py).
+the job is assumed to fit (the run itself still checks, dfdistill/run/preflight.py).
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ def launch_local(jobs: list[Job], n_parallel: Union[int, str] = "auto", devices:
 
 def launch_inprocess(jobs: list[Job]) -> list[int]:
     """Run each job's pipeline in this process (tests, debugging)."""
-    from dfdistill.errors import DfdistillError
-    from dfdistill.pipeline import run
+    from dfdistill.core.errors import DfdistillError
+    from dfdistill.run.pipeline import run
 
     rcs = []
     for job in jobs:

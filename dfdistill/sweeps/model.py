@@ -11,9 +11,9 @@ device (`devices.yaml`) = (FLOPs / peak FLOP/s + bytes written / memory bandwidt
 ops x op time: arithmetic, memory traffic (normalisation, activation, pooling and augmentation
 layers have bytes but almost no FLOPs; at small widths they are most of the time) and dispatch,
 with ONE efficiency factor per device. Memory =
-the largest single call (activations x the pass kind's factor from dfdistill.memory) + parameters,
+the largest single call (activations x the pass kind's factor from dfdistill.engine.memory) + parameters,
 gradients and optimiser state + the synthetic set; passes a method splits by class (DC, DM, IDC
-real side) are counted at the size the memory budget lets them have (dfdistill.memory), passes it
+real side) are counted at the size the memory budget lets them have (dfdistill.engine.memory), passes it
 cannot split (MTT's unrolled student steps) at full size: those are the jobs that do not fit.
 The real data split itself is not counted (`dataset.storage: auto` keeps it on the host when it
 does not fit the device).
@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from dfdistill.memory import PASS_FACTOR
+from dfdistill.engine.memory import PASS_FACTOR
 from dfdistill.sweeps.passes import PassCost, augment_cost, backbone_cost
 
 DEVICES_FILE = Path(__file__).with_name("devices.yaml")
@@ -73,7 +73,7 @@ def devices() -> dict[str, Device]:
 
 
 def device(name: str) -> Device:
-    from dfdistill.errors import ConfigError
+    from dfdistill.core.errors import ConfigError
 
     if name not in devices():
         raise ConfigError(f"unknown --gpu {name!r}; use one of {', '.join(devices())}")
@@ -292,7 +292,7 @@ def estimate(cfg: Any, dev: Device) -> JobCost:
     work = job_work(cfg)
     out = JobCost()
     share = float((cfg.get("memory") or {}).get("device_memory_fraction", 0.5))
-    budget = share * dev.memory_gb * 1e9  # what one split pass may plan for (dfdistill/memory.py)
+    budget = share * dev.memory_gb * 1e9  # what one split pass may plan for (dfdistill/engine/memory.py)
     fixed, fixed_why = 0.0, ""
     C = int(cfg.dataset.num_classes)
     img = int(cfg.dataset.channels) * int(cfg.dataset.image_size) ** 2 * 4

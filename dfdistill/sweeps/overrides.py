@@ -17,7 +17,7 @@ from typing import Iterable
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 
 
 def parse(lines: Iterable[str]) -> list[Override]:

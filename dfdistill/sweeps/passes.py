@@ -6,7 +6,7 @@ what a pass costs per row is counted here once per (architecture, input shape) o
 (no memory, no compute): FLOPs by `torch.utils.flop_counter.FlopCounterMode`, the number of aten
 ops one call dispatches (each is a kernel launch on a GPU, a Python/dispatch round trip on a CPU),
 and the activation bytes one row keeps (every op output of the forward: what autograd saves, an
-upper bound of the allocator's peak). Three kinds of pass, as in `dfdistill.memory.PASS_FACTOR`:
+upper bound of the allocator's peak). Three kinds of pass, as in `dfdistill.engine.memory.PASS_FACTOR`:
 forward (no grad), backward (forward + backward, i.e. a training step) and double (a create_graph
 gradient that is itself differentiated: gradient matching's synthetic side, MTT's unrolled steps).
 Besides the arithmetic, each kind's bytes written per row (every op output: the memory traffic that

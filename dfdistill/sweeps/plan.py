@@ -155,7 +155,7 @@ def job_record(job: Job) -> Optional[dict[str, Any]]:
 
 def mark_done(job: Job) -> None:
     """done = the job dir's results.jsonl holds this exact resolved config (same config_key: the
-    distillation and its evaluation, as dfdistill.pipeline.run records it)."""
+    distillation and its evaluation, as dfdistill.run.pipeline.run records it)."""
     from dfdistill.config.resolve import distill_key, resolve_config, result_key
 
     if job.error is not None:

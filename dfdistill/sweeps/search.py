@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 from omegaconf import OmegaConf
 
-from dfdistill.preflight import check_datasets
+from dfdistill.run.preflight import check_datasets
 from dfdistill.reporting.cells import DEFAULT_RULE, MaxRatio, check_rule, distinct, keeps, max_ratio, rule_text
 from dfdistill.reporting.collect import ARCHIVE_FILE, read_archive
 from dfdistill.sweeps import feasible

@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dfdistill.config.options import load_option
+from dfdistill.schema.options import load_option
 from dfdistill.models import MODELS, build_model
 from dfdistill.models.factory import backbone_options
 

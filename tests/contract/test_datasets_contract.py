@@ -16,10 +16,10 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from dfdistill.config.options import CONF_DIR, load_option
+from dfdistill.schema.options import CONF_DIR, load_option
 from dfdistill.data.datasets import load_dataset
-from dfdistill.errors import ConfigError, DataError
-from dfdistill.registry import DATASETS
+from dfdistill.core.errors import ConfigError, DataError
+from dfdistill.core.registry import DATASETS
 
 CLASSES = ("ant", "bee")
 

@@ -28,13 +28,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfdistill.artifacts import ArtifactCache
+from dfdistill.core.artifacts import ArtifactCache
 from dfdistill.bench.harness import build_setup, make_distiller
 from dfdistill.config.compose import compose_run_config
 from dfdistill.data import real as real_mod
 from dfdistill.data import storage
-from dfdistill.runtime import gpu_settings, seed_everything
-from dfdistill.training import configure_ensemble
+from dfdistill.engine.runtime import gpu_settings, seed_everything
+from dfdistill.engine.training import configure_ensemble
 
 from conftest import ROOT
 METHODS = sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml"))
@@ -123,7 +123,7 @@ def test_staged_gather_equals_the_direct_gather():
 def test_forcing_really_switches_the_paths(method, paths, tmp_path, monkeypatch):
     """The forced variant takes the staged gather, the vmapped matching and batched networks (else the
     test above proves nothing); the CPU default takes none of them."""
-    from dfdistill import training
+    from dfdistill.engine import training
     from dfdistill.methods import dc as dc_mod
 
     setup = _setup(method, tmp_path)

@@ -14,12 +14,12 @@ import math
 import pytest
 import torch
 
-from dfdistill.artifacts import ArtifactCache
+from dfdistill.core.artifacts import ArtifactCache
 from dfdistill.config.resolve import resolve_run, swap_group
 from dfdistill.data.real import RealData
 from dfdistill.methods.base import build_context
 from dfdistill.models.factory import make_model_factory
-from dfdistill.registry import METHODS
+from dfdistill.core.registry import METHODS
 
 from conftest import compose_config
 

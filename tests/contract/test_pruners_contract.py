@@ -10,14 +10,14 @@ import copy
 import pytest
 import torch
 
-from dfdistill.artifacts import ArtifactCache
-from dfdistill.config.options import CONF_DIR, load_option
+from dfdistill.core.artifacts import ArtifactCache
+from dfdistill.schema.options import CONF_DIR, load_option
 from dfdistill.config.resolve import resolve_run, swap_group
 from dfdistill.data.real import RealData
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.models.factory import make_model_factory
 from dfdistill.pruning import apply_static_pruning, build_adaptive
-from dfdistill.registry import PRUNERS, pruner_class
+from dfdistill.core.registry import PRUNERS, pruner_class
 
 from conftest import compose_config
 

@@ -8,7 +8,7 @@ import torch
 
 from dfdistill.data.real import RealData
 from dfdistill.models import build_model
-from dfdistill.registry import SCORERS
+from dfdistill.core.registry import SCORERS
 from dfdistill.scoring.empirical import ScoringConfig
 
 N_PER_CLASS = 5

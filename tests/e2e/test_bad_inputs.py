@@ -1,6 +1,6 @@
 """Every bad input a new user tried: exit code 2 and one `error: ...` line that names the fix.
 
-All cases run the real entry point (run.py's @hydra.main through dfdistill.cli.main) in-process on the
+All cases run the real entry point (run.py's @hydra.main through dfdistill.entry.cli.main) in-process on the
 smoke profile; most fail before any data is loaded, the rest within a smoke run.
 """
 
@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dfdistill.checkpoint import CHECKPOINT_FILE
-from dfdistill.cli import main as cli_main
-from dfdistill.rundir import run_lock
+from dfdistill.run.checkpoint import CHECKPOINT_FILE
+from dfdistill.entry.cli import main as cli_main
+from dfdistill.core.rundir import run_lock
 from conftest import ROOT
 
 SMOKE = ["profile=smoke", "logger=none", "progress=false", "ipc=1"]
@@ -168,7 +168,7 @@ def test_read_only_disk(cli, monkeypatch, tmp_path):
     def read_only(*a, **k):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "run"))
 
-    monkeypatch.setattr("dfdistill.artifacts.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("dfdistill.core.artifacts.tempfile.mkstemp", read_only)
     _fails(cli, "give a writable hydra.run.dir=", "method=random")
 
 
@@ -215,7 +215,7 @@ def test_nan_names_the_command_that_continues(cli, monkeypatch, tmp_path):
 
 def test_mtt_divergence_signs_warn_once():
     """The issue's MTT run: loss 0.95 -> 8.8e6 and a learned lr of -145, each a warning, once."""
-    from dfdistill.divergence import DivergenceWatch
+    from dfdistill.engine.divergence import DivergenceWatch
 
     grow = DivergenceWatch("mtt")
     assert grow.update(0, 0.95, {"syn_lr": torch.tensor(0.01)}) is None
@@ -272,7 +272,7 @@ def test_read_only_run_dir_names_the_path(cli, monkeypatch, tmp_path):
 
 
 def test_huge_ipc_refused_from_its_estimated_size(cli, monkeypatch):
-    monkeypatch.setattr("dfdistill.preflight.available_bytes", lambda device: 2**30)  # 1 GiB free, on any machine
+    monkeypatch.setattr("dfdistill.run.preflight.available_bytes", lambda device: 2**30)  # 1 GiB free, on any machine
     allocated = []
     monkeypatch.setattr("dfdistill.methods.base.init_synthetic", lambda *a, **k: allocated.append(a))
     _fails(cli, "ipc=1000000 makes a synthetic set of 10000000 images", "ipc=1000000", "method.init=noise",
@@ -308,7 +308,7 @@ def test_ctrl_c_saves_a_checkpoint_first(cli, monkeypatch, tmp_path):
     _dm_step_hook(monkeypatch, 1, interrupt)
     rc, line = cli("method=dm", "profile.iterations=5")
     assert rc == 130 and "interrupted after iteration 2/5; checkpoint saved" in line, line  # 128 + SIGINT
-    from dfdistill.artifacts import load_tensor_file
+    from dfdistill.core.artifacts import load_tensor_file
 
     assert load_tensor_file(tmp_path / "run" / CHECKPOINT_FILE)["iteration"] == 2
 

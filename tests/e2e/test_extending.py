@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dfdistill.config.compose import compose_run_config
-from dfdistill.registry import METHODS, SCORERS, method_label
+from dfdistill.core.registry import METHODS, SCORERS, method_label
 
 PLUGIN = '''
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from dfdistill.methods.base import ImageDistiller, MethodConfig
-from dfdistill.registry import register_method, register_scorer
+from dfdistill.core.registry import register_method, register_scorer
 
 
 @dataclass
@@ -91,7 +91,7 @@ def test_toy_method_and_scorer_run_end_to_end_from_outside_the_package(toy_plugi
 
     from dfdistill.config.resolve import resolve_config
     from dfdistill.data.datasets import load_dataset
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     overrides = [f"hydra.searchpath=[file://{toy_plugin / 'conf'}]", "method=toy_mean", "pruning=toy_norm",
                  "dataset=digits", "ipc=1", "profile=smoke", "logger=none", "eval.compare_random=false"]

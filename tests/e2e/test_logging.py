@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
-from dfdistill.pipeline import run
+from dfdistill.run.pipeline import run
 from conftest import CONF, ROOT
 
 
@@ -28,7 +28,7 @@ def test_wandb_offline_run_lands_in_run_dir(tmp_path, monkeypatch):
 
 def test_logger_none_never_imports_wandb(tmp_path):
     code = (
-        "import sys; sys.path.insert(0, 'tests'); from conftest import compose_config; from dfdistill.pipeline import run; "
+        "import sys; sys.path.insert(0, 'tests'); from conftest import compose_config; from dfdistill.run.pipeline import run; "
         f"run(compose_config(['profile=smoke', 'ipc=1'], __import__('pathlib').Path(r'{tmp_path}') / 'r')); "
         "print('WANDB_LOADED' if 'wandb' in sys.modules else 'WANDB_ABSENT')"
     )
@@ -40,7 +40,7 @@ def test_run_log_holds_our_messages_and_errors(tmp_path, capsys):
     """Hydra's job log file gets the dfdistill messages (the summary, a skip, a one-line error)."""
     import importlib.util
 
-    from dfdistill.cli import main as cli_main
+    from dfdistill.entry.cli import main as cli_main
 
     spec = importlib.util.spec_from_file_location("dfdistill_run_entry", ROOT / "run.py")
     mod = importlib.util.module_from_spec(spec)

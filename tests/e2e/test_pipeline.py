@@ -14,10 +14,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dfdistill.artifacts import load_tensor_file
-from dfdistill.errors import ConfigError, DataError, DivergenceError
-from dfdistill.checkpoint import CHECKPOINT_FILE
-from dfdistill.pipeline import run
+from dfdistill.core.artifacts import load_tensor_file
+from dfdistill.core.errors import ConfigError, DataError, DivergenceError
+from dfdistill.run.checkpoint import CHECKPOINT_FILE
+from dfdistill.run.pipeline import run
 from conftest import ROOT
 
 SMOKE = ["profile=smoke", "dataset=digits"]
@@ -250,7 +250,7 @@ def _entry():
 
 
 def test_nan_instruction_really_continues_from_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    from dfdistill.cli import main as cli_main
+    from dfdistill.entry.cli import main as cli_main
     from dfdistill.methods.dm import DM
 
     real_step = DM.step
@@ -272,7 +272,7 @@ def test_nan_instruction_really_continues_from_the_last_good_checkpoint(tmp_path
 
 
 def test_ctrl_c_then_rerun_is_bit_identical_to_an_uninterrupted_run(compose_cfg, tmp_path, monkeypatch):
-    from dfdistill.errors import Interrupted
+    from dfdistill.core.errors import Interrupted
     from dfdistill.methods.dm import DM
 
     over = [*SMOKE, "method=dm", "ipc=1", "profile.iterations=6", "checkpoint_every=4", "stage=distill"]
@@ -296,7 +296,7 @@ def test_ctrl_c_then_rerun_is_bit_identical_to_an_uninterrupted_run(compose_cfg,
 
 
 def test_relaunched_sweep_lands_in_the_same_dir_and_skips_finished_jobs(tmp_path, monkeypatch, capsys):
-    from dfdistill.cli import main as cli_main
+    from dfdistill.entry.cli import main as cli_main
 
     monkeypatch.chdir(tmp_path)
     args = ["-m", "profile=smoke", "logger=none", "progress=false", "method=random", "ipc=1,2"]

@@ -14,8 +14,8 @@ import time
 import pytest
 import torch
 
-from dfdistill import compiled
-from dfdistill.pipeline import run
+from dfdistill.engine import compiled
+from dfdistill.run.pipeline import run
 
 ARGS = ["profile=smoke", "dataset=digits", "method=dm", "ipc=1", "compile=auto", "eval.compare_random=false"]
 

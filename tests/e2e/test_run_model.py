@@ -28,7 +28,7 @@ def _entry():
 
 
 def _output_dir(args: list[str], capsys) -> str:
-    from dfdistill.cli import main as cli_main
+    from dfdistill.entry.cli import main as cli_main
 
     capsys.readouterr()
     assert cli_main(_entry(), [*args, "print_config=true"]) == 0
@@ -37,7 +37,7 @@ def _output_dir(args: list[str], capsys) -> str:
 
 
 def test_sweep_dir_does_not_depend_on_the_order_of_values():
-    from dfdistill.rundir import sweep_name
+    from dfdistill.core.rundir import sweep_name
 
     assert sweep_name(["method=dm,dc"]) == sweep_name(["method=dc,dm"]) == "method=dc,dm"
     assert sweep_name(["ipc=10,1,50", "method=dm"]) == "ipc=1,10,50,method=dm"  # numbers by value
@@ -62,8 +62,8 @@ def test_make_quickstart_is_the_plain_command_in_the_same_run_dir(tmp_path, monk
 
 
 def test_ctrl_c_exits_130_not_the_bad_input_code(tmp_path, monkeypatch, capsys):
-    from dfdistill import pipeline
-    from dfdistill.cli import main as cli_main
+    from dfdistill.run import pipeline
+    from dfdistill.entry.cli import main as cli_main
 
     def interrupted(s):
         raise KeyboardInterrupt
@@ -76,7 +76,7 @@ def test_ctrl_c_exits_130_not_the_bad_input_code(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="torch logs the notice only without a CUDA runtime")
 def test_no_cuda_runtime_notice_is_not_shown(tmp_path, monkeypatch, caplog):
-    import dfdistill.log  # noqa: F401 - installs the filter
+    import dfdistill.core.log  # noqa: F401 - installs the filter
     from torch.utils import cpp_extension
 
     monkeypatch.setenv("CUDA_HOME", str(tmp_path))
@@ -87,7 +87,7 @@ def test_no_cuda_runtime_notice_is_not_shown(tmp_path, monkeypatch, caplog):
 
 
 def test_summary_names_the_variant_and_prints_cross_arch_accuracies():
-    from dfdistill.pipeline import format_summary
+    from dfdistill.run.pipeline import format_summary
 
     rec = {"method": "dfcolearn", "ipc": 1, "dataset": "digits", "acc_mean": 0.5, "acc_std": 0.01, "n_eval": 2,
            "wall_seconds": 3.0, "output_dir": "/o",
@@ -106,7 +106,7 @@ def test_a_run_dir_name_with_equals_and_commas_is_a_valid_synthetic_value(tmp_pa
     monkeypatch.chdir(tmp_path)
     for given in (str(run_dir), str(run_dir.relative_to(tmp_path))):
         capsys.readouterr()
-        from dfdistill.cli import main as cli_main
+        from dfdistill.entry.cli import main as cli_main
 
         assert cli_main(_entry(), [*SMOKE, "stage=eval", f"synthetic={given}", "print_config=true"]) == 0, \
             capsys.readouterr().err
@@ -119,7 +119,7 @@ def test_stage_eval_takes_method_and_ipc_from_the_set(tmp_path, monkeypatch, cap
     same evaluation (config_key, accuracies) as the DC run's own; given by its real run dir name."""
     import json
 
-    from dfdistill.cli import main as cli_main
+    from dfdistill.entry.cli import main as cli_main
 
     monkeypatch.chdir(tmp_path)
     assert cli_main(_entry(), [*SMOKE, "logger=none", "progress=false", "method=dc", "ipc=1"]) == 0
@@ -135,8 +135,8 @@ def test_stage_eval_takes_method_and_ipc_from_the_set(tmp_path, monkeypatch, cap
 
 
 def test_stage_eval_refuses_an_empty_set_and_a_one_class_set(compose_cfg, tmp_path):
-    from dfdistill.errors import DataError
-    from dfdistill.pipeline import run
+    from dfdistill.core.errors import DataError
+    from dfdistill.run.pipeline import run
 
     torch.save({"images": torch.zeros(0, 1, 16, 16), "labels": torch.zeros(0, dtype=torch.long)}, tmp_path / "e.pt")
     torch.save({"images": torch.zeros(4, 1, 16, 16), "labels": torch.full((4,), 3)}, tmp_path / "one.pt")
@@ -148,8 +148,8 @@ def test_stage_eval_refuses_an_empty_set_and_a_one_class_set(compose_cfg, tmp_pa
 
 
 def test_stage_eval_says_when_the_ipc_is_not_uniform(tmp_path, capsys):
-    from dfdistill.eval_set import check_set
-    from dfdistill.synthetic import load_synthetic
+    from dfdistill.run.eval_set import check_set
+    from dfdistill.run.synthetic import load_synthetic
 
     torch.save({"images": torch.zeros(5, 1, 16, 16), "labels": torch.tensor([0, 0, 0, 1, 2])}, tmp_path / "s.pt")
     capsys.readouterr()
@@ -159,8 +159,8 @@ def test_stage_eval_says_when_the_ipc_is_not_uniform(tmp_path, capsys):
 
 def test_the_sets_method_and_ipc_apply_unless_typed(compose_cfg):
     from dfdistill.config.resolve import resolve_config
-    from dfdistill.eval_set import apply_set_metadata
-    from dfdistill.synthetic import SyntheticSet
+    from dfdistill.run.eval_set import apply_set_metadata
+    from dfdistill.run.synthetic import SyntheticSet
 
     syn = SyntheticSet(torch.zeros(10, 1, 16, 16), torch.arange(10), meta={"method": "dc", "ipc": 1})
     cfg = resolve_config(apply_set_metadata(compose_cfg([*SMOKE, "stage=eval", "synthetic=x"]), syn))
@@ -171,9 +171,9 @@ def test_the_sets_method_and_ipc_apply_unless_typed(compose_cfg):
 
 def test_zero_iterations_is_refused_for_an_evaluated_run(compose_cfg, tmp_path):
     from dfdistill.config.resolve import resolve_run
-    from dfdistill.errors import ConfigError
-    from dfdistill.pipeline import run
-    from dfdistill.preflight import check_trains
+    from dfdistill.core.errors import ConfigError
+    from dfdistill.run.pipeline import run
+    from dfdistill.run.preflight import check_trains
 
     with pytest.raises(ConfigError, match="method.iterations is 0, so dm would report its untrained initial"):
         run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "method.iterations=0"]))
@@ -184,8 +184,8 @@ def test_zero_iterations_is_refused_for_an_evaluated_run(compose_cfg, tmp_path):
 
 
 def test_resume_refuses_another_distillation_and_is_never_ignored_silently(compose_cfg, tmp_path, capsys):
-    from dfdistill.errors import ConfigError
-    from dfdistill.pipeline import run
+    from dfdistill.core.errors import ConfigError
+    from dfdistill.run.pipeline import run
 
     src = tmp_path / "dm"
     run(compose_cfg([*SMOKE, "method=dm", "ipc=1", "stage=distill"], src))
@@ -205,7 +205,7 @@ def test_another_evaluation_in_another_run_dir_does_not_distil_again(compose_cfg
     """`eval.num_eval=2` names another run dir (its overrides), but the same distillation: it is found
     by its identity and only evaluated -- a step of the method would fail the test."""
     from dfdistill.methods.dm import DM
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     first = run(compose_cfg([*SMOKE, "method=dm", "ipc=1"], tmp_path / "a"))
     shutil.rmtree(Path(os.environ["DFDISTILL_CACHE"]) / "distilled")  # as if finished before the index existed:

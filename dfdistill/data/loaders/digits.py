@@ -7,8 +7,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from dfdistill.artifacts import ArtifactCache
-from dfdistill.config.schema import DatasetConfig
+from dfdistill.core.artifacts import ArtifactCache
+from dfdistill.schema.groups import DatasetConfig
 from dfdistill.data.image_folder import Split
 from dfdistill.data.registry import register_dataset
 

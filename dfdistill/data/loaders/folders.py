@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from dfdistill.artifacts import ArtifactCache
-from dfdistill.config.schema import DatasetConfig
+from dfdistill.core.artifacts import ArtifactCache
+from dfdistill.schema.groups import DatasetConfig
 from dfdistill.data import image_folder as imf
 from dfdistill.data.image_folder import Split
 from dfdistill.data.registry import register_dataset
 from dfdistill.data.spec import decode_train_limit, require_root
-from dfdistill.errors import DataError
+from dfdistill.core.errors import DataError
 
 
 def train_split(cfg: DatasetConfig, cache: Optional[ArtifactCache], listing: imf.FileList) -> Split:

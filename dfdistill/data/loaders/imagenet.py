@@ -19,14 +19,14 @@ import re
 from pathlib import Path
 from typing import Callable, Optional
 
-from dfdistill.artifacts import ArtifactCache
-from dfdistill.config.schema import DatasetConfig
+from dfdistill.core.artifacts import ArtifactCache
+from dfdistill.schema.groups import DatasetConfig
 from dfdistill.data import image_folder as imf
 from dfdistill.data.image_folder import Split
 from dfdistill.data.loaders.folders import load_class_folders, test_split, train_split
 from dfdistill.data.registry import register_dataset
 from dfdistill.data.spec import require_root
-from dfdistill.errors import DataError
+from dfdistill.core.errors import DataError
 
 DEFAULT_SIZE = 64
 CSV_NAME = "LOC_val_solution.csv"

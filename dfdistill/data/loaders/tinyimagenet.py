@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from dfdistill.artifacts import ArtifactCache
-from dfdistill.config.schema import DatasetConfig
+from dfdistill.core.artifacts import ArtifactCache
+from dfdistill.schema.groups import DatasetConfig
 from dfdistill.data import image_folder as imf
 from dfdistill.data.image_folder import Split
 from dfdistill.data.registry import register_dataset
 from dfdistill.data.loaders.folders import test_split, train_split
 from dfdistill.data.spec import require_root
-from dfdistill.errors import DataError
+from dfdistill.core.errors import DataError
 
 
 def _tiny_val_listing(root: Path, classes: list[str]) -> imf.FileList:

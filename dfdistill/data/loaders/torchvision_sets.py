@@ -12,11 +12,11 @@ from typing import Callable, Optional
 
 import torch
 
-from dfdistill.artifacts import ArtifactCache
-from dfdistill.config.schema import DatasetConfig
+from dfdistill.core.artifacts import ArtifactCache
+from dfdistill.schema.groups import DatasetConfig
 from dfdistill.data.image_folder import Split
 from dfdistill.data.registry import Loader, register_dataset
-from dfdistill.errors import ConfigError, DataError
+from dfdistill.core.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfdistill.artifacts import ArtifactCache
+from dfdistill.core.artifacts import ArtifactCache
 from dfdistill.bench.baseline import BaselineDM, BaselineGradientMatching
 import dfdistill.bench.harness as harness
 from dfdistill.bench.harness import GRAD_RTOL, Setup, check_same_gradient, run_bench

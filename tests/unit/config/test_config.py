@@ -7,7 +7,7 @@ from omegaconf import open_dict
 
 from dfdistill.config.compose import compose_run_config
 from dfdistill.config.resolve import resolve_config, resolve_run
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from conftest import CONF
 
 
@@ -35,7 +35,7 @@ def test_every_group_option_composes_and_validates(compose_cfg, group, option):
 
 def test_every_registered_method_and_backbone_has_a_yaml():
     from dfdistill.models import MODELS
-    from dfdistill.registry import METHODS
+    from dfdistill.core.registry import METHODS
 
     assert set(METHODS.names()) <= set(options("method"))
     assert set(MODELS.names()) == set(options("backbone"))

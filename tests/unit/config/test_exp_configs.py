@@ -14,7 +14,7 @@ from dfdistill.config.compose import compose_run_config
 from dfdistill.config.resolve import resolve_config
 from dfdistill.sweeps import jobsets
 from dfdistill.sweeps.plan import plan
-from dfdistill.tables import SPECS
+from dfdistill.reporting.layouts import SPECS
 
 from conftest import ROOT
 CONF = ROOT / "conf"
@@ -48,7 +48,7 @@ def _exp_axes(exp: str) -> tuple[list[str], list[list[str]]]:
     params = {str(k): str(v) for k, v in (hcfg.hydra.sweeper.params or {}).items()}
     if exp in SPECS:  # our table exps: deterministic sweep dir + table callback + one GPU per job
         assert "${now" not in str(hcfg.hydra.sweep.dir) and exp in str(hcfg.hydra.sweep.dir)
-        assert hcfg.hydra.callbacks.table._target_ == "dfdistill.callbacks.TableCallback"
+        assert hcfg.hydra.callbacks.table._target_ == "dfdistill.entry.callbacks.TableCallback"
         assert hcfg.hydra.callbacks.gpu._target_ == "dfdistill.sweeps.gpus.GpuSlotCallback"
     axes: list[list[str]] = []
     for k, val in params.items():

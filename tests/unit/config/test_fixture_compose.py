@@ -8,7 +8,7 @@ from omegaconf import OmegaConf, open_dict
 
 from dfdistill.config.compose import compose_run_config
 from dfdistill.config.resolve import resolve_config
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 
 from conftest import compose_config
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dfdistill.artifacts import config_key
+from dfdistill.core.artifacts import config_key
 from dfdistill.config.resolve import distill_key, eval_identity, identity, resolve_config, resolve_run, result_key
 
 C10 = ["dataset=cifar10_jpeg", "profile=cpu"]

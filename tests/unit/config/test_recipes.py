@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from dfdistill.config.resolve import resolve_config
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.recipes import load_recipes
 from conftest import ROOT
 
@@ -171,7 +171,7 @@ def test_print_config_prints_the_effective_config():
 
 def test_a_swapped_group_keeps_its_schema_defaults(resolved):
     """conf/eval/idc.yaml lists no test_batch_size: the swapped-in node still has the schema's default."""
-    from dfdistill.config.schema import EvalConfig
+    from dfdistill.schema.groups import EvalConfig
 
     cfg = resolved(["method=idc", "profile=full"])
     assert cfg.eval.name == "idc" and cfg.eval.test_batch_size == EvalConfig().test_batch_size

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from dfdistill.config.options import CONF_DIR
+from dfdistill.schema.options import CONF_DIR
 from dfdistill.config.resolve import distill_key, method_class, method_identity, resolve_config, result_key
-from dfdistill.errors import ConfigError
-from dfdistill.registry import METHODS
+from dfdistill.core.errors import ConfigError
+from dfdistill.core.registry import METHODS
 
 BEFORE = json.loads((Path(__file__).parent / "identities_before_registry.json").read_text())
 

@@ -9,7 +9,7 @@ import pytest
 from omegaconf.errors import ReadonlyConfigError
 
 from dfdistill.config.resolve import resolve_run
-from dfdistill.config.schema import DatasetConfig, EvalConfig
+from dfdistill.schema.groups import DatasetConfig, EvalConfig
 from dfdistill.pruning.config import PruningConfig
 
 

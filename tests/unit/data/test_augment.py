@@ -7,18 +7,11 @@ import math
 import pytest
 import torch
 
-from dfdistill.data.augment import (
-    DIGITS_STRATEGY,
-    FAMILIES,
-    STANDARD_STRATEGY,
-    DSA,
-    DSAParams,
-    IDCAugment,
-    NoAugment,
-    build_augment,
-    crop,
-    sample_params,
-)
+from dfdistill.data.augment.transforms import DIGITS_STRATEGY, FAMILIES, STANDARD_STRATEGY, crop
+from dfdistill.data.augment.dsa import DSA
+from dfdistill.data.augment.sampler import DSAParams, sample_params
+from dfdistill.data.augment.diffaug import IDCAugment
+from dfdistill.data.augment import NoAugment, build_augment
 from dfdistill.data.zca import ZCA
 
 H = 16  # small images keep the suite fast on 2 cores
@@ -294,7 +287,7 @@ def test_zca_transform_is_differentiable():
 # ----------------------------------------------------------------------------------------------
 # DC's non-differentiable evaluation augmentation (build_augment("dc", strategy))
 # ----------------------------------------------------------------------------------------------
-from dfdistill.data.augment import DCAugment, dc_crop, dc_rotate, dc_scale  # noqa: E402
+from dfdistill.data.augment.eval_aug import DCAugment, dc_crop, dc_rotate, dc_scale  # noqa: E402
 
 
 def _reference_scale(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -367,7 +360,7 @@ def test_dc_augment_one_op_per_image_from_the_strategy():
 
 
 def test_dc_rotate_angles_and_scale_sizes_are_the_reference_ranges(monkeypatch):
-    import dfdistill.data.augment as A
+    import dfdistill.data.augment.eval_aug as A
 
     seen = {}
     monkeypatch.setattr(A, "dc_rotate", lambda x, deg, fill: (seen.setdefault("deg", deg), x)[1])

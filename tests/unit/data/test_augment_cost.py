@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dfdistill.data.augment import DSA, STANDARD_STRATEGY
+from dfdistill.data.augment.dsa import DSA
+from dfdistill.data.augment.transforms import STANDARD_STRATEGY
 
 
 class _Written(TorchDispatchMode):

@@ -7,7 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dfdistill.data.augment import DSA, FAMILY_OPS, STANDARD_STRATEGY, IDCAugment, NoAugment, apply_ops
+from dfdistill.data.augment.dsa import DSA
+from dfdistill.data.augment.transforms import FAMILY_OPS, STANDARD_STRATEGY, apply_ops
+from dfdistill.data.augment.diffaug import IDCAugment
+from dfdistill.data.augment import NoAugment
 
 H = 16
 

@@ -15,7 +15,7 @@ from dfdistill.data import image_folder as imf
 from dfdistill.data.datasets import load_dataset
 from dfdistill.data.registry import dataset_names
 from dfdistill.data.split_cache import read_split
-from dfdistill.errors import ConfigError, DataError
+from dfdistill.core.errors import ConfigError, DataError
 
 from conftest import ROOT as REPO
 CIFAR10_JPEG = (REPO / ".." / "shared" / "data" / "cifar10-jpeg").resolve()

@@ -14,7 +14,7 @@ from PIL import Image
 
 from dfdistill.data.decode import decode_files, decode_one
 from dfdistill.data.split_cache import load_cached_split, read_split, save_split
-from dfdistill.errors import DataError
+from dfdistill.core.errors import DataError
 
 from conftest import ROOT as REPO
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")  # decode_one called directly

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from dfdistill.data.datasets import load_dataset
-from dfdistill.errors import DataError
+from dfdistill.core.errors import DataError
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]  # sorted: labels 0, 1, 2
 VALUE = {w: 40 + 80 * i for i, w in enumerate(WNIDS)}  # class -> flat grey level (survives JPEG)

@@ -13,7 +13,7 @@ from dfdistill.data.datasets import load_dataset, pixel_stats
 from dfdistill.data.real import RealData
 from dfdistill.data.storage import DEVICE_SHARE, choose_storage
 from dfdistill.data.zca import ZCA
-from dfdistill.errors import DataError
+from dfdistill.core.errors import DataError
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 

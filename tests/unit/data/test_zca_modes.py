@@ -8,7 +8,7 @@ import torch
 
 from dfdistill.data.datasets import load_dataset
 from dfdistill.data.zca import ZCA
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 
 
 def _digits(mode: str, **kw) -> dict:

@@ -1,4 +1,4 @@
-"""Compiled first-order paths (dfdistill.compiled): fresh networks reuse one graph, the compiled
+"""Compiled first-order paths (dfdistill.engine.compiled): fresh networks reuse one graph, the compiled
 result equals the eager one, `auto` waits for its budget, BatchNorm training stays eager."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dfdistill import compiled
-from dfdistill.errors import ConfigError
+from dfdistill.engine import compiled
+from dfdistill.core.errors import ConfigError
 from dfdistill.models import build_model
-from dfdistill.training import train_epochs
+from dfdistill.engine.training import train_epochs
 
 H = 16
 

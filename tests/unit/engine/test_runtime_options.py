@@ -12,12 +12,12 @@ from torch import nn
 
 from dfdistill.config.resolve import identity
 from dfdistill.data.augment import build_augment
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.evaluation.protocol import ResolvedEval, train_network
-from dfdistill.memory import memory_config
+from dfdistill.engine.memory import memory_config
 from dfdistill.models.factory import make_model_factory
-from dfdistill.runtime import GPUConfig, configure_gpu, configure_runtime, gpu_options, gpu_settings, reseeded_generator
-from dfdistill.training import train_epochs
+from dfdistill.engine.runtime import GPUConfig, configure_gpu, configure_runtime, gpu_options, gpu_settings, reseeded_generator
+from dfdistill.engine.training import train_epochs
 
 
 class Recorder(nn.Module):

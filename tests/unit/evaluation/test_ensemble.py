@@ -13,7 +13,7 @@ from dfdistill.evaluation.protocol import (
 )
 from dfdistill.evaluation.protocol import test_accuracy as accuracy_of
 from dfdistill.models import build_model
-from dfdistill.training import NetGroup, configure_ensemble, train_group
+from dfdistill.engine.training import NetGroup, configure_ensemble, train_group
 
 C, H = 4, 16
 
@@ -86,8 +86,8 @@ def test_evaluate_set_gives_the_same_accuracies_with_and_without_ensembles():
 
 
 def test_ensemble_setting_is_checked_and_auto_is_cuda_only():
-    from dfdistill.errors import ConfigError
-    from dfdistill.training import ensemble_enabled
+    from dfdistill.core.errors import ConfigError
+    from dfdistill.engine.training import ensemble_enabled
 
     old = configure_ensemble("auto")
     try:
@@ -100,7 +100,7 @@ def test_ensemble_setting_is_checked_and_auto_is_cuda_only():
 
 
 def test_expert_trajectories_are_the_same_trained_together(tmp_path):
-    from dfdistill.artifacts import ArtifactCache
+    from dfdistill.core.artifacts import ArtifactCache
     from dfdistill.methods.base import DistillContext
     from dfdistill.methods.experts import ExpertSettings, train_experts
 

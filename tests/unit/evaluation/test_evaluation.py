@@ -3,7 +3,7 @@
 import torch
 from omegaconf import OmegaConf
 
-from dfdistill.config.schema import EvalConfig
+from dfdistill.schema.groups import EvalConfig
 from dfdistill.data.augment import build_augment
 from dfdistill.data.real import RealData
 from dfdistill.evaluation.protocol import (
@@ -117,7 +117,7 @@ def test_dataset_dsa_strategies_drop_flip_for_digit_sets_only(compose_cfg):
 
 
 def test_dc_on_a_batchnorm_convnet_is_evaluated_with_crop_noise(compose_cfg):
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     rec = run(compose_cfg(["profile=smoke", "dataset=digits", "method=dc", "ipc=1", "backbone=convnet_bn",
                            "eval.compare_random=false", "profile.iterations=1"]))

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfdistill.artifacts import ArtifactCache
+from dfdistill.core.artifacts import ArtifactCache
 from dfdistill.data.augment import build_augment
 from dfdistill.data.real import RealData
-from dfdistill.memory import (
+from dfdistill.engine.memory import (
     MemoryConfig, activation_bytes_per_row, class_ranges, classes_per_pass, memory_settings, rows_per_pass,
 )
 from dfdistill.methods.base import DistillContext
@@ -207,7 +207,7 @@ def test_chunk_sizes_follow_config_and_budget():
 
 @pytest.mark.parametrize("bad", [dict(class_chunk=0), dict(device_memory_fraction=0.0), dict(cpu_budget_mb=-1)])
 def test_memory_config_rejects_bad_values(bad):
-    from dfdistill.errors import ConfigError
+    from dfdistill.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="memory."):
         MemoryConfig(**bad)

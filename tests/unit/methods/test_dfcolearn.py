@@ -118,7 +118,7 @@ def _dfcolearn(compose_cfg, tmp_path, extra=()):
 def test_mask_step_pairs_real_and_synthetic_under_the_same_draw(compose_cfg, tmp_path, monkeypatch):
     """The eq. 7 step reuses the last matching step's augmented real batch, and augments the synthetic
     set with exactly that step's per-class siamese draw, and nothing else."""
-    from dfdistill.data.augment import ClassDraw
+    from dfdistill.data.augment.class_draw import ClassDraw
 
     d = _dfcolearn(compose_cfg, tmp_path)
     calls = []

@@ -5,7 +5,7 @@ resume, and the smoke pipelines of the pruning/filtering methods."""
 import pytest
 import torch
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.methods.edd import EDDConfig, segment_bounds
 from dfdistill.methods.matching import batched_gradient_distance, class_gradients, detached_params
 
@@ -91,7 +91,7 @@ def test_idc_base_is_the_default_and_pairs_all_batches_under_one_draw(compose_cf
 
 
 def test_dsa_base_pairs_pool_full_batch_and_segments_with_the_same_seeds(compose_cfg, tmp_path, monkeypatch):
-    from dfdistill.data.augment import ClassDraw
+    from dfdistill.data.augment.class_draw import ClassDraw
 
     d = _edd(compose_cfg, tmp_path, "dsa")
     assert type(d).__name__ == "EDDOnDSA"
@@ -166,7 +166,7 @@ def test_fast_loop_and_batchnorm_keep_pool_and_regulariser(compose_cfg, tmp_path
 @pytest.mark.slow  # three IDC-based runs (~9 CPU-s); exact resume stays fast (test_pipeline.py, IDM, RFAD)
 def test_resume_after_kill_is_exact_across_a_filter_pass(compose_cfg, tmp_path, monkeypatch):
     from dfdistill.methods.idc import IDC
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     over = [*SMOKE, *BASES["idc"], "stage=distill"]
     run(compose_cfg(over, tmp_path / "straight"))
@@ -201,7 +201,7 @@ def test_resume_after_kill_is_exact_across_a_filter_pass(compose_cfg, tmp_path, 
     ["method=edd", "eval=idc", "ipc=2", "method.filter_epochs=2", "pruning=bilp"],
 ])
 def test_smoke_pipelines(compose_cfg, over):
-    from dfdistill import pipeline
+    from dfdistill.run import pipeline
 
     rec = pipeline.run(compose_cfg(["profile=smoke", "dataset=digits", "eval.compare_random=false", *over]))
     assert 0.0 <= rec["acc_mean"] <= 1.0
@@ -210,8 +210,8 @@ def test_smoke_pipelines(compose_cfg, over):
 @pytest.mark.slow
 def test_edd_resume_keeps_segment_state(compose_cfg, tmp_path):
     """Run 2 of 3 iterations, then resume: the filter pass is not repeated and state is restored."""
-    from dfdistill import pipeline
-    from dfdistill.artifacts import load_tensor_file
+    from dfdistill.run import pipeline
+    from dfdistill.core.artifacts import load_tensor_file
 
     over = ["profile=smoke", "method=edd", "ipc=2", "method.filter_epochs=30", "method.discard=1.0",
             "eval.compare_random=false", "stage=distill"]

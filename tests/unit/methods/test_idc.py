@@ -53,7 +53,7 @@ def test_mix_init_is_mosaic_of_real_class_images(compose_cfg, tmp_path):
 
 @pytest.mark.slow
 def test_smoke_pipeline_idc(compose_cfg, tmp_path):
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=idc", "eval=idc", "ipc=1",
                        "method.match_steps=2", "method.n_data=64"])

@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dfdistill.artifacts import load_tensor_file
+from dfdistill.core.artifacts import load_tensor_file
 from dfdistill.bench.harness import build_setup, make_distiller
 from dfdistill.data.real import RealData
 from dfdistill.methods.idm import IDM, tile_init
-from dfdistill.checkpoint import CHECKPOINT_FILE
-from dfdistill.pipeline import run
+from dfdistill.run.checkpoint import CHECKPOINT_FILE
+from dfdistill.run.pipeline import run
 from conftest import interrupted_then_resumed
 
 SMOKE = ["profile=smoke", "dataset=digits", "method=idm", "ipc=1"]

@@ -13,16 +13,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dfdistill.artifacts import load_tensor_file
+from dfdistill.core.artifacts import load_tensor_file
 from dfdistill.bench.harness import build_setup, make_distiller
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 from dfdistill.evaluation.finite_nn import as_targets, centred_accuracy, train_finite_nn
 from dfdistill.methods.rfad import (
     RFAD, AdaBelief, krr_loss, krr_predict, random_feature_nets, random_features,
 )
 from dfdistill.models import build_model
-from dfdistill.checkpoint import CHECKPOINT_FILE
-from dfdistill.pipeline import run
+from dfdistill.run.checkpoint import CHECKPOINT_FILE
+from dfdistill.run.pipeline import run
 from conftest import interrupted_then_resumed
 
 SMALL = ["method.valid_per_class=6", "method.valid_models=2", "method.n_batches=2", "method.n_models=2"]

@@ -99,7 +99,7 @@ def _count_trained(monkeypatch) -> list[int]:
 
 
 def _stage_experts(compose_cfg, tmp_path, name, extra=()):
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=mtt", "stage=experts", *extra], tmp_path / name)
     return run(cfg)
@@ -145,7 +145,7 @@ def test_killed_expert_run_resumes_at_its_expert(compose_cfg, tmp_path, monkeypa
     ("tesla", ["method.soft_label=true", "method.exact=false"]),
 ])
 def test_smoke_pipeline_trajectory_methods(compose_cfg, tmp_path, method, extra):
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     cfg = compose_cfg(["profile=smoke", "dataset=digits", f"method={method}", "ipc=1", "method.syn_steps=3",
                        "method.max_start_epoch=2", "method.expert_epochs=1", *extra])

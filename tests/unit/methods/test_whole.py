@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dfdistill.errors import ConfigError
-from dfdistill.pipeline import run
+from dfdistill.core.errors import ConfigError
+from dfdistill.run.pipeline import run
 
 
 def test_whole_evaluates_the_whole_kept_split(compose_cfg, tmp_path, monkeypatch) -> None:
@@ -28,7 +28,7 @@ def test_whole_evaluates_the_whole_kept_split(compose_cfg, tmp_path, monkeypatch
     assert torch.bincount(saved["labels"]).tolist() == rec["pruning_info"]["kept_per_class"]
     assert seen == [(rec["n_real_used"], rec["pruning_info"]["kept_per_class"])]  # trained on every kept row
     assert rec["iterations"] == 0 and len(rec["accs"]) == rec["n_eval"]
-    from dfdistill.artifacts import load_tensor_file
+    from dfdistill.core.artifacts import load_tensor_file
 
     ck = load_tensor_file(tmp_path / "w" / "checkpoint.pt")
     assert "images" not in ck["distiller"]  # the set is the split itself: nothing to checkpoint

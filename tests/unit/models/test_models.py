@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from dfdistill.errors import ConfigError, DataError
+from dfdistill.core.errors import ConfigError, DataError
 from dfdistill.models import MODELS, build_model, count_parameters
 from dfdistill.models.convnet import ConvNet
 

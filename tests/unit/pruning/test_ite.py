@@ -195,8 +195,8 @@ def test_idc_routes_each_class_batch_through_the_selector(compose_cfg, tmp_path)
 
 
 def test_methods_without_real_batches_refuse_in_loop_pruning(compose_cfg):
-    from dfdistill.errors import ConfigError
-    from dfdistill.pipeline import run
+    from dfdistill.core.errors import ConfigError
+    from dfdistill.run.pipeline import run
 
     cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=herding", "ipc=1", "pruning=ite"])  # ITE alone
     with pytest.raises(ConfigError, match="in-loop"):
@@ -238,7 +238,7 @@ def test_selector_refuses_calls_outside_an_iteration():
 def test_pipeline_bilp_with_random_baseline(compose_cfg):
     """BiLP runs end to end with the random-subset baseline on (the default): the baseline is drawn
     from the kept rows without the method's in-loop selector."""
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=dc", "ipc=1", "pruning=bilp",
                        "eval.compare_random=true"])
@@ -251,7 +251,7 @@ def test_pipeline_bilp_with_random_baseline(compose_cfg):
 def test_bilp_before_a_method_without_real_batches_applies_its_static_half(compose_cfg):
     """BiLP+MTT (BiLP Table 7) is the preemptive pruning alone: the run goes on with the kept rows and
     the record says the in-loop half was not applied."""
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     cfg = compose_cfg(["profile=smoke", "dataset=digits", "method=random", "ipc=1", "pruning=bilp",
                        "eval.compare_random=false"])
@@ -295,9 +295,9 @@ def test_resume_with_selector_is_exact_and_records_ite_seconds(compose_cfg, tmp_
     """A run killed after iteration 2 of 4 and resumed gives the same synthetic set as an unbroken run:
     the selector (band, row decisions) is checkpointed beside the distiller, and iteration 3 is a lazy
     one that reuses restored decisions. The record reports the time inside the selector per iteration."""
-    from dfdistill.artifacts import load_tensor_file
+    from dfdistill.core.artifacts import load_tensor_file
     from dfdistill.methods.dc import GradientMatching
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     over = ["profile=smoke", "dataset=digits", "method=dc", "ipc=1", "pruning=ite", "pruning.adaptive.lazy_every=2",
             "method.iterations=4", "profile.iterations=4", "method.outer_loop=2", "method.inner_loop=1", "eval.compare_random=false",

@@ -51,7 +51,7 @@ def test_strata_partition_each_class():
 @pytest.mark.parametrize("pruning", ["random", "loss"])
 def test_pipeline_method_sees_kept_rows(compose_cfg, monkeypatch, pruning):
     """The RealData given to the method (and thus any experts stage) is exactly the kept subset."""
-    from dfdistill import pipeline
+    from dfdistill.run import pipeline
     from dfdistill.methods import dm
 
     seen = {}

@@ -86,7 +86,7 @@ def test_make_figure_edd_refuses_a_run_of_another_method(tmp_path: Path, capsys)
 def test_edd_figures_end_to_end_smoke(tmp_path: Path) -> None:
     """EDD and DC runs on digits at profile=smoke -> Figs. 1-2; the re-created initial set is the real init."""
     from dfdistill.config.compose import compose_run_config
-    from dfdistill.pipeline import run
+    from dfdistill.run.pipeline import run
 
     common = ["profile=smoke", "ipc=4", "logger=none", "eval.compare_random=false", "progress=false"]
     for m in ("edd", "dc"):

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from dfdistill.artifacts import ArtifactCache
+from dfdistill.core.artifacts import ArtifactCache
 from dfdistill.data.real import RealData
 from dfdistill.models import build_model
 from dfdistill.scoring import ScoringConfig, cached_scores, hardness, per_sample_loss_and_grad_norm
@@ -65,7 +65,7 @@ def test_epoch_range_reads_every_epoch_of_it():
     """BiLP Fig. 3's "mean loss of the first E epochs" as 'a-b' (short sweep dir names)."""
     import pytest
 
-    from dfdistill.errors import ConfigError
+    from dfdistill.core.errors import ConfigError
 
     assert ScoringConfig(epochs=["1-5"]).readout_epochs() == [1, 2, 3, 4, 5]
     assert ScoringConfig(epochs=["1-3", 7, -1], train_epochs=9).readout_epochs() == [1, 2, 3, 7, 9]

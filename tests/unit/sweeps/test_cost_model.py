@@ -106,8 +106,8 @@ def real_stage_ops(overrides: list[str], tmp_path: Path, monkeypatch) -> dict[st
 
     from omegaconf import open_dict
 
-    from dfdistill import runtime
-    from dfdistill.pipeline import run
+    from dfdistill.engine import runtime
+    from dfdistill.run.pipeline import run
     from dfdistill.sweeps.passes import _Ops
     from dfdistill.sweeps.plan import job_config
 

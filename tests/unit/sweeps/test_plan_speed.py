@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from dfdistill.config.compose import compose_run_config
-from dfdistill.config.options import CONF_DIR
+from dfdistill.schema.options import CONF_DIR
 from dfdistill.sweeps.compose_cache import Composer, is_group_override
 
 JOBS = [

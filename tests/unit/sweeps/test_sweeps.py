@@ -202,10 +202,10 @@ def test_loss_removal_trials_draw_other_scoring_networks(compose_cfg) -> None:
     """pruning.seed_offset changes which rows loss pruning keeps (BiLP Table 2's removal trials)."""
     import torch
 
-    from dfdistill.artifacts import ArtifactCache
+    from dfdistill.core.artifacts import ArtifactCache
     from dfdistill.config.resolve import resolve_run
     from dfdistill.data.datasets import load_dataset
-    from dfdistill.pipeline import make_model_factory
+    from dfdistill.run.pipeline import make_model_factory
     from dfdistill.pruning import apply_static_pruning
 
     kept = []

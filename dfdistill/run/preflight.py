@@ -14,10 +14,10 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
-from dfdistill.checkpoint import CHECKPOINT_FILE
+from dfdistill.run.checkpoint import CHECKPOINT_FILE
 from dfdistill.config.resolve import dataset_of
 from dfdistill.data.real import RealData
-from dfdistill.errors import ConfigError, DataError
+from dfdistill.core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from dfdistill.config.resolved import ResolvedRun
@@ -33,7 +33,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.get("synthetic") and cfg.stage != "eval":
         raise ConfigError(f"synthetic= is read only by stage=eval (stage={cfg.stage}); add stage=eval to evaluate it")
     if cfg.stage == "eval":
-        from dfdistill.synthetic import synthetic_path
+        from dfdistill.run.synthetic import synthetic_path
 
         synthetic_path(cfg.synthetic)
     check_cache_dir(cfg)
@@ -63,7 +63,7 @@ def check_folder_setting(path: str | os.PathLike, setting: str, default: bool = 
 
 def check_cache_dir(cfg: DictConfig) -> None:
     """The cache folder, naming the setting it came from (typed cache_dir=, $DFDISTILL_CACHE, or HOME)."""
-    from dfdistill.artifacts import default_cache_dir
+    from dfdistill.core.artifacts import default_cache_dir
     from dfdistill.config.resolve import is_typed, typed_overrides
 
     if cfg.get("cache_dir"):

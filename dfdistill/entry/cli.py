@@ -22,8 +22,8 @@ from typing import Any, Callable, Optional
 from omegaconf import OmegaConf
 
 from dfdistill.config.resolve import CONF_DIR
-from dfdistill.errors import ConfigError, DfdistillError
-from dfdistill.log import preserved_logging
+from dfdistill.core.errors import ConfigError, DfdistillError
+from dfdistill.core.log import preserved_logging
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it, so scripts tell Ctrl-C from a bad input
@@ -92,7 +92,7 @@ def check_argv(argv: list[str]) -> list[str]:
     if any(f in _COMPLETION_FLAGS for f in flags):
         return argv
     from dfdistill.config.compose import method_schemas_by_option
-    from dfdistill.config.renames import check_overrides
+    from dfdistill.schema.renames import check_overrides
 
     check_overrides(overrides, method_schemas_by_option())
     for o in overrides:
@@ -139,7 +139,7 @@ def check_override(o: str) -> None:
 
 def check_folder_override(o: str) -> None:
     """`hydra.run.dir=<a file>/sub`: one line naming the setting (Hydra would fail making the folder)."""
-    from dfdistill.preflight import check_folder_setting
+    from dfdistill.run.preflight import check_folder_setting
 
     key, eq, value = o.partition("=")
     key = key.lstrip("+~")
@@ -222,7 +222,7 @@ def hydra_error(exc: BaseException) -> str:
         return f"{key} is a list: type {key}=[{value}] (several: {key}=[{value},...])"
     want = re.search(r"could not be converted to (\w+)", f"{text} {exc.__cause__}")
     if merged and want:  # a schema-typed key (eval.num_eval=two) fails while Hydra merges it
-        from dfdistill.config.schema import type_hint
+        from dfdistill.schema.groups import type_hint
 
         return type_hint(merged.group(1), want.group(1), merged.group(2))
     cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ is not None and str(exc.__cause__) else ""
@@ -261,7 +261,7 @@ def main(hydra_main: Callable[[], Any], argv: Optional[list[str]] = None) -> int
         sys.argv = [saved_argv[0] if saved_argv else "run.py", *check_argv(argv)]
         flags, overrides = split_args(sys.argv[1:])
         if {"-m", "--multirun"} & set(flags) and not {"--help", "-h", "--cfg", "-c", "--info", "-i"} & set(flags):
-            from dfdistill.sweeps.precheck import check_multirun
+            from dfdistill.entry.precheck import check_multirun
 
             check_multirun(overrides)  # every job validated before the first starts
         hide_schema_options()
@@ -312,7 +312,7 @@ def print_config(overrides: list[str]) -> None:
 
     from dfdistill.config.compose import compose_run_config
     from dfdistill.config.resolve import resolve_config
-    from dfdistill.log import log
+    from dfdistill.core.log import log
 
     cfg = compose_run_config(overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
@@ -355,8 +355,8 @@ def job(cfg) -> float:
     from omegaconf import open_dict
 
     from dfdistill.config.resolve import resolve_config
-    from dfdistill.log import log
-    from dfdistill.pipeline import format_summary, run
+    from dfdistill.core.log import log
+    from dfdistill.run.pipeline import format_summary, run
 
     with open_dict(cfg):  # what the user typed wins over recipes and profiles (config/resolve.py)
         cfg.cli_overrides = list(HydraConfig.get().overrides.task)

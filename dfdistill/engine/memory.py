@@ -24,7 +24,7 @@ from typing import Iterator, Optional, Sequence
 import torch
 from torch import nn
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 
 
 @dataclass

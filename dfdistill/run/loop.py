@@ -20,12 +20,12 @@ from typing import Iterator, Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from dfdistill.checkpoint import (CHECKPOINT_FILE, changed_keys, check_resumable, load_checkpoint, optimizer_lrs,
+from dfdistill.run.checkpoint import (CHECKPOINT_FILE, changed_keys, check_resumable, load_checkpoint, optimizer_lrs,
                                   read_checkpoint, restore, save_checkpoint, set_optimizer_lrs)
 from dfdistill.config.resolved import ResolvedRun
-from dfdistill.divergence import DivergenceWatch
-from dfdistill.errors import DivergenceError, Interrupted
-from dfdistill.log import log
+from dfdistill.engine.divergence import DivergenceWatch
+from dfdistill.core.errors import DivergenceError, Interrupted
+from dfdistill.core.log import log
 from dfdistill.methods.base import Distiller
 
 

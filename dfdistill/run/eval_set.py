@@ -10,9 +10,9 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from dfdistill.config.resolve import swap_group, typed_overrides
-from dfdistill.errors import DataError
-from dfdistill.log import log
-from dfdistill.synthetic import SyntheticSet
+from dfdistill.core.errors import DataError
+from dfdistill.core.log import log
+from dfdistill.run.synthetic import SyntheticSet
 
 
 def class_counts(syn: SyntheticSet) -> dict[int, int]:
@@ -38,7 +38,7 @@ def check_set(syn: SyntheticSet) -> None:
 
 def apply_set_metadata(cfg: DictConfig, syn: SyntheticSet) -> DictConfig:
     """`cfg` with the set's method (its evaluation protocol) and IPC where the user typed none."""
-    from dfdistill.cli import groups
+    from dfdistill.entry.cli import groups
 
     keys, typed_groups = typed_overrides(cfg)
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))

@@ -14,7 +14,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, Optional, TypeVar
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -119,7 +119,7 @@ def method_entry(option: str) -> Entry[type]:
     """The registered method serving a method option: its own name, or for a YAML variant such as
     dfcolearn_random the schema it extends (`- base_<name>` in its defaults chain)."""
     if option not in METHODS:
-        from dfdistill.config.options import method_schemas_by_option
+        from dfdistill.schema.options import method_schemas_by_option
 
         option = method_schemas_by_option().get(option, option)
     return METHODS.get(option)

@@ -37,8 +37,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from dfdistill.errors import ConfigError
-from dfdistill.losses import weighted_ce
+from dfdistill.core.errors import ConfigError
+from dfdistill.engine.losses import weighted_ce
 
 log = logging.getLogger("dfdistill")
 

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from dfdistill.artifacts import ArtifactCache, atomic_write_bytes, atomic_write_text, load_tensor_file
-from dfdistill.checkpoint import CHECKPOINT_FILE
-from dfdistill.log import log
+from dfdistill.core.artifacts import ArtifactCache, atomic_write_bytes, atomic_write_text, load_tensor_file
+from dfdistill.run.checkpoint import CHECKPOINT_FILE
+from dfdistill.core.log import log
 
 INDEX_KIND = "distilled"
 

@@ -20,7 +20,7 @@ class TableCallback(Callback):
         self.out_dir = out_dir
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from dfdistill.tables import build_table
+        from dfdistill.reporting.build import build_table
 
         sweep_dir = config.hydra.sweep.dir
         use_wandb = config.get("logger", {}).get("name") == "wandb"

@@ -18,9 +18,9 @@ from typing import Any, Optional
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dfdistill.errors import ConfigError
-from dfdistill.memory import MemoryConfig
-from dfdistill.runtime import GPUConfig
+from dfdistill.core.errors import ConfigError
+from dfdistill.engine.memory import MemoryConfig
+from dfdistill.engine.runtime import GPUConfig
 
 
 _TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
@@ -232,11 +232,11 @@ class RunConfig:
     cache_dir: Optional[str] = None
     progress: bool = True
     print_config: bool = False  # print the effective (resolved) config and exit
-    compile: str = "auto"  # torch.compile of first-order paths: auto | on | off (dfdistill/compiled.py)
+    compile: str = "auto"  # torch.compile of first-order paths: auto | on | off (dfdistill/engine/compiled.py)
     ensemble: str = "auto"  # networks of one architecture train as one batched model: auto (CUDA) | on | off
     cli_overrides: list[str] = field(default_factory=list)  # what the user typed (run.py fills it): it wins
-    memory: MemoryConfig = field(default_factory=MemoryConfig)  # real-side pass sizes (dfdistill/memory.py)
-    gpu: GPUConfig = field(default_factory=GPUConfig)  # speed switches (dfdistill/runtime.py)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)  # real-side pass sizes (dfdistill/engine/memory.py)
+    gpu: GPUConfig = field(default_factory=GPUConfig)  # speed switches (dfdistill/engine/runtime.py)
     dataset: Any = MISSING
     backbone: Any = MISSING
     method: Any = MISSING

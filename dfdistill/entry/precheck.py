@@ -13,7 +13,7 @@ from typing import Optional
 
 from omegaconf import DictConfig, open_dict
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 
 
 def sweep_jobs(overrides: list[str]) -> Optional[list[list[str]]]:
@@ -35,10 +35,10 @@ def sweep_jobs(overrides: list[str]) -> Optional[list[list[str]]]:
 def check_multirun(overrides: list[str]) -> None:
     """Compose and resolve every job; the first user error names its job and stops the sweep unstarted.
     Then each distinct dataset of the sweep is checked once (preflight.check_datasets)."""
-    from dfdistill.cli import user_error
+    from dfdistill.entry.cli import user_error
     from dfdistill.config.compose import compose_run_config
     from dfdistill.config.resolve import resolve_config
-    from dfdistill.preflight import check_datasets
+    from dfdistill.run.preflight import check_datasets
     from dfdistill.sweeps import overrides as ov
 
     jobs = sweep_jobs(overrides)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 
 # old dotted key -> (new dotted key, the method schemas it applies to or None for all)
 RENAMED: dict[str, tuple[str, Optional[frozenset[str]]]] = {

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import torch
 
-from dfdistill.errors import DfdistillError
+from dfdistill.core.errors import DfdistillError
 
 _MAGIC = b"DFDISTILL1"
 
@@ -126,7 +126,7 @@ class ArtifactCache:
         try:
             return load_tensor_file(p)
         except (CorruptArtifact, EOFError, RuntimeError, OSError) as exc:
-            from dfdistill.log import log
+            from dfdistill.core.log import log
 
             log.info(f"cache file {p} unreadable ({exc}); rebuilding it")
             p.unlink(missing_ok=True)

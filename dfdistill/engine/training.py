@@ -7,7 +7,7 @@ augmentation draws, CutMix draws and SGD state, so every network ends exactly wh
 alone would (up to float rounding; tests/unit/evaluation/test_ensemble.py). That pays where one network's batch is
 too small to fill the device (GPU); on this 2-core CPU it measured no faster than one network after
 the other, so `ensemble: auto` batches on CUDA only (docs/performance.md). The loss of each batch
-goes through `dfdistill.compiled` (torch.compile with parameters as inputs, so fresh networks do not
+goes through `dfdistill.engine.compiled` (torch.compile with parameters as inputs, so fresh networks do not
 recompile).
 """
 
@@ -23,10 +23,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from dfdistill import compiled
-from dfdistill.errors import ConfigError
-from dfdistill.losses import cutmix_draw, weighted_ce
-from dfdistill.runtime import autocast
+from dfdistill.engine import compiled
+from dfdistill.core.errors import ConfigError
+from dfdistill.engine.losses import cutmix_draw, weighted_ce
+from dfdistill.engine.runtime import autocast
 
 ENSEMBLE_MODES = ("auto", "on", "off")
 _ensemble = {"mode": "auto"}

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Optional
 
 from omegaconf import OmegaConf
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 
 LOCK_FILE = ".lock"
 # command-line keys that never change what a sweep computes (kept out of its directory name)

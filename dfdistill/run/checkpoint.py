@@ -16,9 +16,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from dfdistill.artifacts import CorruptArtifact, load_tensor_file, save_tensor_file
-from dfdistill.errors import ConfigError
-from dfdistill.log import log
+from dfdistill.core.artifacts import CorruptArtifact, load_tensor_file, save_tensor_file
+from dfdistill.core.errors import ConfigError
+from dfdistill.core.log import log
 from dfdistill.methods.base import Distiller
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -101,7 +101,7 @@ def check_resumable(ck: dict, identity: dict, source: Path) -> dict[str, list]:
         more = f" and {len(other) - 10} more" if len(other) > 10 else ""
         raise ConfigError(f"resume={source} is another distillation: it differs in {shown}{more}; resume= continues "
                           "a run only under other learning rates, iterations or checkpoint cadence "
-                          "(dfdistill.checkpoint.RESUMABLE_KEYS); type that run's values, or drop resume=")
+                          "(dfdistill.run.checkpoint.RESUMABLE_KEYS); type that run's values, or drop resume=")
     return changed
 
 

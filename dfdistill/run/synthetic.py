@@ -23,9 +23,9 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from dfdistill.artifacts import atomic_writer, config_key
+from dfdistill.core.artifacts import atomic_writer, config_key
 from dfdistill.data.real import RealData
-from dfdistill.errors import ConfigError, DataError
+from dfdistill.core.errors import ConfigError, DataError
 
 SYNTHETIC_FILE = "synthetic.pt"
 

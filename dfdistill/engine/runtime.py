@@ -27,7 +27,7 @@ from typing import Any, ContextManager, Iterator, Optional
 import numpy as np
 import torch
 
-from dfdistill.errors import ConfigError
+from dfdistill.core.errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -121,7 +121,7 @@ def code_version() -> str:
     """`<short sha>[+dirty]` of the checkout this code runs from, or `unknown` outside git. Changes
     under results/ are outputs, not code: regenerating a committed table does not make it dirty."""
     try:
-        root = Path(__file__).resolve().parents[1]
+        root = Path(__file__).resolve().parents[2]
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
         sha = out.stdout.strip()
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".",
@@ -158,8 +158,8 @@ def configure_runtime(cfg, device: torch.device) -> None:
     `cfg`: the typed top level (ResolvedRun.top, whose blocks are MemoryConfig/GPUConfig) or a mapping."""
     from omegaconf import OmegaConf
 
-    from dfdistill.log import log
-    from dfdistill.memory import MemoryConfig, configure_memory
+    from dfdistill.core.log import log
+    from dfdistill.engine.memory import MemoryConfig, configure_memory
 
     def block(name: str, schema: type) -> Any:
         node = cfg.get(name) if hasattr(cfg, "get") else getattr(cfg, name, None)

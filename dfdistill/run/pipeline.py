@@ -5,9 +5,9 @@ as the list of stages below, each a function of the run `Session` and what earli
 Identities (dfdistill.config.resolve): the distillation's key tags the checkpoint, so `stage=distill`
 then `stage=all` (or another `eval=`) continue one distillation; each evaluation of a set is its own
 line in results.jsonl. A finished evaluation is returned as stored (`force=true` recomputes); an
-unfinished distillation resumes from its last checkpoint (dfdistill.loop, dfdistill.checkpoint).
+unfinished distillation resumes from its last checkpoint (dfdistill.run.loop, dfdistill.run.checkpoint).
 A run dir that differs only in what is outside the distillation's identity (e.g. `eval.num_eval=2`)
-finds the finished distillation by its key (dfdistill.distilled) and only evaluates it.
+finds the finished distillation by its key (dfdistill.run.distilled) and only evaluates it.
 `stage=eval synthetic=<file or run dir>` evaluates a saved set without distilling.
 """
 
@@ -22,28 +22,29 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dfdistill import compiled, distilled
-from dfdistill.artifacts import ArtifactCache, atomic_write_text
-from dfdistill.checkpoint import CHECKPOINT_FILE
+from dfdistill.engine import compiled
+from dfdistill.run import distilled
+from dfdistill.core.artifacts import ArtifactCache, atomic_write_text
+from dfdistill.run.checkpoint import CHECKPOINT_FILE
 from dfdistill.config.resolve import resolve_run
 from dfdistill.config.resolved import ResolvedRun
 from dfdistill.data.real import RealData
-from dfdistill.errors import Interrupted
-from dfdistill.eval_set import apply_set_metadata, check_set
+from dfdistill.core.errors import Interrupted
+from dfdistill.run.eval_set import apply_set_metadata, check_set
 from dfdistill.evaluation.protocol import evaluate_set, is_convnet_bn, resolve_eval
-from dfdistill.log import log
-from dfdistill.loop import check_resume_before_work, distill_loop
+from dfdistill.core.log import log
+from dfdistill.run.loop import check_resume_before_work, distill_loop
 from dfdistill.methods.base import DistillContext, Distiller, build_context
 from dfdistill.models.factory import ModelFactory, backbone_config, check_backbone_fits, make_model_factory
-from dfdistill.preflight import check_classes, check_config, check_per_class, check_set_size, check_trains
+from dfdistill.run.preflight import check_classes, check_config, check_per_class, check_set_size, check_trains
 from dfdistill.reporting.logger import NullLogger, build_logger
 from dfdistill.reporting.results import RESULTS_FILE, mean_std, read_results, save_grid, write_results
-from dfdistill.rundir import run_lock
-from dfdistill.runtime import (
+from dfdistill.core.rundir import run_lock
+from dfdistill.engine.runtime import (
     StageTimer, code_version, configure_runtime, peak_memory_mb, resolve_device, seed_everything,
 )
-from dfdistill.training import configure_speed
-from dfdistill.synthetic import SYNTHETIC_FILE, SyntheticSet, fit_to_data, load_synthetic, save_synthetic
+from dfdistill.engine.training import configure_speed
+from dfdistill.run.synthetic import SYNTHETIC_FILE, SyntheticSet, fit_to_data, load_synthetic, save_synthetic
 
 
 RESOLVED_FILE = "resolved.yaml"  # the effective config (recipes, profile, typed values) beside .hydra/
@@ -128,7 +129,7 @@ def run(cfg: DictConfig) -> dict:
 
 def run_eval(r: ResolvedRun, out_dir: Path, syn: SyntheticSet) -> dict:
     """stage=eval: evaluate a saved set (ours or another codebase's) under this config's protocol (the
-    set's own method and IPC where the command names none: dfdistill.eval_set)."""
+    set's own method and IPC where the command names none: dfdistill.run.eval_set)."""
     stored = stored_result(out_dir, r.result_key, r.top.force)
     if stored is not None:
         return stored
@@ -141,7 +142,7 @@ def run_eval(r: ResolvedRun, out_dir: Path, syn: SyntheticSet) -> dict:
 
 def reuse_distillation(r: ResolvedRun, out_dir: Path) -> Optional[str]:
     """The run dir whose finished distillation this run continues instead of distilling (only the
-    evaluation differs: dfdistill.distilled), its checkpoint copied in; None when there is none to use."""
+    evaluation differs: dfdistill.run.distilled), its checkpoint copied in; None when there is none to use."""
     top = r.top
     if top.stage not in ("all", "distill") or top.force or top.resume or (out_dir / CHECKPOINT_FILE).exists():
         return None
@@ -265,7 +266,7 @@ def distill(s: Session, distiller: Distiller) -> dict:
 
 
 def save_outputs(s: Session, distiller: Distiller, train: RealData, info: dict) -> SyntheticSet:
-    """synthetic.pt (the documented layout, see dfdistill.synthetic) and synthetic.png; returns the set."""
+    """synthetic.pt (the documented layout, see dfdistill.run.synthetic) and synthetic.png; returns the set."""
     cfg = s.cfg
     images, labels = distiller.train_set()
     meta = {"method": cfg.method.name, "dataset": cfg.dataset.name, "ipc": cfg.ipc, "distill_key": s.key,
