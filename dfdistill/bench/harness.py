@@ -24,6 +24,11 @@ from dfdistill.bench.baseline import baseline_class
 from dfdistill.config.resolve import resolve_run
 from dfdistill.methods.base import DistillContext, Distiller, build_context
 from dfdistill.methods.dc import GradientMatching
+from dfdistill.data.datasets import load_dataset
+from dfdistill.models.factory import make_model_factory
+from dfdistill.engine.runtime import configure_runtime, resolve_device, seed_everything
+from dfdistill.engine.training import configure_speed
+from dfdistill.pruning import apply_static_pruning, build_adaptive
 
 # max|g_fast - g_base| <= GRAD_RTOL * max|g_base|. float32 with a different summation order: DC's
 # per-row cosine distance amplifies rounding on noise-initialised images (8.8e-4 seen on digits
@@ -67,11 +72,6 @@ class Timing:
 
 def build_setup(cfg: DictConfig, out_dir: Path) -> Setup:
     """resolve -> load_dataset -> make_model_factory -> static pruning -> adaptive -> context."""
-    from dfdistill.data.datasets import load_dataset
-    from dfdistill.models.factory import make_model_factory
-    from dfdistill.engine.runtime import configure_runtime, resolve_device, seed_everything
-    from dfdistill.engine.training import configure_speed
-    from dfdistill.pruning import apply_static_pruning, build_adaptive
 
     r = resolve_run(cfg)
     device = resolve_device(r.top.device)

@@ -26,6 +26,8 @@ from hydra.core.override_parser.types import Override
 from dfdistill.schema.renames import check_overrides
 from dfdistill.schema.options import CONF_DIR, method_schemas_by_option
 from dfdistill.config.store import register_configs
+from dfdistill.models import MODELS
+from dfdistill.core.registry import METHODS
 
 _CACHE_SIZE = 512  # composed configs kept (a few hundred KB each at most)
 _cache: "OrderedDict[Hashable, tuple[DictConfig, bool]]" = OrderedDict()
@@ -35,8 +37,6 @@ apply_values = ConfigLoaderImpl._apply_overrides_to_config  # Hydra's own step a
 
 def _registry_state() -> Hashable:
     """What register_configs stores: every method's schema and every backbone's constructor."""
-    from dfdistill.models import MODELS
-    from dfdistill.core.registry import METHODS
 
     return (tuple((e.name, id(e.meta["config"])) for e in METHODS), tuple((e.name, id(e.obj)) for e in MODELS))
 

@@ -12,6 +12,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dfdistill.core.artifacts import config_key
+from dfdistill.core.errors import ConfigError
+from dfdistill.schema.options import method_entry
 
 # Keys that do not change what is computed (excluded from every identity hash).
 NON_SEMANTIC_KEYS = ("resume", "force", "progress", "logger", "output_dir", "cache_dir", "device", "log_every",
@@ -35,7 +37,6 @@ def dataset_identity(dataset: Any) -> Any:
 def method_identity(method: Any) -> Any:
     """The method node as identities hash it: with the registered class path as `_target_`, the key
     the method YAMLs spelled until the registry owned the class (committed runs keep their keys)."""
-    from dfdistill.core.registry import method_entry
 
     if not isinstance(method, dict) or method.get("_target_") or "name" not in method:
         return method

@@ -30,6 +30,15 @@ from dfdistill.schema.groups import (  # noqa: F401 (checked: re-exported)
 )
 from dfdistill.data.spec import dataset_of, with_absolute_root  # noqa: F401 (dataset_of: re-exported)
 from dfdistill.core.errors import ConfigError
+from dfdistill.config.store import backbone_schema
+from dfdistill.pruning.config import PruningConfig
+from dfdistill.recipes import has_cell_rows, is_generic, rows_for
+from dfdistill.core.registry import METHODS
+from dfdistill.scoring.empirical import epoch_range
+from dfdistill.models import MODELS
+from dfdistill.core.registry import in_loop_pruning_methods
+from dfdistill.core.artifacts import config_key
+from dfdistill.schema.options import method_entry
 
 GROUPS = ("dataset", "backbone", "method", "pruning", "eval", "profile", "logger")
 
@@ -61,8 +70,6 @@ def is_typed(key: str, keys: set[str]) -> bool:
 # ---------------------------------------------------------------------------------------------- #
 def group_schema(group: str, option: str) -> type:
     """The schema an option of `group` extends (what Hydra would have merged it into)."""
-    from dfdistill.config.store import backbone_schema
-    from dfdistill.pruning.config import PruningConfig
 
     if group == "backbone":
         return backbone_schema(option)
@@ -116,11 +123,9 @@ def apply_recipes(cfg: DictConfig, keys: set[str], groups: set[str]) -> dict[str
 
     Per group the provenance says which rows applied (`rows`), whether one of them is specific to
     this dataset/IPC (`cell`), which typed keys it left alone (`kept_typed`), and why not (`reason`)."""
-    from dfdistill.recipes import has_cell_rows, is_generic, rows_for
 
     out: dict[str, Any] = {}
     ds, ipc = paper_dataset(cfg), int(cfg.ipc)
-    from dfdistill.core.registry import METHODS
 
     option = str(cfg.method.name)  # a registered option is served by its own name; a YAML variant also by its schema's
     names = (option,) if option in METHODS else (option, method_schema(cfg))
@@ -209,7 +214,6 @@ def scale_scoring(cfg: DictConfig, p: DictConfig, put, cap) -> None:
         return
     k = int(k)
     cap("pruning.train_epochs", k)
-    from dfdistill.scoring.empirical import epoch_range
 
     flat = [x for e in cfg.pruning.epochs for x in (range(epoch_range(e)[0], epoch_range(e)[1] + 1)
                                                     if epoch_range(e) else [e])]  # 'a-b' = every epoch a..b
@@ -228,7 +232,6 @@ def method_class(cfg: DictConfig) -> type:
 
 def method_class_of(node: DictConfig) -> type:
     """The registered class of a method node, by its `name` (a `_target_` it still spells must agree)."""
-    from dfdistill.core.registry import method_entry
 
     name = node.get("name")
     if not name:
@@ -244,8 +247,6 @@ def method_class_of(node: DictConfig) -> type:
 def check_backbone(bcfg: DictConfig) -> Any:
     """The backbone node against its constructor's schema (returned as that schema's object);
     `_target_` must be what `name` builds."""
-    from dfdistill.config.store import backbone_schema
-    from dfdistill.models import MODELS
 
     name = bcfg.get("name")
     if name not in MODELS:
@@ -267,8 +268,6 @@ def check_top_level(cfg: DictConfig) -> RunConfig:
 def validate(cfg: DictConfig) -> dict[str, Any]:
     """Every group against its one schema (range checks included), then cross-group rules; returns the
     typed parts (ResolvedRun's fields: top, dataset, backbone, method_cls, method, pruning, eval, ...)."""
-    from dfdistill.pruning.config import PruningConfig
-    from dfdistill.core.registry import in_loop_pruning_methods
 
     parts: dict[str, Any] = {"top": check_top_level(cfg), "dataset": checked(DatasetConfig, cfg.dataset, "dataset"),
                              "eval": checked(EvalConfig, cfg.eval, "eval"),

@@ -17,6 +17,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from dfdistill.schema.groups import DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig
+from dfdistill.models import MODELS
+from dfdistill.pruning.config import PruningConfig
+from dfdistill.core.registry import METHODS
+from dfdistill.core.rundir import register_resolvers
+from dfdistill.models import convnet_depth
 
 _SHAPE_ARGS = ("channels", "num_classes", "image_size")
 _SIMPLE = {"int": int, "float": float, "bool": bool, "str": str}
@@ -25,7 +30,6 @@ _SIMPLE = {"int": int, "float": float, "bool": bool, "str": str}
 @lru_cache(maxsize=None)
 def backbone_schema(name: str) -> type:
     """A dataclass of backbone `name`'s constructor options (defaults from its signature/partial)."""
-    from dfdistill.models import MODELS
 
     fields: list[tuple[str, Any, Any]] = [("name", str, field(default=name)),
                                           ("_target_", Optional[str], field(default=None))]
@@ -46,10 +50,6 @@ def register_configs() -> None:
     """Idempotent; registers again only when a method or backbone was added since (each store call
     converts a dataclass: done per composition, it was a fifth of a sweep plan's time)."""
     global _registered
-    from dfdistill.models import MODELS
-    from dfdistill.pruning.config import PruningConfig
-    from dfdistill.core.registry import METHODS
-    from dfdistill.core.rundir import register_resolvers
 
     if _registered == (tuple(e.name for e in METHODS), tuple(MODELS.names())):
         return
@@ -65,7 +65,6 @@ def register_configs() -> None:
     for name in MODELS.names():
         cs.store(group="backbone", name=f"base_{name}", node=backbone_schema(name))
     # ${convnet_depth:${dataset.image_size}}: the ConvNet depth the papers use at that input size
-    from dfdistill.models import convnet_depth
 
     OmegaConf.register_new_resolver("convnet_depth", convnet_depth, replace=True)
     _registered = (tuple(e.name for e in METHODS), tuple(MODELS.names()))

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 import torch
 
 from dfdistill.core.errors import DfdistillError
+from dfdistill.core.log import log
 
 _MAGIC = b"DFDISTILL1"
 
@@ -90,7 +91,6 @@ def save_tensor_file(path: str | os.PathLike, obj: Any) -> None:
 class CorruptArtifact(DfdistillError):
     """The file exists but is truncated, tampered with, or not a dfdistill artifact."""
 
-
 def load_tensor_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """Load a file written by `save_tensor_file`; raise CorruptArtifact on any mismatch."""
     path = Path(path)
@@ -126,7 +126,6 @@ class ArtifactCache:
         try:
             return load_tensor_file(p)
         except (CorruptArtifact, EOFError, RuntimeError, OSError) as exc:
-            from dfdistill.core.log import log
 
             log.info(f"cache file {p} unreadable ({exc}); rebuilding it")
             p.unlink(missing_ok=True)

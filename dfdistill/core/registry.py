@@ -115,16 +115,6 @@ def register_method(name: str, *, config: type, label: str, in_loop_pruning: boo
     return decorator
 
 
-def method_entry(option: str) -> Entry[type]:
-    """The registered method serving a method option: its own name, or for a YAML variant such as
-    dfcolearn_random the schema it extends (`- base_<name>` in its defaults chain)."""
-    if option not in METHODS:
-        from dfdistill.schema.options import method_schemas_by_option
-
-        option = method_schemas_by_option().get(option, option)
-    return METHODS.get(option)
-
-
 def register_scorer(name: str) -> Callable[[T], T]:
     """Register a per-sample scoring function `f(model, real, scoring_cfg) -> (N,) scores` as
     `pruning.criterion=<name>`. No metadata: nothing reads one (a function that needs gradients
@@ -186,11 +176,9 @@ def dataset_label(name: str) -> str:
 
 
 def method_label(name: str) -> str:
-    """Table label of a method option (a YAML variant such as dfcolearn_random gets its base's)."""
-    try:
-        return method_entry(name).meta["label"]
-    except ConfigError:
-        return name
+    """Table label of a registered method (its name when none is registered under it). A YAML variant
+    such as dfcolearn_random is mapped to its base by reporting.layouts.method_label, which reads conf/."""
+    return METHODS.get(name).meta["label"] if name in METHODS else name
 
 
 def in_loop_pruning_methods() -> list[str]:

@@ -29,6 +29,7 @@ from dfdistill.data.spec import dataset_of
 from dfdistill.data.storage import canonical_device, choose_storage
 from dfdistill.core.errors import ConfigError, DataError
 from dfdistill.core.log import log
+from dfdistill.data.zca import ZCA
 
 _CHUNK = 4096  # rows per pass when converting / summarising the split (bounds the float temporaries)
 
@@ -108,7 +109,6 @@ def _pixel_sum(pixels: Tensor) -> float | int:
 def _fit_zca(cfg: DatasetConfig, split: Split, pixels: Tensor, real: RealData, cache: Optional[ArtifactCache]) -> Any:
     """ZCA fitted on the whole train split (read in chunks from `real`, i.e. in its model space: pixels for
     kornia, standardised for rfad), cached under cache/zca."""
-    from dfdistill.data.zca import ZCA
 
     identity = {
         "name": cfg.name,

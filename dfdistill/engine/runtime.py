@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from dfdistill.core.errors import ConfigError
+from dfdistill.core.log import log
+from dfdistill.engine.memory import MemoryConfig, configure_memory
 
 
 def resolve_device(name: str) -> torch.device:
@@ -158,8 +160,6 @@ def configure_runtime(cfg, device: torch.device) -> None:
     `cfg`: the typed top level (ResolvedRun.top, whose blocks are MemoryConfig/GPUConfig) or a mapping."""
     from omegaconf import OmegaConf
 
-    from dfdistill.core.log import log
-    from dfdistill.engine.memory import MemoryConfig, configure_memory
 
     def block(name: str, schema: type) -> Any:
         node = cfg.get(name) if hasattr(cfg, "get") else getattr(cfg, name, None)

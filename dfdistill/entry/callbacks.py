@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from dfdistill.reporting.build import build_table
 
 
 class TableCallback(Callback):
@@ -20,8 +21,6 @@ class TableCallback(Callback):
         self.out_dir = out_dir
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from dfdistill.reporting.build import build_table
-
         sweep_dir = config.hydra.sweep.dir
         use_wandb = config.get("logger", {}).get("name") == "wandb"
         try:

@@ -11,7 +11,6 @@ exists). Real bugs keep their traceback; DFDISTILL_DEBUG=1 or HYDRA_FULL_ERROR=1
 from __future__ import annotations
 
 import difflib
-import errno
 import functools
 import logging
 import os
@@ -21,27 +20,30 @@ from typing import Any, Callable, Optional
 
 from omegaconf import OmegaConf
 
-from dfdistill.config.resolve import CONF_DIR
-from dfdistill.core.errors import ConfigError, DfdistillError
+from dfdistill.core.errors import ConfigError
 from dfdistill.core.log import preserved_logging
+from dfdistill.schema.options import CONF_DIR, SCHEMA_PREFIX, groups
+from dfdistill.config.compose import method_schemas_by_option
+from dfdistill.schema.renames import check_overrides
+from dfdistill.run.preflight import check_folder_setting
+from dfdistill.config.compose import compose_run_config
+from dfdistill.entry.messages import split_args, user_error
+from dfdistill.entry.precheck import check_multirun
+from dfdistill.config.resolve import resolve_config
+from dfdistill.core.log import log
+from dfdistill.run.pipeline import format_summary, run
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it, so scripts tell Ctrl-C from a bad input
-# Hydra flags that take a value (the next word is not an override)
-_FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
-                     "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion"}
 _COMPLETION_FLAGS = ("-sc", "--shell-completion")
-_GROUP_PREFIX_HIDDEN = "base_"  # structured-config schemas stored beside the YAML options
 
 
 class Reported(Exception):
     """A user error of one sweep job, already logged (console + its run.log); the other jobs still run,
     Hydra names the failed job at the end and the process exits 2."""
 
-
 class ReportedInterrupt(KeyboardInterrupt):
     """An interrupt already reported inside the job; stops a sweep, exits 130."""
-
 
 def debug() -> bool:
     return bool(os.environ.get("DFDISTILL_DEBUG") or os.environ.get("_DFDISTILL_USER_FULL_ERROR"))
@@ -51,35 +53,9 @@ def debug() -> bool:
 # before Hydra
 # ---------------------------------------------------------------------------------------------- #
 @functools.lru_cache(maxsize=1)
-def groups() -> dict[str, list[str]]:
-    """conf/<group>/ -> its selectable options (YAML files; `base_*` schemas and example dirs excluded)."""
-    out = {}
-    for d in sorted(CONF_DIR.iterdir()):
-        if d.is_dir() and "." not in d.name:
-            out[d.name] = sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith(_GROUP_PREFIX_HIDDEN))
-    return out
-
-
-@functools.lru_cache(maxsize=1)
 def top_level_keys() -> list[str]:
     cfg = OmegaConf.load(CONF_DIR / "config.yaml")
     return sorted(k for k in cfg if k != "defaults")
-
-
-def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(flags with their values, overrides) as Hydra's argument parser will see them."""
-    flags, overrides, i = [], [], 0
-    while i < len(argv):
-        a = argv[i]
-        if a.startswith("-"):
-            flags.append(a)
-            if a in _FLAGS_WITH_VALUE and i + 1 < len(argv):
-                flags.append(argv[i + 1])
-                i += 1
-        else:
-            overrides.append(a)
-        i += 1
-    return flags, overrides
 
 
 def check_argv(argv: list[str]) -> list[str]:
@@ -91,8 +67,6 @@ def check_argv(argv: list[str]) -> list[str]:
     flags, overrides = split_args(argv)
     if any(f in _COMPLETION_FLAGS for f in flags):
         return argv
-    from dfdistill.config.compose import method_schemas_by_option
-    from dfdistill.schema.renames import check_overrides
 
     check_overrides(overrides, method_schemas_by_option())
     for o in overrides:
@@ -126,7 +100,7 @@ def check_override(o: str) -> None:
     if bare in groups() and not any(c in value for c in ",()*[]") and value:
         options = groups()[bare]
         if value not in options:
-            what = " (base_* entries are schemas, not options)" if value.startswith(_GROUP_PREFIX_HIDDEN) else ""
+            what = " (base_* entries are schemas, not options)" if value.startswith(SCHEMA_PREFIX) else ""
             close = difflib.get_close_matches(value, options, n=1)
             hint = f"did you mean {bare}={close[0]}? " if close and not what else ""
             raise ConfigError(f"{bare}={value} is not a {bare} option{what}; {hint}choose from {', '.join(options)}")
@@ -139,7 +113,6 @@ def check_override(o: str) -> None:
 
 def check_folder_override(o: str) -> None:
     """`hydra.run.dir=<a file>/sub`: one line naming the setting (Hydra would fail making the folder)."""
-    from dfdistill.run.preflight import check_folder_setting
 
     key, eq, value = o.partition("=")
     key = key.lstrip("+~")
@@ -165,88 +138,10 @@ def hide_schema_options() -> None:
 
     def get_group_options(self, group_name, *args, **kwargs):
         names = original(self, group_name, *args, **kwargs)
-        return [n for n in names if not n.startswith(_GROUP_PREFIX_HIDDEN) and not n.endswith(".example")]
+        return [n for n in names if not n.startswith(SCHEMA_PREFIX) and not n.endswith(".example")]
 
     get_group_options._dfdistill = True  # type: ignore[attr-defined]
     ConfigLoaderImpl.get_group_options = get_group_options
-
-
-# ---------------------------------------------------------------------------------------------- #
-# errors -> one line
-# ---------------------------------------------------------------------------------------------- #
-def user_error(exc: BaseException) -> Optional[str]:
-    """The one-line message for a user-facing failure, or None for a bug (which keeps its traceback)."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    if isinstance(exc, DfdistillError):
-        return str(exc)
-    if isinstance(exc, KeyboardInterrupt):
-        return str(exc) or "interrupted; rerun the same command to continue (finished work is kept)"
-    if isinstance(exc, (HydraException, OmegaConfBaseException)):
-        return hydra_error(exc)
-    if isinstance(exc, OSError):
-        return os_error(exc)
-    if isinstance(exc, ValueError) and isinstance(exc.__cause__, OSError):  # logging's "Unable to configure handler"
-        return os_error(exc.__cause__)
-    return None
-
-
-def os_error(exc: OSError) -> str:
-    where = f" {exc.filename}" if exc.filename else ""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (f"disk full writing{where}; free space, or write elsewhere (hydra.run.dir=..., DFDISTILL_CACHE=...), "
-                "then rerun the same command (finished work is kept)")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return (f"cannot write{where}: {exc.strerror}; give a writable hydra.run.dir=... (and cache_dir=...) "
-                "or fix the permissions")
-    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        return (f"cannot make the folder{where}: a part of that path is a file; give a folder path in "
-                "hydra.run.dir=... (or cache_dir= / DFDISTILL_CACHE)")
-    return f"{exc.strerror or exc}{':' + where if where else ''}"
-
-
-def hydra_error(exc: BaseException) -> str:
-    from hydra.errors import OverrideParseException
-
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    if isinstance(exc, OverrideParseException):
-        bad = text.splitlines()[0].split(":", 1)[-1].strip()
-        return f"cannot parse the override '{bad}'; quote values with special characters, e.g. key='a b'"
-    if first.startswith("Could not override"):
-        return unknown_nested_key(first, exc)
-    merged = re.match(r"Error merging override (\S+?)=(.*)$", first)
-    if merged and "is not a ListConfig" in f"{text} {exc.__cause__}":
-        key, value = merged.groups()
-        return f"{key} is a list: type {key}=[{value}] (several: {key}=[{value},...])"
-    want = re.search(r"could not be converted to (\w+)", f"{text} {exc.__cause__}")
-    if merged and want:  # a schema-typed key (eval.num_eval=two) fails while Hydra merges it
-        from dfdistill.schema.groups import type_hint
-
-        return type_hint(merged.group(1), want.group(1), merged.group(2))
-    cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ is not None and str(exc.__cause__) else ""
-    return first + (f" ({cause})" if cause and cause not in first else "")
-
-
-def unknown_nested_key(first: str, exc: BaseException) -> str:
-    """`method.lr_imgg=1` -> "method has no key 'lr_imgg'; did you mean method.lr_img?"."""
-    key = first.split("'")[1] if first.count("'") >= 2 else ""
-    parent, _, leaf = key.rpartition(".")
-    msg = f"{parent or 'the config'} has no key '{leaf or key}'"
-    try:
-        from dfdistill.config.compose import compose_run_config
-
-        others = [a for a in split_args(sys.argv[1:])[1] if a.partition("=")[0].lstrip("+~") != key]
-        node = OmegaConf.select(compose_run_config(others), parent) if parent else None
-        close = difflib.get_close_matches(leaf, list(node.keys()), n=1) if node is not None else []
-        if close:
-            return f"{msg}; did you mean {parent}.{close[0]}?"
-        if node is not None:
-            return f"{msg}; its keys: {', '.join(map(str, node.keys()))}"
-    except Exception:  # noqa: BLE001 - the hint is best effort; the message stands without it
-        pass
-    return msg
 
 
 # ---------------------------------------------------------------------------------------------- #
@@ -261,7 +156,6 @@ def main(hydra_main: Callable[[], Any], argv: Optional[list[str]] = None) -> int
         sys.argv = [saved_argv[0] if saved_argv else "run.py", *check_argv(argv)]
         flags, overrides = split_args(sys.argv[1:])
         if {"-m", "--multirun"} & set(flags) and not {"--help", "-h", "--cfg", "-c", "--info", "-i"} & set(flags):
-            from dfdistill.entry.precheck import check_multirun
 
             check_multirun(overrides)  # every job validated before the first starts
         hide_schema_options()
@@ -310,9 +204,6 @@ def print_config(overrides: list[str]) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from dfdistill.config.compose import compose_run_config
-    from dfdistill.config.resolve import resolve_config
-    from dfdistill.core.log import log
 
     cfg = compose_run_config(overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
@@ -354,9 +245,6 @@ def job(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from dfdistill.config.resolve import resolve_config
-    from dfdistill.core.log import log
-    from dfdistill.run.pipeline import format_summary, run
 
     with open_dict(cfg):  # what the user typed wins over recipes and profiles (config/resolve.py)
         cfg.cli_overrides = list(HydraConfig.get().overrides.task)

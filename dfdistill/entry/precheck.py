@@ -14,13 +14,17 @@ from typing import Optional
 from omegaconf import DictConfig, open_dict
 
 from dfdistill.core.errors import ConfigError
+from dfdistill.sweeps import overrides as ov
+from dfdistill.sweeps.plan import job_set_lines, sweep_info
+from dfdistill.entry.messages import user_error
+from dfdistill.config.compose import compose_run_config
+from dfdistill.config.resolve import resolve_config
+from dfdistill.run.preflight import check_datasets
 
 
 def sweep_jobs(overrides: list[str]) -> Optional[list[list[str]]]:
     """The override list of every job `run.py -m <overrides>` launches, or None when another
     sweeper (or a glob / interval sweep) decides them: those jobs still check themselves."""
-    from dfdistill.sweeps import overrides as ov
-    from dfdistill.sweeps.plan import job_set_lines, sweep_info
 
     if any(o.lstrip("+~").startswith(("hydra/sweeper", "hydra.sweeper")) for o in overrides):
         return None
@@ -35,11 +39,6 @@ def sweep_jobs(overrides: list[str]) -> Optional[list[list[str]]]:
 def check_multirun(overrides: list[str]) -> None:
     """Compose and resolve every job; the first user error names its job and stops the sweep unstarted.
     Then each distinct dataset of the sweep is checked once (preflight.check_datasets)."""
-    from dfdistill.entry.cli import user_error
-    from dfdistill.config.compose import compose_run_config
-    from dfdistill.config.resolve import resolve_config
-    from dfdistill.run.preflight import check_datasets
-    from dfdistill.sweeps import overrides as ov
 
     jobs = sweep_jobs(overrides)
     if not jobs:

@@ -19,6 +19,7 @@ from dfdistill.engine import compiled
 from dfdistill.data.real import RealData
 from dfdistill.engine.memory import rows_per_pass
 from dfdistill.engine.training import NetGroup, Schedule, ensemble_enabled, train_group
+from dfdistill.models.convnet import ConvNet
 
 
 @dataclass
@@ -53,7 +54,6 @@ def is_convnet_bn(model: nn.Module) -> bool:
     """Whether `model` is the reference's 'ConvNetBN' (get_network: ConvNet, depth 3, BatchNorm, ReLU,
     average pooling), the one name get_daparam tests; its width may be scaled by a profile. Other BN
     ConvNets ('ConvNetD4BN', 'ConvNetASwishBN', ...) do not match the name there, so not here."""
-    from dfdistill.models.convnet import ConvNet
 
     if type(model) is not ConvNet:
         return False

@@ -25,6 +25,7 @@ from dfdistill.core.errors import ConfigError, DataError
 from dfdistill.engine.memory import classes_per_pass
 from dfdistill.methods.chunks import ClassBatch
 from dfdistill.methods.sampling import device_generator, per_class_rows
+from dfdistill.evaluation.protocol import evaluate_set
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,6 @@ class Distiller(ABC):
         """Test accuracies of fresh networks trained on (images, labels): the shared protocol, unless
         the method's paper evaluates its sets differently (RFAD-NN). The pipeline evaluates the random
         baseline through the same method, so both sides share the rule."""
-        from dfdistill.evaluation.protocol import evaluate_set
 
         return evaluate_set(images, labels, test, model_factory, ev, augment, seed=seed, progress=progress, desc=desc)
 

@@ -15,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dfdistill.core.errors import ConfigError, DataError
 from dfdistill.engine.runtime import prepare_model
+from dfdistill.models import build_model
+from dfdistill.schema.options import load_option
 
 ModelFactory = Callable[[int], torch.nn.Module]
 BACKBONE_DIR = Path(__file__).resolve().parents[2] / "conf" / "backbone"
@@ -34,7 +36,6 @@ def backbone_options(bcfg: DictConfig) -> dict[str, Any]:
 
 def make_model_factory(bcfg: DictConfig, shape: DataShape, device: torch.device) -> ModelFactory:
     """seed -> freshly initialised backbone on `device` (initialisation independent of global RNG)."""
-    from dfdistill.models import build_model
 
     name, opts = bcfg.name, backbone_options(bcfg)
     channels, num_classes, image_size = int(shape.channels), int(shape.num_classes), int(shape.image_size)
@@ -67,7 +68,6 @@ def check_backbone_fits(factory: ModelFactory, images: torch.Tensor, num_classes
 
 def backbone_config(name: str, role: str = "eval.cross_arch entry") -> DictConfig:
     """conf/backbone/<name>.yaml as a config node (for backbones named in a list, e.g. cross-arch)."""
-    from dfdistill.schema.options import load_option  # the YAML with its defaults chain (schema entry dropped)
 
     path = BACKBONE_DIR / f"{name}.yaml"
     if not path.exists():

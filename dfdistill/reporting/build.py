@@ -24,6 +24,8 @@ from dfdistill.reporting.grids import Grid, build_grid, grid_frame
 from dfdistill.reporting.layouts import SPECS, Layout, spec_for
 from dfdistill.reporting.paper import PAPER_CSV, load_paper
 from dfdistill.reporting.render import header_info, render
+from dfdistill.reporting.wandb_table import log_table
+from dfdistill.reporting import plots as P
 
 
 def build_table(folder: str | Path, exp: Optional[str] = None, out_dir: Optional[str | Path] = None,
@@ -56,7 +58,6 @@ def build_table(folder: str | Path, exp: Optional[str] = None, out_dir: Optional
     frame = grid_frame(grid)
     frame.to_csv(paths["csv"], index=False)
     if wandb_log:
-        from dfdistill.reporting.wandb_table import log_table
 
         log_table(frame, layout.exp, out)
     return {"grid": grid, "cells": frame, "spec": layout, "records": records, **paths}
@@ -112,7 +113,6 @@ def copy_grids(grid: Grid, out_dir: Path, table: str) -> dict[int, str]:
 def _figures(grid: Grid, layout: Layout, records: list[dict], out: Path, name: str, images: dict[int, str],
              paths: dict[str, Path]) -> str:
     """The paper's figure (PNG next to the CSV), the accuracy-vs-ratio curves and the image sheet."""
-    from dfdistill.reporting import plots as P
 
     md = ""
     data = figure_data(grid)

@@ -14,6 +14,8 @@ from typing import Any, Iterable, Optional
 import pandas as pd
 
 from dfdistill.reporting.results import RESULTS_FILE, read_results
+from dfdistill.scoring.empirical import epoch_range
+from dfdistill.reporting.cells import ratio_of
 
 DIVERSITY_FILE = "diversity.json"  # BiLP Fig. 4 producer's output (scripts/make_figure.py diversity)
 ARCHIVE_FILE = "runs.jsonl"  # a committed table's evidence: the records of its runs, without the run dirs
@@ -81,7 +83,6 @@ def ipc_of(rec: dict[str, Any]) -> str:
 
 def readout_epochs(rec: dict[str, Any]) -> int:
     """BiLP Fig. 3's 'epochs' of a run's loss scores: the last epoch read (the first E epochs)."""
-    from dfdistill.scoring.empirical import epoch_range  # the scorer's own reading of 'a-b' entries
 
     p = group_cfg(rec, "pruning")
     train = int(p.get("train_epochs") or 1)
@@ -97,7 +98,6 @@ def readout_epochs(rec: dict[str, Any]) -> int:
 
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per run (what the accuracy-vs-ratio plot reads); accuracies in percent."""
-    from dfdistill.reporting.cells import ratio_of
 
     return pd.DataFrame([{
         "method": r["method"], "pruning": r.get("pruning", "none"), "ratio": ratio_of(r),

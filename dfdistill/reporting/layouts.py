@@ -32,9 +32,10 @@ from typing import Mapping, Optional
 import pandas as pd
 
 from dfdistill.core.errors import ConfigError
-from dfdistill.core.registry import dataset_label
+from dfdistill.core.registry import METHODS, dataset_label
 from dfdistill.core.registry import method_label as registered_label
 from dfdistill.core.registry import pruning_label as registered_pruning_label
+from dfdistill.schema.options import method_schemas_by_option
 from dfdistill.reporting.paper import UNPLACED, PaperValue, gain, ite_part, table_rows, train_hours, unplaced
 
 KINDS = ("accuracy", "max_ratio", "best_ratio", "timing", "large_scale", "arrows", "strata", "diversity")
@@ -159,7 +160,8 @@ def spec_for(name: Optional[str]) -> Layout:
 
 def method_label(name: str) -> str:
     """The registry's label: 'DF-CoLearn' for dfcolearn and its variant configs (method=dfcolearn_filter_only)."""
-    label = registered_label(name)
+    base = name if name in METHODS else method_schemas_by_option().get(name, name)
+    label = registered_label(base)
     return FULL_DATASET if label == "whole" else label  # `whole` registers itself with the sweeps track
 
 

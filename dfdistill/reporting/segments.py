@@ -81,7 +81,7 @@ def segment_cosine(signals: Tensor, labels: Tensor, seg: Tensor, k: int) -> Tens
 
 def tsne_2d(points: Tensor, seed: int = 0) -> np.ndarray:
     """(N, 2) t-SNE embedding (scikit-learn) of flattened points; perplexity capped for small N."""
-    from sklearn.manifold import TSNE
+    from sklearn.manifold import TSNE  # local: scikit-learn's t-SNE loads only for the EDD figure
 
     x = points.flatten(1).float().cpu().numpy()
     perplexity = float(min(30.0, max(2.0, (x.shape[0] - 1) / 3)))

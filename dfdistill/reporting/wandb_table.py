@@ -9,7 +9,7 @@ import pandas as pd
 
 def log_table(frame: pd.DataFrame, exp: str, out_dir: Path, project: str = "dfdistill", mode: str = "offline") -> None:
     """Log one line per cell under `table/<exp>` in an offline run written below `out_dir`."""
-    import wandb
+    import wandb  # local: the optional W&B client loads only when a table is logged
 
     run = wandb.init(project=project, mode=mode, dir=str(out_dir), name=f"table-{exp}", job_type="table",
                      reinit="finish_previous", settings=wandb.Settings(silent=True, console="off"))

@@ -13,6 +13,7 @@ from dfdistill.config.resolve import swap_group, typed_overrides
 from dfdistill.core.errors import DataError
 from dfdistill.core.log import log
 from dfdistill.run.synthetic import SyntheticSet
+from dfdistill.schema.options import groups
 
 
 def class_counts(syn: SyntheticSet) -> dict[int, int]:
@@ -38,7 +39,6 @@ def check_set(syn: SyntheticSet) -> None:
 
 def apply_set_metadata(cfg: DictConfig, syn: SyntheticSet) -> DictConfig:
     """`cfg` with the set's method (its evaluation protocol) and IPC where the user typed none."""
-    from dfdistill.entry.cli import groups
 
     keys, typed_groups = typed_overrides(cfg)
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))

@@ -45,6 +45,13 @@ from dfdistill.engine.runtime import (
 )
 from dfdistill.engine.training import configure_speed
 from dfdistill.run.synthetic import SYNTHETIC_FILE, SyntheticSet, fit_to_data, load_synthetic, save_synthetic
+from dfdistill.data.datasets import load_dataset
+from dfdistill.methods.coreset import Coreset
+from dfdistill.pruning import apply_static_pruning
+from dfdistill.data.augment import build_augment
+from dfdistill.pruning import build_adaptive
+from dfdistill.config.resolve import dataset_identity
+from dfdistill.methods.coreset import CoresetConfig, RandomSubset
 
 
 RESOLVED_FILE = "resolved.yaml"  # the effective config (recipes, profile, typed values) beside .hydra/
@@ -202,7 +209,6 @@ def session(r: ResolvedRun, out_dir: Path) -> Iterator[Session]:
 # ---------------------------------------------------------------------------------------------- #
 def load_data(s: Session) -> Data:
     """Both splits on the device; the backbone and every cross-arch backbone checked on one batch."""
-    from dfdistill.data.datasets import load_dataset
 
     r, cfg = s.run, s.cfg
     with s.timer("data"):
@@ -218,8 +224,6 @@ def load_data(s: Session) -> Data:
 
 def prune(s: Session, data: Data) -> Data:
     """Static (preemptive) pruning: the kept rows every later stage sees."""
-    from dfdistill.methods.coreset import Coreset
-    from dfdistill.pruning import apply_static_pruning
 
     r = s.run
     with s.timer("pruning"):
@@ -243,7 +247,6 @@ def method_context(s: Session, data: Data, augment: bool = False, adaptive: Any 
 
 def prepare_method(s: Session, data: Data) -> Distiller:
     """The method on its context (adaptive selector included), with its one-off work done (experts)."""
-    from dfdistill.pruning import build_adaptive
 
     r = s.run
     adaptive = None
@@ -285,7 +288,6 @@ def evaluate(s: Session, data: Data, syn: SyntheticSet, evaluator: Callable[...,
     """The set on the backbone (and the cross-arch list), plus a random real subset under the same protocol.
 
     `evaluator` is the method's `Distiller.evaluate`: the shared protocol, or the paper's own (RFAD-NN)."""
-    from dfdistill.data.augment import build_augment
 
     r, mcfg = s.run, s.run.method
     ev = resolve_eval(r.eval, mcfg.eval_aug, syn.lr or mcfg.eval_lr, r.dataset.dsa_strategy,
@@ -312,7 +314,6 @@ def evaluate(s: Session, data: Data, syn: SyntheticSet, evaluator: Callable[...,
 
 def evaluate_random(s: Session, data: Data, eval_aug, evaluator: Callable[..., list[float]] = evaluate_set) -> list[float]:
     """A random real subset of the kept rows at the same IPC (protocol lr: the method's, not a learned one)."""
-    from dfdistill.methods.coreset import CoresetConfig, RandomSubset
 
     r, mcfg = s.run, s.run.method
     rnd = RandomSubset(CoresetConfig(name="random", _target_="random"), method_context(s, data))

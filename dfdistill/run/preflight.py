@@ -18,6 +18,11 @@ from dfdistill.run.checkpoint import CHECKPOINT_FILE
 from dfdistill.config.resolve import dataset_of
 from dfdistill.data.real import RealData
 from dfdistill.core.errors import ConfigError, DataError
+from dfdistill.run.synthetic import synthetic_path
+from dfdistill.core.artifacts import default_cache_dir
+from dfdistill.config.resolve import is_typed, typed_overrides
+from dfdistill.config.resolve import method_class
+from dfdistill.data.loaders.torchvision_sets import missing
 
 if TYPE_CHECKING:
     from dfdistill.config.resolved import ResolvedRun
@@ -33,7 +38,6 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.get("synthetic") and cfg.stage != "eval":
         raise ConfigError(f"synthetic= is read only by stage=eval (stage={cfg.stage}); add stage=eval to evaluate it")
     if cfg.stage == "eval":
-        from dfdistill.run.synthetic import synthetic_path
 
         synthetic_path(cfg.synthetic)
     check_cache_dir(cfg)
@@ -63,8 +67,6 @@ def check_folder_setting(path: str | os.PathLike, setting: str, default: bool = 
 
 def check_cache_dir(cfg: DictConfig) -> None:
     """The cache folder, naming the setting it came from (typed cache_dir=, $DFDISTILL_CACHE, or HOME)."""
-    from dfdistill.core.artifacts import default_cache_dir
-    from dfdistill.config.resolve import is_typed, typed_overrides
 
     if cfg.get("cache_dir"):
         typed = is_typed("cache_dir", typed_overrides(cfg)[0]) or not os.environ.get("DFDISTILL_CACHE")
@@ -168,7 +170,6 @@ def check_set_size(ipc: int, real: RealData, device: "torch.device") -> None:
 def dataset_missing(dataset: Any) -> Optional[str]:
     """Why this dataset config cannot load, found without loading it (absent root, absent
     torchvision files), or None when it looks loadable (embedded, present, or download=true)."""
-    from dfdistill.data.loaders.torchvision_sets import missing
 
     try:
         dcfg = dataset_of(dataset)

@@ -11,8 +11,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dfdistill.core.errors import ConfigError
+from dfdistill.core.registry import METHODS, Entry
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+SCHEMA_PREFIX = "base_"  # structured-config schemas stored beside the YAML options
 
 
 def load_option(group: str, option: str, depth: int = 0) -> DictConfig:
@@ -47,3 +49,20 @@ def method_schemas_by_option() -> dict[str, str]:
         return parent[len("base_"):] if parent.startswith("base_") else schema(parent, depth + 1)
 
     return {option: schema(option) for option in parents}
+
+
+@lru_cache(maxsize=1)
+def groups() -> dict[str, list[str]]:
+    """conf/<group>/ -> its selectable options (YAML files; `base_*` schemas and example dirs excluded)."""
+    out = {}
+    for d in sorted(CONF_DIR.iterdir()):
+        if d.is_dir() and "." not in d.name:
+            out[d.name] = sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith(SCHEMA_PREFIX))
+    return out
+
+
+def method_entry(option: str) -> Entry[type]:
+    """The registered method serving a method option: its own name, or for a YAML variant such as
+    dfcolearn_random the schema it extends (`- base_<name>` in its defaults chain). Here, not in the
+    registry, because the variants are a fact of conf/ (this layer reads conf/, the registry does not)."""
+    return METHODS.get(option if option in METHODS else method_schemas_by_option().get(option, option))

@@ -28,6 +28,11 @@ from dfdistill.sweeps.launch import configured_launcher, launch_hydra, launch_in
 from dfdistill.sweeps.model import device
 from dfdistill.sweeps.plan import Job, adopt, index_records, plan, sweep_info
 from dfdistill.sweeps.search import MaxRatioSearch, SearchConfig, parse_ladder
+from dfdistill.reporting.layouts import spec_for
+from dfdistill.sweeps.coverage import report_line
+from dfdistill.reporting.build import build_table
+from dfdistill.sweeps.plan import mark_done
+from dfdistill.sweeps.model import devices
 
 Launch = Callable[[list[Job]], list[int]]
 
@@ -98,8 +103,6 @@ def reuse_dirs(a: argparse.Namespace) -> list[Path]:
 
 def print_coverage(a: argparse.Namespace, overrides: list[str], adds: list[list[str]]) -> None:
     """Which of the paper's cells the plan leaves without a job (dfdistill/sweeps/coverage.py)."""
-    from dfdistill.reporting.layouts import spec_for
-    from dfdistill.sweeps.coverage import report_line
 
     if spec_for(a.exp).paper != "none":
         print(report_line(a.exp, a.profile, overrides, adds), flush=True)
@@ -108,7 +111,6 @@ def print_coverage(a: argparse.Namespace, overrides: list[str], adds: list[list[
 def build(a: argparse.Namespace, sweep_dir: Path, skipped: Optional[dict[str, str]] = None) -> Optional[dict]:
     if a.no_table:
         return None
-    from dfdistill.reporting.build import build_table
 
     t = build_table(sweep_dir, exp=a.exp, out_dir=a.out or sweep_dir, name=a.name, paper_dataset=a.paper_dataset,
                     rule=a.rule, command=getattr(a, "command", None), skipped=skipped)
@@ -154,7 +156,6 @@ def search_rounds(rungs: int, points_per_round: int) -> int:
 
 def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
     """Upper bound of a search's jobs per cell: the baseline + trials x (rounds x points) ratios."""
-    from dfdistill.sweeps.plan import mark_done
 
     dev = device(a.gpu)
     rungs = len(s.cfg.ladder)
@@ -192,7 +193,6 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
             check_rule(a.rule)
         except ValueError as exc:  # a table setting the user typed: one line, exit 2 (cli())
             raise ConfigError(str(exc)) from None
-    from dfdistill.sweeps.model import devices
 
     if a.gpu not in devices():
         print(f"error: unknown --gpu {a.gpu!r}; type one of --gpu {' | '.join(devices())}", file=sys.stderr)

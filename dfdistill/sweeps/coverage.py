@@ -28,6 +28,12 @@ from dfdistill.sweeps import jobsets
 from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import Job, expand_jobs, job_set_lines, mark_done, plan, sweep_info
 from dfdistill.sweeps.search import RATIO_KEY, TRIAL_KEY
+from dfdistill.schema.options import load_option
+from dfdistill.config.compose import compose_run_config
+from dfdistill.reporting.layouts import N_STRATA
+from dfdistill.reporting.grids import build_grid
+from dfdistill.reporting.layouts import spec_for
+from dfdistill.reporting.paper import load_paper
 
 GROUPS = ("dataset", "method", "pruning", "backbone", "eval")  # conf groups a job line can select
 PROBE_RATIO = 0.5  # any ratio in (0, 1): only zero vs non-zero changes where a run lands
@@ -68,15 +74,11 @@ def target_jobs(exp: str, profile: str, overrides: Optional[list[str]] = None,
 
 @lru_cache(maxsize=None)
 def _option(group: str, option: str) -> dict:
-    from dfdistill.schema.options import load_option
-
     return OmegaConf.to_container(load_option(group, option), resolve=False)
 
 
 @lru_cache(maxsize=None)
 def _base(fixed: tuple[str, ...]) -> dict:
-    from dfdistill.config.compose import compose_run_config
-
     return OmegaConf.to_container(compose_run_config(list(fixed)), resolve=False)
 
 
@@ -122,7 +124,6 @@ def planned_record(job: Job, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def diversity_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """BiLP Fig. 4's data from its planned score jobs: every stratum of each dataset."""
-    from dfdistill.reporting.layouts import N_STRATA
 
     return [{"dataset": r["dataset"], "stratum": k, "ratio": 1.0, "intra": 1.0, "inter": 1.0,
              "output_dir": r["output_dir"]} for r in records for k in range(1, N_STRATA + 1)]
@@ -133,9 +134,6 @@ def uncovered(exp: str, profile: str = "full", overrides: Optional[list[str]] = 
     """The paper cells (row, column) of `exp`'s table that no planned job lands in: cells where the
     paper prints something, every cell of a figure without numbers; derived rows (DF-CoLearn's
     Improvement) and paper-only rows (`Layout.paper_only`) excepted. Empty = the plan covers the table."""
-    from dfdistill.reporting.grids import build_grid
-    from dfdistill.reporting.layouts import spec_for
-    from dfdistill.reporting.paper import load_paper
 
     layout = spec_for(exp)
     config = exact_config if exact else sketch_config

@@ -15,12 +15,13 @@ from __future__ import annotations
 from typing import Any, Iterable, Optional
 
 from omegaconf import DictConfig
+from dfdistill.config.resolve import method_class
+from dfdistill.methods.coreset import Coreset
+from dfdistill.pruning.static import kept_count
 
 
 def needs_real_rows(cfg: DictConfig) -> bool:
     """The run draws `ipc` real images of every class (mirrors pipeline.prune and init_synthetic)."""
-    from dfdistill.config.resolve import method_class
-    from dfdistill.methods.coreset import Coreset
 
     if cfg.eval.get("compare_random") and cfg.stage in ("all", "eval"):
         return True
@@ -38,7 +39,6 @@ def rows_before_pruning(cfg: DictConfig) -> Optional[int]:
 
 def rows_after_pruning(cfg: DictConfig, n: int) -> int:
     """Real rows per class the static pruning keeps of `n` (pruning/static.py's per-class rule)."""
-    from dfdistill.pruning.static import kept_count
 
     p = cfg.pruning
     if not p.get("_target_"):
@@ -62,7 +62,6 @@ def why_not(cfg: DictConfig) -> Optional[str]:
 
 def feasible_ratios(cfg: DictConfig, ladder: Iterable[float]) -> tuple[float, ...]:
     """The class-balanced pruning ratios of `ladder` that leave this job `ipc` rows per class."""
-    from dfdistill.pruning.static import kept_count
 
     ladder = tuple(ladder)
     n = rows_before_pruning(cfg)

@@ -22,6 +22,9 @@ from omegaconf import open_dict
 
 from dfdistill.sweeps.gpus import parallel_jobs, visible_devices
 from dfdistill.sweeps.plan import REPO, Job, job_config
+from dfdistill.core.errors import DfdistillError
+from dfdistill.run.pipeline import run
+from dfdistill.config.compose import compose_run_config
 
 Runner = Callable[[Job, dict], int]  # (job, environment) -> exit code
 
@@ -66,8 +69,6 @@ def launch_local(jobs: list[Job], n_parallel: Union[int, str] = "auto", devices:
 
 def launch_inprocess(jobs: list[Job]) -> list[int]:
     """Run each job's pipeline in this process (tests, debugging)."""
-    from dfdistill.core.errors import DfdistillError
-    from dfdistill.run.pipeline import run
 
     rcs = []
     for job in jobs:
@@ -110,7 +111,6 @@ def configured_launcher(launcher: str) -> dict:
     try:
         from omegaconf import OmegaConf
 
-        from dfdistill.config.compose import compose_run_config
 
         hcfg = compose_run_config([f"hydra/launcher={launcher}"], return_hydra_config=True)
         return OmegaConf.to_container(hcfg.hydra.launcher, resolve=False)  # type: ignore[return-value]

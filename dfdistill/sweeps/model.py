@@ -31,6 +31,7 @@ from omegaconf import OmegaConf
 
 from dfdistill.engine.memory import PASS_FACTOR
 from dfdistill.sweeps.passes import PassCost, augment_cost, backbone_cost
+from dfdistill.core.errors import ConfigError
 
 DEVICES_FILE = Path(__file__).with_name("devices.yaml")
 # (train rows, test rows) of each dataset's standard split (digits: the embedded 80/20 split)
@@ -73,8 +74,6 @@ def devices() -> dict[str, Device]:
 
 
 def device(name: str) -> Device:
-    from dfdistill.core.errors import ConfigError
-
     if name not in devices():
         raise ConfigError(f"unknown --gpu {name!r}; use one of {', '.join(devices())}")
     return devices()[name]

@@ -31,6 +31,9 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
+from dfdistill.models import build_model
+from dfdistill.methods.matching import gradient_distance
+from dfdistill.data.augment import build_augment
 
 COUNTED_FILE = Path(__file__).with_name("pass_costs.json")  # counts already made, for this code (fingerprint)
 ROWS = 4  # rows of the probe batch (per-row figures are per this many / ROWS; FLOPs are linear in rows)
@@ -67,8 +70,6 @@ class _Ops(TorchDispatchMode):
 
 
 def _build(name: str, options: tuple, channels: int, classes: int, size: int) -> nn.Module:
-    from dfdistill.models import build_model
-
     with torch.device("meta"):
         net = build_model(name, channels, classes, size, **dict(options))
     return net.train()
@@ -86,7 +87,6 @@ def _run(net: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str) -> None:
         nn.functional.cross_entropy(net(x), y).backward()  # .backward: FlopCounterMode's module tracker refuses autograd.grad
         torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4, foreach=False).step()
         return
-    from dfdistill.methods.matching import gradient_distance
 
     xs = x.detach().requires_grad_(True)
     with warnings.catch_warnings():  # the grad <-> param cycle is broken below
@@ -134,7 +134,6 @@ def augment_cost(kind: str, strategy: Optional[str], channels: int, size: int, f
     student steps), "siamese": the same with one draw for the batch (IDC's matching), "class": one
     per-class siamese draw applied to a real and a synthetic batch (DC/DSA/DM's matching step; one
     call = the pair). The result is a PassCost with the one kind "aug" (no FLOPs: elementwise work)."""
-    from dfdistill.data.augment import build_augment
 
     aug = build_augment(kind, strategy)
     if kind in (None, "none"):

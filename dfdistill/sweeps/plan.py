@@ -20,6 +20,10 @@ from omegaconf import DictConfig, open_dict
 from dfdistill.config.compose import compose_run_config
 from dfdistill.reporting.collect import ARCHIVE_FILE, read_archive
 from dfdistill.sweeps import overrides as ov
+from dfdistill.sweeps.jobsets import dropped
+from dfdistill.sweeps.compose_cache import compose_job
+from dfdistill.config.resolve import distill_key, resolve_config, result_key
+from dfdistill.sweeps import compose_cache
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_FILE = "results.jsonl"
@@ -77,7 +81,6 @@ def job_set_lines(fixed: list[str], params: dict[str, str], add: list[str]) -> t
 
 def expand_jobs(sets: list[list[str]], info: SweepInfo) -> list[Job]:
     """Every job of every set, Hydra's order, one per distinct directory."""
-    from dfdistill.sweeps.jobsets import dropped
 
     jobs: list[Job] = []
     seen: set[str] = set()
@@ -118,7 +121,6 @@ def plan(exp: str, profile: str, overrides: list[str], sweep_dir: Optional[Path]
 
 def prefetch(jobs: list[Job]) -> None:
     """Compose what these jobs need in few Hydra compositions (compose_cache.Composer.prefetch)."""
-    from dfdistill.sweeps import compose_cache
 
     compose_cache.prefetch([j.overrides for j in jobs if j.resolved is None])
 
@@ -126,7 +128,6 @@ def prefetch(jobs: list[Job]) -> None:
 def job_config(job: Job) -> DictConfig:
     """The composed (unresolved) config of a job, writing into its directory (one Hydra composition
     per distinct group selection: compose_cache.py; it also notes the job's group choices)."""
-    from dfdistill.sweeps.compose_cache import compose_job
 
     cfg, job.choices = compose_job(job.overrides)
     with open_dict(cfg):
@@ -156,7 +157,6 @@ def job_record(job: Job) -> Optional[dict[str, Any]]:
 def mark_done(job: Job) -> None:
     """done = the job dir's results.jsonl holds this exact resolved config (same config_key: the
     distillation and its evaluation, as dfdistill.run.pipeline.run records it)."""
-    from dfdistill.config.resolve import distill_key, resolve_config, result_key
 
     if job.error is not None:
         return

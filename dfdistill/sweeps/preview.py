@@ -19,13 +19,15 @@ from omegaconf import OmegaConf
 from dfdistill.sweeps.compose_cache import group_defaults
 from dfdistill.sweeps.model import Device, JobCost, estimate, fmt_gb, fmt_hours
 from dfdistill.sweeps.plan import Job
+from dfdistill.config.resolve import GROUPS as ALL_GROUPS, NON_SEMANTIC_KEYS
+from dfdistill.sweeps.plan import job_config
+from dfdistill.sweeps.compose_cache import defaults_overrides, prefetch
 
 GROUPS = ("dataset", "method", "eval", "backbone", "pruning")
 
 
 def _top_level(d: dict) -> dict[str, Any]:
     """The semantic top-level keys of a config dict (ipc, seed, gpu.*, ...): no groups, no bookkeeping."""
-    from dfdistill.config.resolve import GROUPS as ALL_GROUPS, NON_SEMANTIC_KEYS
 
     skip = set(ALL_GROUPS) | set(NON_SEMANTIC_KEYS) | {"hydra", "provenance", "synthetic", "stage"}
     return {k: v for k, v in d.items() if k not in skip}
@@ -43,7 +45,6 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def group_choices(job: Job) -> dict[str, str]:
     if not job.choices:
-        from dfdistill.sweeps.plan import job_config
 
         job_config(job)
     return {g: str(job.choices[g]) for g in GROUPS if job.choices.get(g)}
@@ -68,7 +69,6 @@ def flat_defaults(choices: dict[str, str]) -> dict[str, Any]:
 
 def prefetch_defaults(jobs: Iterable[Job]) -> None:
     """Compose the group defaults every job will be compared with, in few batches (compose_cache)."""
-    from dfdistill.sweeps.compose_cache import defaults_overrides, prefetch
 
     wanted = {tuple(sorted(group_choices(j).items())) for j in jobs if j.error is None}
     prefetch([defaults_overrides(dict(k)) for k in sorted(wanted) if k not in _DEFAULTS])
