@@ -134,7 +134,8 @@ def test_make_results_check_settles_every_cell_from_the_committed_runs(name):
 
 def test_making_a_text_relative_twice_changes_nothing():
     """this_command() already makes its paths relative; a header that does it again must not stack markers."""
-    from dfdistill.reporting.provenance import relative_text
+    from dfdistill.reporting.provenance import REPO, relative_text
 
-    once = relative_text("python scripts/x.py --out /tmp/run/t.md --data /work/shared/data")
-    assert relative_text(once) == once and "<outside>/run/t.md" in once
+    once = relative_text(f"python scripts/x.py --out /home/nobody-here/run/t.md --res {REPO}/results/a.md")
+    assert relative_text(once) == once
+    assert "<outside>/run/t.md" in once and " results/a.md" in once and "<outside><outside>" not in once
