@@ -42,10 +42,9 @@ SETTINGS = {
 NOOPT = "no optimisation (exact ITE of every row, every call)"
 # overrides that shrink one iteration to one matching step (the no-opt row is timed on one step)
 ONE_STEP = {"idc": ["method.match_steps=1"], "dm": []}
-CLOCK = "cpu"  # set by --clock: cpu = process CPU seconds (one thread: robust to a shared machine), wall
 
 
-def time_setting(overrides: list[str], warmup: int, measure: int, tmp: Path, lazy: bool = False) -> dict:
+def time_setting(overrides: list[str], warmup: int, measure: int, tmp: Path, clock: str, lazy: bool = False) -> dict:
     import torch
 
     from dfdistill.bench.harness import build_setup, make_distiller, real_images_per_iteration
@@ -58,7 +57,7 @@ def time_setting(overrides: list[str], warmup: int, measure: int, tmp: Path, laz
         steps = d.cfg.match_steps if hasattr(d.cfg, "match_steps") and type(d).__name__ == "IDC" else 1
         measure = max(measure, -(-sel.cfg.lazy_every // steps))
     totals, ites, ncalls = [], [], []
-    wall = CLOCK == "wall"
+    wall = clock == "wall"
     for it in range(warmup + measure):
         sec0, calls0 = ((sel.seconds if wall else sel.cpu_seconds), sel.calls) if sel is not None else (0.0, 0)
         t0 = time.perf_counter() if wall else time.process_time()
@@ -89,8 +88,6 @@ def main() -> None:
                          "wall: elapsed seconds with the default threads (only on a quiet machine)")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
-    global CLOCK
-    CLOCK = a.clock
     if a.clock == "cpu":  # CPU time of one thread is the work; more threads would add their spin-waits to it
         import torch
 
@@ -108,9 +105,9 @@ def main() -> None:
                 if a.skip_noopt:
                     continue
                 r = time_setting([*base, *over, *ONE_STEP.get(method, ["method.outer_loop=1"]),
-                                  f"dataset.max_train_per_class={a.noopt_rows}"], 0, 1, Path(tmp))
+                                  f"dataset.max_train_per_class={a.noopt_rows}"], 0, 1, Path(tmp), a.clock)
             else:
-                r = time_setting([*base, *over], a.warmup, a.measure, Path(tmp), lazy="lazy" in name)
+                r = time_setting([*base, *over], a.warmup, a.measure, Path(tmp), a.clock, lazy="lazy" in name)
             res[name] = r
             print(name, r, flush=True)
     none = res["none (base method, no ITE)"]
@@ -141,7 +138,7 @@ def main() -> None:
                ("machine load", f"load average {load_start:.2f} at start, {load:.2f} at end")])
     lines += ["", "## Seconds per iteration", "",
              ("s/iter = process CPU seconds of one thread (`time.process_time`, torch.set_num_threads(1)): the work, "
-              "which other jobs on a shared machine barely change; " if CLOCK == "cpu" else
+              "which other jobs on a shared machine barely change; " if a.clock == "cpu" else
               "s/iter = elapsed seconds (wall clock; take it only on a quiet machine); ") +
              "mean over M measured iterations after W warm-up (evaluation excluded); ITE part = the same clock "
              "inside the selector's `weights`; overhead = s/iter vs the unpruned base.", "",

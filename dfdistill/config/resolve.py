@@ -13,9 +13,8 @@ profile change, the typed keys), so results.jsonl and `print_config=true` show w
 from __future__ import annotations
 
 import copy
-import json
 import logging
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -37,7 +36,6 @@ from dfdistill.core.registry import METHODS
 from dfdistill.scoring.empirical import epoch_range
 from dfdistill.models import MODELS
 from dfdistill.core.registry import in_loop_pruning_methods
-from dfdistill.core.artifacts import config_key
 from dfdistill.schema.options import method_entry
 
 GROUPS = ("dataset", "backbone", "method", "pruning", "eval", "profile", "logger")

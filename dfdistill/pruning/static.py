@@ -18,7 +18,6 @@ from torch import Tensor
 
 from dfdistill.core.artifacts import config_key
 from dfdistill.data.real import RealData
-from dfdistill.core.errors import ConfigError
 from dfdistill.pruning.config import PruningConfig
 from dfdistill.core.registry import register_pruner
 from dfdistill.scoring.empirical import cached_scores
