@@ -8,8 +8,11 @@ import torch
 from torch import Tensor
 
 from dfdistill.engine.runtime import reseeded_generator
-from dfdistill.data.augment.sampler import DSAParams, Params, _Draws, _draw_params
-from dfdistill.data.augment.transforms import FAMILY_OPS, ROWS_PER_DRAW, _check_input, apply_ops
+from typing import Optional
+
+from dfdistill.data.augment.sampler import DSAParams, Params, _Draws, _draw_params, _generators, sample_params
+from dfdistill.data.augment.transforms import (FAMILY_OPS, ROWS_PER_DRAW, STANDARD_STRATEGY, _check_input, apply_ops,
+                                              parse_strategy)
 
 
 class ClassDraw:
@@ -105,3 +108,28 @@ class _ClassAugment:
     def class_draw(self, seed: int, num_classes: int) -> ClassDraw:
         """One siamese draw for `num_classes` classes (see ClassDraw)."""
         return ClassDraw(self, seed, num_classes)
+
+
+class _StrategyAugment(_ClassAugment):
+    """DSA and IDC's DiffAug: a strategy's families and the transforms' magnitudes; one call chooses
+    the families of this draw (the one thing the two differ in), samples their parameters and applies them."""
+
+    def __init__(self, strategy: str = STANDARD_STRATEGY, params: Optional[DSAParams] = None) -> None:
+        self.strategy = strategy
+        self.families = parse_strategy(strategy)
+        self.params = params or DSAParams()
+
+    def call_families(self, gen: torch.Generator) -> list[str]:
+        """The families one call applies, in order (drawn from the call's CPU generator `gen`)."""
+        raise NotImplementedError
+
+    def __call__(
+        self, x: Tensor, seed: Optional[int] = None, siamese: bool = False, groups: Optional[Tensor] = None
+    ) -> Tensor:
+        _check_input(x)
+        if not self.families or x.shape[0] == 0:
+            return x
+        cpu_gen, dev_gen = _generators(seed, x.device)
+        ops = [op for f in self.call_families(cpu_gen) for op in FAMILY_OPS[f]]
+        p = sample_params(ops, x, self.params, siamese=siamese, groups=groups, generator=dev_gen)
+        return apply_ops(x, ops, p, self.params)

@@ -7,12 +7,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dfdistill.data.augment.class_draw import _ClassAugment
-from dfdistill.data.augment.sampler import DSAParams, _choice, _generators, sample_params
-from dfdistill.data.augment.transforms import FAMILY_OPS, STANDARD_STRATEGY, _check_input, apply_ops, parse_strategy
+from dfdistill.data.augment.class_draw import _StrategyAugment
+from dfdistill.data.augment.sampler import DSAParams, _choice
+from dfdistill.data.augment.transforms import STANDARD_STRATEGY
 
 
-class DSA(_ClassAugment):
+class DSA(_StrategyAugment):
     """DC/DSA augmentation. Mode 'S': one family per call; mode 'M': every family in order."""
 
     def __init__(
@@ -20,22 +20,11 @@ class DSA(_ClassAugment):
     ) -> None:
         if mode not in ("S", "M"):
             raise ValueError(f"DSA mode must be 'S' or 'M', got {mode!r}")
-        self.strategy = strategy
-        self.families = parse_strategy(strategy)
-        self.params = params or DSAParams()
+        super().__init__(strategy, params)
         self.mode = mode
 
-    def __call__(
-        self, x: Tensor, seed: Optional[int] = None, siamese: bool = False, groups: Optional[Tensor] = None
-    ) -> Tensor:
-        _check_input(x)
-        if not self.families or x.shape[0] == 0:
-            return x
-        cpu_gen, dev_gen = _generators(seed, x.device)
-        families = [_choice(self.families, cpu_gen)] if self.mode == "S" else self.families
-        ops = [op for f in families for op in FAMILY_OPS[f]]
-        p = sample_params(ops, x, self.params, siamese=siamese, groups=groups, generator=dev_gen)
-        return apply_ops(x, ops, p, self.params)
+    def call_families(self, gen: torch.Generator) -> list[str]:
+        return [_choice(self.families, gen)] if self.mode == "S" else self.families
 
     def choose_families(self, k: int, gen: torch.Generator) -> tuple[list[tuple[str, ...]], Tensor]:
         if self.mode == "M" or not self.families:
