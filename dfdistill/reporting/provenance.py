@@ -20,7 +20,9 @@ from dfdistill.engine.runtime import code_version
 
 REPO = Path(__file__).resolve().parents[2]
 # an absolute path of some machine: /work/..., /home/u/..., /tmp/x, C:\... (a '/' between words is no path)
+# (plus wherever this checkout itself lives, e.g. a CI clone under /check/...)
 MACHINE_PATH = re.compile(r"(?<![\w.~)\]/>-])(/(?:work|home|root|tmp|Users|mnt|scratch|data|opt|var|private)/[^\s`'\"|)]*"
+                          rf"|{re.escape(str(REPO.parent))}/[^\s`'\"|)]*"
                           r"|[A-Za-z]:\\[^\s`'\"|]+)")
 HEADER_KEYS = ("command", "commit", "profile", "device")
 
