@@ -30,7 +30,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 
 from dfdistill.engine.memory import PASS_FACTOR
-from dfdistill.sweeps.passes import PassCost, augment_cost, backbone_cost
+from dfdistill.sweeps.passes import PassCost, augment_cost, backbone_cost, pass_cost
 from dfdistill.core.errors import ConfigError
 
 DEVICES_FILE = Path(__file__).with_name("devices.yaml")
@@ -237,10 +237,18 @@ def distill_work(cfg: Any, net: PassCost, kept: int) -> list[Work]:
                 "idc", str(m.net_aug), int(cfg.dataset.channels), int(cfg.dataset.image_size))
             batches = it * (steps - 1) * math.ceil(n_data / 64)
             out += epochs_rows("distill", net, batches, 64, 64, aug=net_aug)
-    elif name == "rfad":
+    elif name == "rfad":  # its own random-feature nets (methods/rfad.py), not the backbone RFAD-NN evaluates
+        feat = pass_cost("convnet_gaussian", (("depth", _n(m.get("feature_depth"), 3)),
+                                              ("width", _n(m.get("feature_width"), 256))),
+                         int(cfg.dataset.channels), 1, int(cfg.dataset.image_size))
         models, rows = _n(m.get("n_models"), 8), _n(m.get("batch_real"), 1280) * _n(m.get("n_batches"), 4)
-        out.append(Work("distill", net, "forward", it * models * rows, it * models, rows))
-        out.append(Work("distill", net, "backward", it * models * C * ipc, it * models, C * ipc))
+        out.append(inits("distill", feat, it * models))  # fresh nets every iteration
+        out.append(Work("distill", feat, "forward", it * models * rows, it * models, rows))
+        out.append(Work("distill", feat, "backward", it * models * C * ipc, it * models, C * ipc))
+        vm, checks = _n(m.get("valid_models"), 16), it // max(1, _n(m.get("valid_every"), 40)) + 1
+        valid = _n(m.get("valid_per_class"), 500) * C  # drawn with replacement; its features once, the set's every check
+        out.append(Work("distill", feat, "forward", vm * valid, vm, valid))
+        out.append(Work("distill", feat, "forward", checks * vm * C * ipc, checks * vm, C * ipc))
     elif name in ("herding", "kcenter"):
         out += epochs_rows("distill", net, 1, kept, 256, "forward")
     return out

@@ -190,3 +190,20 @@ def test_idc_trains_its_network_between_matching_steps_only() -> None:
     three = [w for w in job_work(resolved(SMOKE + base + ["method.match_steps=3"])) if w.kind == "backward" and w.call_rows == 64]
     n_data = resolved(SMOKE + base).method.n_data  # rows drawn with replacement, in batches of 64
     assert not one and sum(w.calls for w in three) == 2 * 2 * -(-n_data // 64)
+
+
+def test_rfad_distils_with_its_own_random_feature_nets_not_the_backbone() -> None:
+    """RFAD's loop runs `n_models` fresh ConvNets of `feature_width` (256 at full scale) per iteration; the
+    backbone (RFAD-NN's width-1024 evaluation net) must not price it: that once charged RFAD 14x its FLOPs."""
+    from dfdistill.sweeps.model import job_work
+
+    def distill_flops(extra: list[str]) -> float:
+        work = job_work(resolved(SMOKE + ["method=rfad", "ipc=1", "method.iterations=40", "stage=distill"] + extra))
+        return sum(w.rows * w.net.flops.get(w.kind, 0.0) for w in work if w.stage == "distill")
+
+    base = distill_flops([])
+    assert distill_flops(["backbone.width=64"]) == base  # the evaluation net's width changes nothing
+    narrower = distill_flops(["method.feature_width=4"])
+    assert narrower < base / 1.5  # the feature nets' width is what the loop pays for
+    fewer = distill_flops(["method.n_models=1"])
+    assert fewer < base  # and their number
