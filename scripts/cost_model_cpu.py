@@ -41,6 +41,9 @@ CONFIGS = [
     ["method=idc", "ipc=10", "method.iterations=2"],
     ["method=dc", "ipc=1", "method.iterations=10", "pruning=loss", "pruning.ratio=0.5"],
     ["method=whole", "ipc=1", "eval.compare_random=false"],
+    ["method=rfad", "ipc=1", "method.iterations=40"],
+    ["method=rfad", "ipc=10", "method.iterations=40"],
+    ["method=idm", "ipc=10", "method.iterations=20"],
 ]
 STAGES = ("pruning", "prepare", "distill", "eval", "eval_random")
 
@@ -176,7 +179,7 @@ def main() -> int:
     from dfdistill.sweeps.model import device
 
     dev = device("cpu")
-    rows = []
+    rows, failed = [], []
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for extra in CONFIGS[a.start: a.limit]:
@@ -184,8 +187,9 @@ def main() -> int:
             pred = predict(ov)
             try:
                 m = measure(ov, Path(tmp))
-            except Exception as exc:  # a diverged or failed run: recorded, the others still run
-                print(f"{' '.join(extra)}: failed ({type(exc).__name__})", flush=True)
+            except Exception as exc:  # a diverged or failed run: recorded in the table, the others still run
+                failed.append((" ".join(extra), f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"))
+                print(f"{failed[-1][0]}: failed ({failed[-1][1]})", flush=True)
                 continue
             p = sum(pred.get(k, 0.0) for k in STAGES)
             rows.append((" ".join(extra), p, m, p / m if m else float("nan")))
@@ -215,6 +219,9 @@ def main() -> int:
         "",
         f"{within} of {len(rows)} within 2x (ratio in [0.5, 2]).",
     ]
+    if failed:
+        lines += ["", "Configs whose run failed (no measurement):", "",
+                  *[f"- `{c}`: {why}" for c, why in failed]]
     text = "\n".join(lines) + "\n"
     if a.out:
         a.out.write_text(text)

@@ -27,12 +27,13 @@ from dfdistill.sweeps.gpus import jobs_arg
 from dfdistill.sweeps.launch import configured_launcher, launch_hydra, launch_inprocess, launch_local, parallel_overrides
 from dfdistill.sweeps.model import device
 from dfdistill.sweeps.plan import Job, adopt, index_records, plan, sweep_info
-from dfdistill.sweeps.search import MaxRatioSearch, SearchConfig, parse_ladder
+from dfdistill.sweeps.search import (START_ORDERS, MaxRatioSearch, SearchConfig, paper_max_ratio, parse_ladder,
+                                     points_at_most, points_if)
 from dfdistill.reporting.layouts import spec_for
 from dfdistill.sweeps.coverage import report_line
 from dfdistill.reporting.build import build_table
 from dfdistill.sweeps.plan import mark_done
-from dfdistill.sweeps.model import devices
+from dfdistill.sweeps.model import devices, fmt_hours
 
 Launch = Callable[[list[Job]], list[int]]
 
@@ -65,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
                     help="max-ratio keep rule (search.rule=... works too): both_std (default) | unpruned_std | se; "
                          "see dfdistill/reporting/cells.py")
     ap.add_argument("--points-per-round", type=int, default=1, help="ratios per cell per search round (1 = bisection)")
+    ap.add_argument("--start", default="paper", choices=START_ORDERS,
+                    help="search order: paper (default: the paper's ratio for the cell and the next one first, "
+                         "then bisection) | bisect")
     ap.add_argument("--no-table", action="store_true")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides; a sweep value (ipc=1,10) replaces that axis")
     return ap
@@ -121,7 +125,7 @@ def build(a: argparse.Namespace, sweep_dir: Path, skipped: Optional[dict[str, st
 def run_search(a: argparse.Namespace, overrides: list[str], hydra_overrides: list[str], adds: list[list[str]],
                launch: Optional[Launch]) -> dict:
     cfg = SearchConfig(ladder=parse_ladder(a.ladder), trials=a.trials, points_per_round=a.points_per_round,
-                       rule=a.rule or DEFAULT_RULE)
+                       rule=a.rule or DEFAULT_RULE, start=a.start)
     holder: dict = {}
     launch = launch or make_launch(a, lambda: holder["s"].info.sweep_dir, hydra_overrides)
     s = MaxRatioSearch(a.exp, a.profile, overrides, launch, cfg, a.sweep_dir, adds, reuse=reuse_dirs(a))
@@ -148,19 +152,37 @@ def run_search(a: argparse.Namespace, overrides: list[str], hydra_overrides: lis
 
 
 def search_rounds(rungs: int, points_per_round: int) -> int:
-    """Rounds a search needs at most: bisection over the rungs + 1 brackets (16 paper ratios -> 5)."""
+    """Rounds a bisection needs at most: bisection over the rungs + 1 brackets (16 paper ratios -> 5)."""
     import math
 
     return min(rungs, math.ceil(math.log2(rungs + 1)) * points_per_round)
 
 
+def cell_points(s: MaxRatioSearch, c) -> tuple[int, Optional[int]]:
+    """(the most ratios the cell's search can run, the ratios it runs if its verdicts are the paper's;
+    None where the paper prints no ratio for the cell)."""
+    ladder, k = c.ladder or s.cfg.ladder, s.cfg.points_per_round
+    paper = c.start if s.cfg.start == "paper" else paper_max_ratio(c.selection, c.baseline.resolved, ladder)
+    return (points_at_most(ladder, k, c.start),
+            None if paper is None else points_if(ladder, paper, k, c.start))
+
+
+def scaled(t: dict, num: int, den: int) -> dict:
+    """Plan totals of jobs that stand for `den` ratio jobs each, re-counted for `num`."""
+    out = dict(t)
+    for k in ("jobs", "pending", "done", "error", "no_fit"):
+        out[k] = t[k] * num // den
+    out["seconds"] = t["seconds"] * num / den
+    return out
+
+
 def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
-    """Upper bound of a search's jobs per cell: the baseline + trials x (rounds x points) ratios."""
+    """A search's jobs per cell: the baseline + trials x the ratios it runs, at most and where its
+    verdicts agree with the paper's (the ratio jobs costed at the ladder's middle ratio)."""
 
     dev = device(a.gpu)
     rungs = len(s.cfg.ladder)
-    per_ratio = s.cfg.trials * search_rounds(rungs, s.cfg.points_per_round)
-    lines, total = [], preview.new_totals()
+    lines, total, likely = [], preview.new_totals(), preview.new_totals()
     probes = {}
     for c in s.cells:
         if not c.error:
@@ -172,15 +194,20 @@ def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
         if c.error:
             lines.append(f"error    {c.name}: {c.error}")
             continue
-        probe = probes[c.name]
+        most, if_paper = cell_points(s, c)
         ls, t = preview.job_lines([c.baseline], dev)
-        ls2, t2 = preview.job_lines([probe], dev, multiplier=per_ratio)
-        lines += [f"cell {c.name} ({c.selection} selection): <= {per_ratio + 1} jobs", *ls, *ls2]
+        ls2, t2 = preview.job_lines([probes[c.name]], dev, multiplier=s.cfg.trials * most)
+        agree = "" if if_paper is None else f", {s.cfg.trials * if_paper + 1} if its verdicts are the paper's"
+        lines += [f"cell {c.name} ({c.selection} selection): <= {s.cfg.trials * most + 1} jobs{agree}", *ls, *ls2]
         total = preview.add_totals(preview.add_totals(total, t), t2)
+        likely = preview.add_totals(preview.add_totals(likely, t), scaled(t2, most if if_paper is None else if_paper, most))
     print("\n".join(lines))
-    print(f"[run_table] {a.exp} / {a.profile}: search over {rungs} ratios ({search_rounds(rungs, s.cfg.points_per_round)} "
-          f"rounds) x {s.cfg.trials} trials, at most {preview.totals_line(total, dev)}")
-    return {"cells": s.cells, "launched": [], "sweep_dir": s.info.sweep_dir, "jobs": [], "rcs": [], "totals": total}
+    order = ("the paper's ratio and the next first, then bisection" if s.cfg.start == "paper" else "bisection")
+    print(f"[run_table] {a.exp} / {a.profile}: search over {rungs} ratios ({order}) x {s.cfg.trials} trials, "
+          f"at most {preview.totals_line(total, dev)}; {likely['jobs']} jobs, {fmt_hours(likely['seconds'])} "
+          f"where every verdict is the paper's")
+    return {"cells": s.cells, "launched": [], "sweep_dir": s.info.sweep_dir, "jobs": [], "rcs": [], "totals": total,
+            "totals_if_paper": likely}
 
 
 def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> dict:

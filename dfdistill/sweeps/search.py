@@ -14,7 +14,15 @@ whatever its ratio (e.g. the exp's fixed grid), so the ladder is the union of bo
 ratio above lo judged not to; each round runs `points_per_round` evenly spaced unjudged ratios
 inside it, until none is left (with 1 point per round: bisection, log2(len(ladder)) rounds).
 Because the answer is the largest ratio that keeps the accuracy, a ratio above a failing one that
-passes moves lo past the failure. Finished jobs are never relaunched, so an interrupted search
+passes moves lo past the failure.
+
+Search order (`start`, run_table --start): `paper` (default) first runs, in one round, the ratio the
+paper reports for the cell (Table 1 for random, Table 2 for loss selection) and the next ladder ratio
+above it; when our verdicts agree with the paper's that settles the cell in one round of 2 ratios
+instead of ~5 rounds of bisection, and otherwise bisection goes on inside what is left of the bracket.
+The answer is the same either way wherever the verdicts are monotone in the ratio (a kept ratio
+directly below a failed one is found by both); the order changes only which such pair a non-monotone
+cell reports. `bisect` is the plain bisection. Same keep rule, same trials per ratio. Finished jobs are never relaunched, so an interrupted search
 rerun replays its rounds from disk and continues.
 """
 
@@ -23,9 +31,11 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import pandas as pd
 from omegaconf import OmegaConf
 
 from dfdistill.run.preflight import check_datasets
@@ -36,7 +46,9 @@ from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import (Job, SweepInfo, adopt, expand_jobs, finished_records, job_record, job_set_lines,
                                    mark_done, sweep_info)
 from dfdistill.sweeps.compose_cache import prefetch
-from dfdistill.config.resolve import eval_identity, identity
+from dfdistill.config.resolve import eval_identity, identity, paper_dataset
+from dfdistill.reporting.layouts import method_label
+from dfdistill.reporting.paper import load_paper, table_rows
 
 PAPER_LADDER = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.83, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995)
 FINE_LADDER = tuple(round(0.01 * i, 2) for i in range(1, 100)) + (0.995, 0.999)
@@ -44,6 +56,8 @@ LADDERS = {"paper": PAPER_LADDER, "fine": FINE_LADDER}
 RATIO_KEY = "pruning.ratio"
 TRIAL_KEY = "pruning.seed_offset"
 SELECTIONS = ("random", "loss")  # pruning options whose ratio is searched
+START_ORDERS = ("paper", "bisect")
+PAPER_TABLE_OF = {"random": "tab1", "loss": "tab2"}  # BiLP's max-ratio table for each selection
 
 Launch = Callable[[list[Job]], list[int]]
 
@@ -55,9 +69,12 @@ class SearchConfig:
     points_per_round: int = 1
     max_rounds: int = 30
     rule: str = DEFAULT_RULE  # search.rule: how "maintains the unpruned accuracy" is read (cells.KEEP_RULES)
+    start: str = "paper"  # paper: the paper's ratio and the next one first | bisect
 
     def __post_init__(self) -> None:
         check_rule(self.rule)
+        if self.start not in START_ORDERS:
+            raise ValueError(f"search start must be one of {', '.join(START_ORDERS)}, got {self.start!r}")
         if self.trials < 1 or self.points_per_round < 1:
             raise ValueError("trials and points_per_round must be >= 1")
         if not all(0.0 < r < 1.0 for r in self.ladder):
@@ -71,16 +88,59 @@ def parse_ladder(text: str) -> tuple[float, ...]:
     return tuple(sorted({float(x) for x in text.split(",") if x.strip()}))
 
 
-def next_points(ladder: tuple[float, ...], judged: dict[float, bool], k: int = 1) -> list[float]:
-    """The ratios to run next (empty = converged). `judged`: ratio -> keeps the unpruned accuracy."""
+def next_points(ladder: tuple[float, ...], judged: dict[float, bool], k: int = 1,
+                first: Optional[float] = None) -> list[float]:
+    """The ratios to run next (empty = converged). `judged`: ratio -> keeps the unpruned accuracy.
+    `first`: a ratio expected to be the answer (the paper's): while it is unjudged and inside the
+    bracket, it and the next ratio above it are the points (one round settles an agreeing cell)."""
     grid = sorted(set(ladder) | set(judged))
     lo = max([i for i, r in enumerate(grid) if judged.get(r) is True], default=-1)
     hi = min([i for i, r in enumerate(grid) if i > lo and judged.get(r) is False], default=len(grid))
     inner = list(range(lo + 1, hi))
     if not inner:
         return []
+    if first is not None and first in grid and first not in judged and grid.index(first) in inner:
+        i = grid.index(first)
+        return [grid[j] for j in (i, i + 1) if j in inner]
     picks = sorted({min(len(inner) - 1, max(0, (j + 1) * (len(inner) + 1) // (k + 1) - 1)) for j in range(k)})
     return [grid[inner[p]] for p in picks]
+
+
+def points_if(ladder: tuple[float, ...], answer: Optional[float], k: int = 1, first: Optional[float] = None) -> int:
+    """Ratios a cell's search runs when every ratio <= `answer` keeps and every one above fails
+    (None: none keeps): e.g. the search of a cell whose verdicts are the paper's."""
+    judged: dict[float, bool] = {}
+    while pts := next_points(ladder, judged, k, first):
+        judged.update({p: answer is not None and p <= answer + 1e-9 for p in pts})
+    return len(judged)
+
+
+def points_at_most(ladder: tuple[float, ...], k: int = 1, first: Optional[float] = None) -> int:
+    """The most ratios a cell's search can run, over every sequence of verdicts (monotone or not)."""
+
+    def worst(judged: tuple[tuple[float, bool], ...]) -> int:
+        pts = next_points(ladder, dict(judged), k, first)
+        if not pts:
+            return 0
+        outcomes = [[(p, (mask >> j) & 1 == 1) for j, p in enumerate(pts)] for mask in range(2 ** len(pts))]
+        return len(pts) + max(worst(tuple(sorted(dict(judged + tuple(o)).items()))) for o in outcomes)
+
+    return worst(())
+
+
+@lru_cache(maxsize=1)
+def _paper_ratios() -> dict[tuple[str, str, str, str], float]:
+    """(table, dataset, ipc, method label) -> the max ratio BiLP prints (a fraction); garbled cells absent."""
+    rows = pd.concat([table_rows(load_paper(), "bilp", t) for t in PAPER_TABLE_OF.values()])
+    return {(r.table, r.dataset, str(r.ipc), r.method): float(r.value) / 100 for r in rows.itertuples() if r.value}
+
+
+def paper_max_ratio(selection: str, resolved: Any, ladder: tuple[float, ...]) -> Optional[float]:
+    """The ratio BiLP reports for this cell (its dataset, IPC and method), where it is on the ladder."""
+    key = (PAPER_TABLE_OF.get(selection, ""), paper_dataset(resolved), str(resolved.ipc),
+           method_label(str(resolved.method.name)))
+    value = _paper_ratios().get(key)
+    return next((r for r in ladder if value is not None and abs(r - value) < 1e-9), None)
 
 
 def _signature(cfg: dict[str, Any]) -> str:
@@ -113,6 +173,7 @@ class Cell:
     converged: bool = False
     skipped: Optional[str] = None  # cannot run at this data size (sweeps/feasible.py): not launched
     ladder: Optional[tuple[float, ...]] = None  # the ratios that leave ipc rows per class (None: all)
+    start: Optional[float] = None  # the paper's max ratio for this cell, probed first (SearchConfig.start)
 
     @property
     def has_baseline(self) -> bool:
@@ -129,7 +190,7 @@ class Cell:
                 "tried": {f"{q:g}": {"keeps": k, "mean_pct": r.per_ratio[q].mean, "trials": r.per_ratio[q].n}
                           for q, k in sorted(self.keeps.items())},
                 "rounds": self.rounds, "converged": self.converged, "error": self.error, "skipped": self.skipped,
-                "ladder": None if self.ladder is None else list(self.ladder)}
+                "ladder": None if self.ladder is None else list(self.ladder), "start": self.start}
 
 
 def baseline_lines(lines: list[str]) -> list[str]:
@@ -182,6 +243,8 @@ class MaxRatioSearch:
                 cell.skipped = f"no ratio of the ladder leaves ipc={cell.baseline.resolved.ipc} real images per class"
             if len(ladder) < len(self.cfg.ladder):  # the search cannot prune past what the data allows
                 cell.ladder = ladder
+            if self.cfg.start == "paper":
+                cell.start = paper_max_ratio(cell.selection, cell.baseline.resolved, ladder or self.cfg.ladder)
         return cell
 
     def _jobs(self, cell: Cell, ratios: list[float], trials: Optional[int] = None) -> list[Job]:
@@ -244,7 +307,7 @@ class MaxRatioSearch:
             if not cell.has_baseline:  # start: the baseline and the first probes together
                 jobs.append(cell.baseline)
                 judged = {}
-            points = next_points(cell.ladder or self.cfg.ladder, judged, self.cfg.points_per_round)
+            points = next_points(cell.ladder or self.cfg.ladder, judged, self.cfg.points_per_round, cell.start)
             if not points and not jobs:
                 cell.converged = True
                 continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dfdistill.sweeps.cli import search_rounds
+from dfdistill.sweeps.search import points_at_most
 from dfdistill.sweeps.plan import SweepInfo, expand_jobs
 from dfdistill.sweeps.search import PAPER_LADDER
 
@@ -35,4 +36,6 @@ def test_ladder_size_and_rounds_agree_with_the_docs() -> None:
     text = (ROOT / "docs" / "sweeps.md").read_text()
     assert len(PAPER_LADDER) == 16 and search_rounds(len(PAPER_LADDER), 1) == 5
     assert f"the {len(PAPER_LADDER)} ratios BiLP reports" in text
-    assert f"search over {len(PAPER_LADDER)} ratios ({search_rounds(len(PAPER_LADDER), 1)} rounds)" in text
+    assert f"⌈log2({len(PAPER_LADDER)} + 1)⌉ = {search_rounds(len(PAPER_LADDER), 1)} rounds" in text
+    assert f"at most {max(points_at_most(PAPER_LADDER, 1, r) for r in PAPER_LADDER)} ratios in all" in text
+    assert f"search over {len(PAPER_LADDER)} ratios (the paper's ratio and the next first, then bisection)" in text

@@ -14,7 +14,9 @@ from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.gpus import GpuSlot
 from dfdistill.sweeps.launch import launch_local
 from dfdistill.sweeps.plan import Job, plan
-from dfdistill.sweeps.search import PAPER_LADDER, FINE_LADDER, MaxRatioSearch, SearchConfig, next_points
+from dfdistill.sweeps import search as search_mod
+from dfdistill.sweeps.search import (PAPER_LADDER, FINE_LADDER, MaxRatioSearch, SearchConfig, next_points, points_at_most,
+                                     points_if)
 
 PAPER_VALUES = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.83, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995]
 
@@ -112,6 +114,55 @@ def test_bracket_reaches_every_value_the_paper_reports(ladder) -> None:
         assert rounds <= math.ceil(math.log2(len(ladder) + 1))  # bisection
         got3, rounds3 = _simulate(ladder, value, k=3)
         assert got3 == value and rounds3 <= rounds
+
+
+def _simulate_first(ladder, verdict, first) -> tuple[float, int, int]:
+    keeps: dict[float, bool] = {}
+    rounds = 0
+    while pts := next_points(ladder, keeps, 1, first):
+        rounds += 1
+        keeps.update({p: verdict(p) for p in pts})
+    return max([p for p, ok in keeps.items() if ok], default=0.0), rounds, len(keeps)
+
+
+def test_paper_first_order_finds_what_bisection_finds_and_one_round_when_the_paper_is_right() -> None:
+    """Every (true answer, paper's answer) pair on the ladder, monotone verdicts: the same max ratio as
+    bisection; when the paper is right: one round of 2 ratios (1 at the top rung); never more ratios
+    than points_at_most says."""
+    for truth in [None] + PAPER_VALUES:
+        verdict = lambda p: truth is not None and p <= truth + 1e-9  # noqa: E731
+        plain, _ = _simulate(PAPER_LADDER, -1.0 if truth is None else truth)
+        for first in PAPER_VALUES:
+            got, rounds, points = _simulate_first(PAPER_LADDER, verdict, first)
+            assert got == plain
+            assert points <= points_at_most(PAPER_LADDER, 1, first) <= 6  # bisection: 5
+            if first == truth:
+                assert rounds == 1 and points == (1 if first == PAPER_LADDER[-1] else 2)
+                assert points == points_if(PAPER_LADDER, truth, 1, first)
+    assert points_at_most(PAPER_LADDER) == 5 and points_if(PAPER_LADDER, 0.83) == 4  # bisection
+
+
+def test_paper_first_probes_the_paper_ratio_and_the_next_one_together() -> None:
+    assert next_points(PAPER_LADDER, {}, 1, 0.83) == [0.83, 0.85]
+    assert next_points(PAPER_LADDER, {0.83: False, 0.85: False}, 1, 0.83) == next_points(PAPER_LADDER, {0.83: False})
+    assert next_points(PAPER_LADDER, {0.9: False}, 1, 0.95) == next_points(PAPER_LADDER, {0.9: False})  # outside
+
+
+def test_search_runs_the_papers_ratio_first_and_stops_when_it_agrees(tmp_path: Path, monkeypatch) -> None:
+    """The paper says 83 % for this cell (patched in for digits) and the runs agree: one round, the
+    baseline + 0.83 and 0.85 x 2 trials; `start=bisect` runs more ratios for the same answer."""
+    monkeypatch.setattr(search_mod, "_paper_ratios", lambda: {("tab1", "digits", "1", "DC"): 0.83})
+    acc = lambda r, t: 0.5 if r <= 0.83 else 0.3  # noqa: E731
+    launched: list[Job] = []
+    s = MaxRatioSearch("bilp_tab1", "smoke", CELL, _fake_runs(acc, launched), SearchConfig(trials=2), tmp_path / "a")
+    [cell] = s.run()
+    ratios = sorted({float(j.resolved.pruning.ratio) for j in launched if j.resolved.pruning.name != "none"})
+    assert cell.result.ratio == 0.83 and cell.rounds == 1 and cell.start == 0.83 and ratios == [0.83, 0.85]
+    assert len(launched) == 1 + 2 * 2
+    plain: list[Job] = []
+    [bis] = MaxRatioSearch("bilp_tab1", "smoke", CELL, _fake_runs(acc, plain), SearchConfig(trials=2, start="bisect"),
+                           tmp_path / "b").run()
+    assert bis.result.ratio == 0.83 and bis.start is None and len(plain) > len(launched)
 
 
 def test_bracket_takes_the_largest_keeping_ratio_above_a_failure() -> None:
