@@ -145,11 +145,6 @@ def prefetch(override_lists: list[list[str]]) -> None:
     _default.prefetch(override_lists)
 
 
-def defaults_overrides(choices: dict[str, str]) -> list[str]:
-    return [f"{g}={o}" for g, o in choices.items()] + ["logger=none"]
-
-
-def group_defaults(choices: dict[str, str]) -> DictConfig:
-    """The groups' options composed with nothing else (no exp, profile or command line)."""
-    cfg, _ = _default.compose(defaults_overrides(choices))
-    return cfg
+def primary() -> tuple[DictConfig, dict[str, Any]]:
+    """conf/config.yaml composed with no override, and its group choices (kept: read, do not modify)."""
+    return _default.composed(())

@@ -71,3 +71,31 @@ def test_prefetch_composes_one_option_of_each_group_at_once(monkeypatch) -> None
     assert len(calls) == 3 and all(len(x) <= 2 for x in calls)
     c.compose(jobs[-1])
     assert len(calls) == 4  # + the skeleton (no group chosen); the parts were all there
+
+
+def _hydra_subtrees(picks: list[str]) -> dict[str, dict]:
+    """Each `group=option` of `picks` as Hydra composes it (one composition, one option of each group)."""
+    cfg = compose_run_config(picks)
+    return {p: OmegaConf.to_container(cfg[p.partition("=")[0]], resolve=False) for p in picks}
+
+
+def test_an_options_defaults_are_what_hydra_composes_for_it() -> None:
+    """`--plan` compares each job with its options' defaults taken from config.resolve.option_defaults
+    (the YAML on its schema, no composition): that is Hydra's subtree for the option."""
+    from dfdistill.config.resolve import option_defaults
+
+    picks = ["method=mtt", "dataset=cifar10", "pruning=loss", "eval=idc", "backbone=convnet_d4"]
+    for pick, subtree in _hydra_subtrees(picks).items():
+        assert option_defaults(*pick.split("=")) == subtree, pick
+
+
+@pytest.mark.slow
+def test_every_options_defaults_are_what_hydra_composes_for_it() -> None:
+    from dfdistill.config.resolve import option_defaults
+    from dfdistill.schema.options import groups
+
+    options = {g: groups()[g] for g in ("dataset", "method", "eval", "backbone", "pruning")}
+    for i in range(max(len(v) for v in options.values())):
+        picks = [f"{g}={v[i]}" for g, v in options.items() if i < len(v)]
+        for pick, subtree in _hydra_subtrees(picks).items():
+            assert option_defaults(*pick.split("=")) == subtree, pick
