@@ -36,7 +36,7 @@ from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import (Job, SweepInfo, adopt, expand_jobs, finished_records, job_record, job_set_lines,
                                    mark_done, sweep_info)
 from dfdistill.sweeps.compose_cache import prefetch
-from dfdistill.config.resolve import eval_identity, identity
+from dfdistill.config.identity import eval_identity_of, identity_of
 
 PAPER_LADDER = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.83, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995)
 FINE_LADDER = tuple(round(0.01 * i, 2) for i in range(1, 100)) + (0.995, 0.999)
@@ -87,8 +87,7 @@ def _signature(cfg: dict[str, Any]) -> str:
     """A resolved config's distillation and evaluation identity without the searched ratio and trial:
     which cell a run belongs to."""
 
-    c = OmegaConf.create(cfg)
-    d = {"distill": identity(c), "eval": eval_identity(c)}
+    d = {"distill": identity_of(cfg), "eval": eval_identity_of(cfg)}  # `cfg` is resolved: no DictConfig needed
     for part in d.values():
         pr = dict(part.get("pruning") or {})
         pr.pop("ratio", None)
