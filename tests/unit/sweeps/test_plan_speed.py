@@ -69,8 +69,11 @@ def test_prefetch_composes_one_option_of_each_group_at_once(monkeypatch) -> None
     c = Composer()
     c.prefetch(jobs)
     assert len(calls) == 3 and all(len(x) <= 2 for x in calls)
-    c.compose(jobs[-1])
-    assert len(calls) == 4  # + the skeleton (no group chosen); the parts were all there
+    mine, _ = c.compose(jobs[-1])
+    assert len(calls) == 3  # the parts were all there, and a batch's composition serves as the skeleton
+    assert OmegaConf.to_container(mine) == OmegaConf.to_container(compose_run_config(jobs[-1]))
+    c.compose(["dataset=svhn", "ipc=1"])  # picks fewer groups than every batch: the context alone is composed
+    assert calls[-1] == [] and len(calls) == 4
 
 
 def _hydra_subtrees(picks: list[str]) -> dict[str, dict]:
