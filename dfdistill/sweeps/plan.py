@@ -161,23 +161,23 @@ def job_record(job: Job) -> Optional[dict[str, Any]]:
 
 
 # Leaves of a job that no step of resolution reads: recipes, the protocol and the profile read the
-# groups, dataset and IPC; validation only range-checks these (and whether the ratio is 0). Jobs of
-# one sweep that differ only in them (a search's ratios and removal trials, a grid's ratio axis)
-# have the same *shape*: one is resolved, the others get a copy of its resolved config with their
-# own leaves, overrides and dir put in (~6 ms instead of ~45). tests/unit/sweeps/test_plan_derive.py
-# checks config and keys equal a full resolution for every job of real targets.
-LEAVES = ("pruning.ratio", "pruning.seed_offset")
+# groups, dataset and IPC; validation only range-checks these (and whether ratio / stratum are set).
+# Jobs of one sweep that differ only in them (a search's ratios and removal trials, a grid's ratio
+# or stratum axis) have the same *shape*: one is resolved, the others get a copy of its resolved
+# config with their own leaves, overrides and dir put in (~3 ms instead of ~30).
+# tests/unit/sweeps/test_plan_derive.py checks config and keys equal a full resolution for real targets.
+LEAVES = ("pruning.ratio", "pruning.seed_offset", "pruning.stratum")
+ZERO_APART = ("pruning.ratio", "pruning.stratum")  # validation reads whether they are 0: a shape of its own
 
 
 def shape(overrides: list[str]) -> tuple[str, ...]:
-    """The overrides with the values of LEAVES blanked: jobs of one shape resolve alike (a ratio of 0,
-    no pruning at all, is a shape of its own: validation treats it apart)."""
+    """The overrides with the values of LEAVES blanked: jobs of one shape resolve alike."""
     def blank(line: str) -> str:
         key, _, value = line.partition("=")
         if key not in LEAVES:
             return line
         try:
-            return f"{key}={'*' if float(value) else 0}"
+            return f"{key}={0 if key in ZERO_APART and not float(value) else '*'}"
         except ValueError:  # not a number: resolved on its own (and refused there)
             return line
     return tuple(blank(line) for line in overrides)
@@ -201,7 +201,7 @@ def derive(job: Job) -> Optional[DictConfig]:
             return None
         if type(old) is int and not isinstance(value, int):
             return None
-        if key == "pruning.ratio" and bool(value) != bool(old):  # validation's rule reads ratio != 0
+        if key in ZERO_APART and bool(value) != bool(old):  # validation's rule reads whether it is 0
             return None
         cfg[group][leaf] = type(old)(value)  # as the schema types it (ratio float, seed_offset int)
     try:

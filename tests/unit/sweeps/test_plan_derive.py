@@ -1,5 +1,5 @@
 """Jobs of one sweep that differ only in leaves no resolution step reads (pruning.ratio,
-pruning.seed_offset, the dir) are resolved once per shape and the others derived
+pruning.seed_offset, pruning.stratum, the dir) are resolved once per shape and the others derived
 (dfdistill/sweeps/plan.py `derive`): the derived config, its key and its group choices must be exactly
 what a full resolution of the job gives."""
 
@@ -65,6 +65,8 @@ def test_a_shape_keeps_zero_ratio_apart_and_refuses_what_resolution_refuses(tmp_
     base = ["+exp=bilp_tab3", "profile=full", *CELL]
     assert shape(base + ["pruning.ratio=0.0"]) != shape(base + ["pruning.ratio=0.5"])
     assert shape(base + ["pruning.ratio=0.3"]) == shape(base + ["pruning.ratio=0.5"])
+    assert shape(base + ["pruning.stratum=2"]) == shape(base + ["pruning.stratum=9"]) != shape(base + ["pruning.stratum=0"])
+    assert shape(base + ["pruning.seed_offset=0"]) == shape(base + ["pruning.seed_offset=4"])
     ok, bad, trial, sibling = expand_jobs([base + ["pruning.ratio=0.5"], base + ["pruning.ratio=1.5"],
                                            base + ["pruning.ratio=0.9", "pruning.seed_offset=3"],
                                            base + ["pruning.ratio=0.7", "pruning.seed_offset=4"]], info)
@@ -78,11 +80,15 @@ def test_a_shape_keeps_zero_ratio_apart_and_refuses_what_resolution_refuses(tmp_
 
 @pytest.mark.slow
 def test_derived_jobs_of_real_targets_equal_their_full_resolution(tmp_path, monkeypatch) -> None:
-    """Two real targets: every 5th job of Table 3's grid (3 methods), and max-ratio searches' jobs
-    (Table 1 and Fig. 2 cells: baseline, ratios x removal trials, random and loss selection)."""
+    """Real targets: every 5th job of Table 3's grid (3 methods), every 3rd of Fig. 3's strata, and
+    max-ratio searches' jobs (Table 1 and Fig. 2 cells: baseline, ratios x removal trials, random and
+    loss selection)."""
     with counting_resolutions(monkeypatch) as calls:
         _, grid = P.plan("bilp_tab3", "full", ["method=dc,mtt,rfad"], sweep_dir=tmp_path / "tab3")
     assert len(calls) < len(grid) / 4
+    with counting_resolutions(monkeypatch) as calls:  # BiLP Fig. 3: a stratum axis
+        _, strata = P.plan("bilp_fig3", "full", ["pruning.trials=1,5"], sweep_dir=tmp_path / "fig3")
+    assert len(calls) == len(strata) / 10
     searched = []
     for exp, narrow in (("bilp_tab1", ["method=dsa,idc"]), ("bilp_fig2", ["method=dm", "dataset=svhn,tinyimagenet"])):
         s = MaxRatioSearch(exp, "full", narrow, lambda jobs: [], SearchConfig(trials=2), tmp_path / exp)
@@ -92,4 +98,4 @@ def test_derived_jobs_of_real_targets_equal_their_full_resolution(tmp_path, monk
                 mark_done(job)
         assert len(calls) < len(jobs) / 2  # most of them derived
         searched += jobs
-    assert_as_full(grid[::5] + searched)
+    assert_as_full(grid[::5] + strata[::3] + searched)
