@@ -9,6 +9,8 @@ resolved config (`config_key`), so an interrupted or extended sweep computes onl
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import pickle
 import sys
@@ -27,7 +29,7 @@ from dfdistill.config.identity import own_result_key
 from dfdistill.config.resolve import resolve_config
 from dfdistill.sweeps import compose_cache
 from dfdistill.pruning.config import PruningConfig
-from dfdistill.schema.groups import checked
+from dfdistill.schema.groups import check_finite, checked
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_FILE = "results.jsonl"
@@ -42,6 +44,7 @@ class Job:
     error: Optional[str] = None
     set_index: int = 0  # 0 = the exp's grid, i = the i-th --add job set
     resolved: Optional[DictConfig] = field(default=None, repr=False)
+    resolved_dict: Optional[dict] = field(default=None, repr=False)  # `resolved` as plain data, made once (read only)
     choices: dict[str, Any] = field(default_factory=dict, repr=False)  # Hydra's group choices (method: dsa, ...)
     shapes: Optional[dict] = field(default=None, repr=False, compare=False)  # its sweep's resolved shapes (derive)
 
@@ -187,37 +190,52 @@ def _leaf_values(job: Job) -> dict[str, Any]:
     return {o.key_or_group: o.value() for o in ov.parse([x for x in job.overrides if x.split("=", 1)[0] in LEAVES])}
 
 
-def derive(job: Job) -> Optional[DictConfig]:
-    """The resolved config of `job` from a resolved job of the same shape in its sweep, or None (no
-    such job, or a leaf value whose check or type differs: then the full resolution decides)."""
+def derive(job: Job) -> bool:
+    """Fill in the resolved config of `job` (and its plain copy, its choices) from a resolved job of
+    the same shape in its sweep; False where there is none, or a leaf value whose check or type
+    differs (then the full resolution decides, with its own message)."""
     if job.shapes is None or shape(job.overrides) not in job.shapes:
-        return None
-    blob, choices, leaves = job.shapes[shape(job.overrides)]
-    cfg = pickle.loads(blob)  # a DictConfig copy: ~5x cheaper than deepcopy, ~10x than a new one
+        return False
+    blob, plain, choices, leaves, pruning = job.shapes[shape(job.overrides)]
+    d, values = copy.deepcopy(plain), {}
     for key, value in _leaf_values(job).items():
-        group, leaf = key.split(".")
         old = leaves[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or type(old) not in (int, float):
-            return None
+            return False
         if type(old) is int and not isinstance(value, int):
-            return None
+            return False
         if key in ZERO_APART and bool(value) != bool(old):  # validation's rule reads whether it is 0
-            return None
-        cfg[group][leaf] = type(old)(value)  # as the schema types it (ratio float, seed_offset int)
-    try:
-        checked(PruningConfig, cfg.pruning, "pruning")  # the range checks a full resolution runs
+            return False
+        group, leaf = key.split(".")
+        d[group][leaf] = values[key] = type(old)(value)  # as the schema types it (ratio float, seed_offset int)
+    try:  # the checks a full resolution runs on them: the schema's own, on its typed object
+        check_finite(dataclasses.replace(pruning, **{k.split(".")[1]: v for k, v in values.items()}), "pruning")
     except Exception:  # noqa: BLE001 - the full resolution raises its own message
-        return None
-    cfg.output_dir = str(job.out_dir)
-    cfg.cli_overrides = [o for o in job.overrides if not o.lstrip("+~").startswith("hydra.")]
-    job.choices = dict(choices)
-    return cfg
+        return False
+    cfg = pickle.loads(blob)  # a DictConfig copy: ~3x cheaper than a deepcopy, ~5x than a new one
+    for key, value in values.items():
+        group, leaf = key.split(".")
+        cfg[group][leaf] = value
+    cfg.output_dir = d["output_dir"] = str(job.out_dir)
+    d["cli_overrides"] = [o for o in job.overrides if not o.lstrip("+~").startswith("hydra.")]
+    for i, line in enumerate(d["cli_overrides"]):  # one shape: as many lines, only the leaves differ
+        if cfg.cli_overrides[i] != line:
+            cfg.cli_overrides[i] = line
+    job.resolved, job.resolved_dict, job.choices = cfg, d, dict(choices)
+    return True
 
 
 def _keep_shape(job: Job) -> None:
-    if job.shapes is not None and shape(job.overrides) not in job.shapes:
-        leaves = {k: OmegaConf.select(job.resolved, k) for k in _leaf_values(job)}
-        job.shapes[shape(job.overrides)] = (pickle.dumps(job.resolved), dict(job.choices), leaves)
+    """Keep `job`'s resolution for the jobs of its shape (`derive`)."""
+    if job.shapes is None or shape(job.overrides) in job.shapes:
+        return
+    try:
+        blob = pickle.dumps(job.resolved)
+        leaves = {k: job.resolved_dict[k.split(".")[0]][k.split(".")[1]] for k in _leaf_values(job)}
+        pruning = checked(PruningConfig, job.resolved_dict["pruning"], "pruning")  # as validated (kept)
+    except Exception:  # noqa: BLE001 - something does not pickle, a leaf is not there: its siblings resolve in full
+        return
+    job.shapes[shape(job.overrides)] = (blob, job.resolved_dict, dict(job.choices), leaves, pruning)
 
 
 def mark_done(job: Job) -> None:
@@ -228,11 +246,11 @@ def mark_done(job: Job) -> None:
         return
     if job.key is None:  # a job's resolution depends on its overrides and dir only: once per Job
         try:
-            job.resolved = derive(job)
-            if job.resolved is None:
+            if not derive(job):
                 job.resolved = resolve_config(job_config(job))
+                job.resolved_dict = OmegaConf.to_container(job.resolved, resolve=True)
                 _keep_shape(job)
-            job.key = own_result_key(OmegaConf.to_container(job.resolved, resolve=True))
+            job.key = own_result_key(job.resolved_dict)
         except Exception as exc:  # a missing method/pruning option: reported, never launched
             job.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             return

@@ -87,7 +87,7 @@ def prefetch_defaults(jobs: Iterable[Job]) -> None:
 def differing(job: Job) -> dict[str, Any]:
     """Resolved values of the job that differ from its groups' YAML defaults (dotted keys)."""
     ref = flat_defaults(group_choices(job))
-    resolved = OmegaConf.to_container(job.resolved, resolve=True)
+    resolved = job.resolved_dict if job.resolved_dict is not None else OmegaConf.to_container(job.resolved, resolve=True)
     got = _flat({**_top_level(resolved), **{g: resolved[g] for g in GROUPS if g in resolved}})
     return {k: v for k, v in got.items() if k not in ref or ref[k] != v}
 

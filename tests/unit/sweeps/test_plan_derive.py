@@ -32,6 +32,7 @@ def assert_as_full(jobs: list[Job]) -> None:
         mine = json.dumps(OmegaConf.to_container(job.resolved, resolve=True))
         theirs = json.dumps(OmegaConf.to_container(ref.resolved, resolve=True))
         assert mine == theirs, job.overrides  # values, their types (0.5 vs 0) and the key order
+        assert json.dumps(job.resolved_dict) == theirs, job.overrides  # the plain copy the plan reads
         assert (job.key, job.choices) == (ref.key, ref.choices), job.overrides
 
 
