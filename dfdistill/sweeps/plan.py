@@ -225,6 +225,13 @@ def derive(job: Job) -> bool:
     return True
 
 
+def _derived(job: Job) -> bool:
+    try:
+        return derive(job)
+    except Exception:  # noqa: BLE001 - a shortcut that fails is taken the long way (which says what is wrong)
+        return False
+
+
 def _keep_shape(job: Job) -> None:
     """Keep `job`'s resolution for the jobs of its shape (`derive`)."""
     if job.shapes is None or shape(job.overrides) in job.shapes:
@@ -246,7 +253,7 @@ def mark_done(job: Job) -> None:
         return
     if job.key is None:  # a job's resolution depends on its overrides and dir only: once per Job
         try:
-            if not derive(job):
+            if not _derived(job):
                 job.resolved = resolve_config(job_config(job))
                 job.resolved_dict = OmegaConf.to_container(job.resolved, resolve=True)
                 _keep_shape(job)
