@@ -102,3 +102,15 @@ def test_every_options_defaults_are_what_hydra_composes_for_it() -> None:
         picks = [f"{g}={v[i]}" for g, v in options.items() if i < len(v)]
         for pick, subtree in _hydra_subtrees(picks).items():
             assert option_defaults(*pick.split("=")) == subtree, pick
+
+
+def test_the_top_level_check_keeps_each_runs_own_dir_and_typed_lines(compose_cfg, tmp_path) -> None:
+    """config.resolve.check_top_level checks the rest once and puts in each run's own output_dir and
+    cli_overrides: two runs that differ only there must not get each other's."""
+    from dfdistill.config.resolve import resolve_run
+
+    runs = [resolve_run(compose_cfg(["method=dm", "dataset=digits", "ipc=1", *extra], tmp_path / name))
+            for name, extra in (("a", []), ("b", ["seed=0"]))]
+    assert [r.top.output_dir for r in runs] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert [r.top.cli_overrides[-1] for r in runs] == ["ipc=1", "seed=0"]
+    assert runs[0].top.memory == runs[1].top.memory and runs[0].top.ipc == 1
