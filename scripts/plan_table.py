@@ -6,9 +6,10 @@
 Runs each target's `run_table.py <exp> --plan` in this process and prints one markdown row per
 target: jobs (new / reused; for a max-ratio search the upper bound), modelled device-hours on the
 GPU, the largest job's peak memory and how many jobs do not fit (dfdistill/sweeps/model.py).
-`--write-pass-costs` then keeps every network count the plans made in dfdistill/sweeps/pass_costs.json
-(with the code's fingerprint), so later plans skip counting; rerun it when dfdistill/models/ or
-passes.py change (tests/unit/sweeps/test_plan_memo.py says when). Cold timings per target:
+`--write-pass-costs` then keeps every network and augmentation count the plans made in
+dfdistill/sweeps/pass_costs.json (with the code's fingerprint), so later plans count nothing; rerun it
+when dfdistill/models/, dfdistill/data/augment/ or passes.py change (tests/unit/sweeps/test_plan_memo.py
+says when). Cold timings per target:
 scripts/bench_plan.py.
 """
 

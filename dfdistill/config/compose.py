@@ -90,7 +90,7 @@ def _split_compose(overrides: list[str], state: tuple) -> Optional[DictConfig]:
         if split is None:
             return None
         groups, values = split
-        base, trusted = _kept((tuple(groups), "groups", *state), lambda: _compose_groups(groups))
+        base, trusted = _kept((tuple(groups), "groups", *state), lambda: _compose_groups(groups, state))
         if not trusted:
             return None
         cfg = copy.deepcopy(base)
@@ -120,7 +120,7 @@ def split_overrides(overrides: list[str]) -> Optional[tuple[list[str], list[Over
     Group-level = what Hydra treats while building the defaults list (group options, packages, sweeps,
     hydra.*); values are applied after it, to the composed config (`apply_values`)."""
     try:
-        parsed = _parser().parse_overrides(overrides)
+        parsed = [parse_line(line) for line in overrides]
     except Exception:
         return None
     groups, values = [], []
@@ -134,10 +134,12 @@ def split_overrides(overrides: list[str]) -> Optional[tuple[list[str], list[Over
     return groups, values
 
 
-def _compose_groups(groups: list[str]) -> tuple[DictConfig, bool]:
+def _compose_groups(groups: list[str], state: tuple) -> tuple[DictConfig, bool]:
     """Hydra's composition of `groups` without its own node, and whether the group test in _split holds
-    for it (no extra search path could make a value key name a group)."""
-    cfg = _compose(groups, return_hydra_config=True)
+    for it (no extra search path could make a value key name a group). The composition with Hydra's
+    node is the kept one when there is one (a sweep plan asks for both: sweep dir, then the jobs)."""
+    full, _ = _kept((tuple(groups), True, *state), lambda: (_compose(groups, return_hydra_config=True), True))
+    cfg = copy.deepcopy(full)
     trusted = not cfg.hydra.get("searchpath")
     with open_dict(cfg):
         del cfg["hydra"]  # as hydra.compose does when its node is not asked for
@@ -147,6 +149,18 @@ def _compose_groups(groups: list[str]) -> tuple[DictConfig, bool]:
 @lru_cache(maxsize=1)
 def _parser() -> OverridesParser:
     return OverridesParser.create()
+
+
+@lru_cache(maxsize=None)
+def _parsed_line(line: str) -> Override:
+    return _parser().parse_overrides([line])[0]
+
+
+def parse_line(line: str) -> Override:
+    """Hydra's parse of one override line (its own copy), parsed once per process: the parser takes
+    ~0.2 ms a line and sweep planning parses the same few dozen lines thousands of times. Lines parse
+    independently, so a list parses as its lines do. Raises Hydra's OverrideParseException."""
+    return copy.deepcopy(_parsed_line(line))
 
 
 def _compose(overrides: list[str], return_hydra_config: bool) -> DictConfig:

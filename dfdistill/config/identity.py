@@ -51,18 +51,28 @@ def identity(cfg: DictConfig) -> dict:
 
     Stage, evaluation protocol and cross-architecture list are outside it, so `stage=distill` then
     `stage=all`, or another `eval=`, continue the same distillation instead of redoing it."""
-    d = OmegaConf.to_container(cfg, resolve=True)
-    if "dataset" in d:
-        d["dataset"] = dataset_identity(d["dataset"])
-    if "method" in d:
-        d["method"] = method_identity(d["method"])
-    return {k: v for k, v in d.items() if k not in NON_SEMANTIC_KEYS + EVAL_KEYS and k != "hydra"}
+    return identity_of(OmegaConf.to_container(cfg, resolve=True))
+
+
+def identity_of(d: dict) -> dict:
+    """`identity` of a resolved config already converted to a dict (left unmodified): planning takes
+    one conversion for every key of a job."""
+    out = {k: v for k, v in d.items() if k not in NON_SEMANTIC_KEYS + EVAL_KEYS and k != "hydra"}
+    if "dataset" in out:
+        out["dataset"] = dataset_identity(out["dataset"])
+    if "method" in out:
+        out["method"] = method_identity(out["method"])
+    return out
 
 
 def eval_identity(cfg: DictConfig) -> dict:
     """What determines an evaluation of a given set: protocol (incl. the method's eval defaults and the
     cross-arch list), backbone, test data, seed, and the real data/IPC the random baseline draws from."""
-    d = OmegaConf.to_container(cfg, resolve=True)
+    return eval_identity_of(OmegaConf.to_container(cfg, resolve=True))
+
+
+def eval_identity_of(d: dict) -> dict:
+    """`eval_identity` of a resolved config already converted to a dict (left unmodified)."""
     m = d.get("method") or {}
     return {"eval": d.get("eval"), "method_eval": {k: m.get(k) for k in ("eval_aug", "eval_lr")},
             "backbone": d.get("backbone"), "dataset": dataset_identity(d.get("dataset")), "pruning": d.get("pruning"),
@@ -71,12 +81,22 @@ def eval_identity(cfg: DictConfig) -> dict:
 
 def result_key(set_key: str, cfg: DictConfig) -> str:
     """results.jsonl's `config_key`: this evaluation of the set `set_key` (a distillation key or content hash)."""
-    return config_key({"set": set_key, "eval": eval_identity(cfg)})
+    return _result_key_of(set_key, OmegaConf.to_container(cfg, resolve=True))
 
 
 def distill_key(cfg: DictConfig) -> str:
     """The distillation's key (checkpoint tag, finished-distillation index): `identity` hashed."""
     return config_key(identity(cfg))
+
+
+def own_result_key(d: dict) -> str:
+    """`result_key(distill_key(cfg), cfg)` of a resolved config already converted to a dict: the
+    config_key of a run that evaluates its own distillation (what sweep planning looks up)."""
+    return _result_key_of(config_key(identity_of(d)), d)
+
+
+def _result_key_of(set_key: str, d: dict) -> str:
+    return config_key({"set": set_key, "eval": eval_identity_of(d)})
 
 
 def inputs_identity(cfg: DictConfig) -> dict[str, Any]:

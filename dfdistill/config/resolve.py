@@ -13,7 +13,9 @@ profile change, the typed keys), so results.jsonl and `print_config=true` show w
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+from functools import lru_cache
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -77,12 +79,25 @@ def group_schema(group: str, option: str) -> type:
             "pruning": PruningConfig}[group]
 
 
+@lru_cache(maxsize=None)
+def _option_defaults(group: str, option: str) -> dict[str, Any]:
+    node = OmegaConf.merge(OmegaConf.structured(group_schema(group, option)), load_option(group, option))
+    return OmegaConf.to_container(node)
+
+
+def option_defaults(group: str, option: str) -> dict[str, Any]:
+    """conf/<group>/<option>.yaml merged onto its schema, as a plain dict (interpolations unresolved):
+    the option's own defaults, which is what Hydra composes under `group` for `group=option` (no
+    option writes outside its group; tests/unit/sweeps/test_plan_speed.py compares every option).
+    Made once per process (conf/ and the registries do not change under a run); a fresh copy each call."""
+    return copy.deepcopy(_option_defaults(group, option))
+
+
 def swap_group(cfg: DictConfig, group: str, option: str, keys: set[str]) -> bool:
     """Replace cfg[group] by `option` (keeping the values typed under it); False if already it."""
     if cfg[group].get("name") == option:
         return False
-    node = OmegaConf.merge(OmegaConf.structured(group_schema(group, option)), load_option(group, option))
-    node = OmegaConf.create(OmegaConf.to_container(node))  # the schema's defaults, as a plain node
+    node = OmegaConf.create(option_defaults(group, option))  # the schema's defaults, as a plain node
     for key in keys:
         if key.startswith(group + "."):
             OmegaConf.update(node, key[len(group) + 1:], OmegaConf.select(cfg, key), force_add=True)
@@ -257,9 +272,21 @@ def check_backbone(bcfg: DictConfig) -> Any:
     return obj
 
 
+_PER_JOB = ("output_dir", "cli_overrides")  # plain strings that differ in every job of a sweep
+
+
 def check_top_level(cfg: DictConfig) -> RunConfig:
-    """The top-level keys (ipc, seed, ...) against RunConfig: run before recipes and seeding read them."""
+    """The top-level keys (ipc, seed, ...) against RunConfig: run before recipes and seeding read them.
+    Where the per-job keys are plain strings (they always are from run.py and planning), the rest is
+    checked once per content (schema.groups.checked) and the job's own strings put in: no check reads
+    them, and a sweep plan validates hundreds of jobs that differ only there."""
     top = {k: v for k, v in cfg.items() if k not in GROUPS and k not in ("provenance",)}
+    own = {k: top[k] for k in _PER_JOB if k in top}
+    out_dir, typed_lines = own.get("output_dir"), own.get("cli_overrides", [])
+    if isinstance(out_dir, str) and all(isinstance(x, str) for x in typed_lines):
+        shared = checked(RunConfig, {**top, "output_dir": "", "cli_overrides": [], **{g: {} for g in GROUPS}},
+                         "top-level")
+        return dataclasses.replace(shared, output_dir=out_dir, cli_overrides=list(typed_lines))
     return checked(RunConfig, {**top, **{g: {} for g in GROUPS}}, "top-level")
 
 

@@ -40,7 +40,11 @@ def backbone_schema(name: str) -> type:
         ann = _SIMPLE.get(p.annotation, p.annotation)  # string annotations under `from __future__`
         ann = ann if ann in (int, float, bool, str) else type(default) if default is not None else Any
         fields.append((p.name, ann, field(default=default)))
-    return make_dataclass(f"Backbone_{name}", fields)
+    schema = make_dataclass(f"Backbone_{name}", fields)
+    if schema.__name__.isidentifier():  # findable by pickle, so a composed config pickles (sweep planning copies it so)
+        schema.__module__ = __name__
+        globals().setdefault(schema.__name__, schema)
+    return schema
 
 
 _registered: Optional[tuple] = None

@@ -25,7 +25,6 @@ from dfdistill.reporting.layouts import SPECS, Layout, spec_for
 from dfdistill.reporting.paper import PAPER_CSV, load_paper
 from dfdistill.reporting.render import header_info, render
 from dfdistill.reporting.wandb_table import log_table
-from dfdistill.reporting import plots as P
 
 
 def build_table(folder: str | Path, exp: Optional[str] = None, out_dir: Optional[str | Path] = None,
@@ -113,6 +112,8 @@ def copy_grids(grid: Grid, out_dir: Path, table: str) -> dict[int, str]:
 def _figures(grid: Grid, layout: Layout, records: list[dict], out: Path, name: str, images: dict[int, str],
              paths: dict[str, Path]) -> str:
     """The paper's figure (PNG next to the CSV), the accuracy-vs-ratio curves and the image sheet."""
+    # matplotlib (~0.6 s to import) only where a figure is drawn: `run_table --plan` imports this module
+    from dfdistill.reporting import plots as P
 
     md = ""
     data = figure_data(grid)

@@ -128,9 +128,11 @@ def run_search(a: argparse.Namespace, overrides: list[str], hydra_overrides: lis
                        rule=a.rule or DEFAULT_RULE, start=a.start)
     holder: dict = {}
     launch = launch or make_launch(a, lambda: holder["s"].info.sweep_dir, hydra_overrides)
-    s = MaxRatioSearch(a.exp, a.profile, overrides, launch, cfg, a.sweep_dir, adds, reuse=reuse_dirs(a))
+    previewing = a.plan or a.dry_run  # reads no finished runs elsewhere: no need to compose the reuse dirs
+    s = MaxRatioSearch(a.exp, a.profile, overrides, launch, cfg, a.sweep_dir, adds,
+                       reuse=[] if previewing else reuse_dirs(a))
     holder["s"] = s
-    if a.plan or a.dry_run:
+    if previewing:
         out = plan_search(s, a)
         if a.plan:
             print_coverage(a, overrides, adds)

@@ -12,6 +12,7 @@ checks it), at the price of one composition per (exp, profile, method, dataset, 
 from __future__ import annotations
 
 import copy
+import pickle
 from typing import Any
 
 from omegaconf import DictConfig, open_dict
@@ -52,6 +53,7 @@ class Composer:
         self._cache: dict[tuple[str, ...], tuple[DictConfig, dict[str, Any]]] = {}
         self._parts: dict[tuple[tuple[str, ...], str], tuple[Any, Any]] = {}  # (context, pick) -> (subtree, choice)
         self._bases: dict[tuple[str, ...], tuple[DictConfig, dict[str, Any]]] = {}  # assembled, per group list
+        self._batches: dict[tuple[str, ...], list[tuple[str, ...]]] = {}  # context -> kept compositions of it + picks
 
     def composed(self, groups: tuple[str, ...]) -> tuple[DictConfig, dict[str, Any]]:
         if groups not in self._cache:
@@ -69,7 +71,17 @@ class Composer:
         for line in picks:
             group = line.partition("=")[0]
             self._parts[(context, line)] = (cfg[group], choices.get(group))
-        del self._cache[context + tuple(picks)]  # only the parts are needed again
+        self._batches.setdefault(context, []).append(context + tuple(picks))  # also a skeleton (_skeleton)
+
+    def _skeleton(self, context: tuple[str, ...], picks: list[str]) -> tuple[DictConfig, dict[str, Any]]:
+        """What a job's picks are put into: the composition of `context` alone, or a kept one of
+        `context` + options of groups the job picks too (their subtrees and choices are replaced, and
+        an option writes nothing else): one Hydra composition fewer per sweep."""
+        picked = {p.partition("=")[0] for p in picks}
+        for key in self._batches.get(context, []):
+            if {p.partition("=")[0] for p in key[len(context):]} <= picked:
+                return self._cache[key]
+        return self.composed(context)
 
     def part(self, context: tuple[str, ...], line: str) -> tuple[Any, Any]:
         if (context, line) not in self._parts:
@@ -106,7 +118,7 @@ class Composer:
         if key not in self._bases:
             context = tuple(g for g in groups if not is_group_choice(g))
             picks = [g for g in groups if is_group_choice(g)]
-            skeleton, choices = self.composed(context)
+            skeleton, choices = self._skeleton(context, picks)
             cfg, choices = copy.deepcopy(skeleton), dict(choices)
             for line in picks:
                 group = line.partition("=")[0]
@@ -114,9 +126,9 @@ class Composer:
                 with open_dict(cfg):
                     cfg[group] = copy.deepcopy(subtree)
                 choices[group] = choice
-            self._bases[key] = (cfg, choices)
-        cfg, choices = self._bases[key]
-        return copy.deepcopy(cfg), dict(choices)
+            self._bases[key] = (_kept(cfg), choices)
+        kept, choices = self._bases[key]
+        return _copy(kept), dict(choices)
 
     def compose(self, overrides: list[str]) -> tuple[DictConfig, dict[str, Any]]:
         check_overrides(overrides, method_schemas_by_option())
@@ -132,6 +144,19 @@ class Composer:
         return cfg, choices
 
 
+def _kept(cfg: DictConfig) -> Any:
+    """A config kept to be copied many times, in the form cheapest to copy: pickled (loading it is ~6x
+    cheaper than a deepcopy, the same config), or the config itself if something in it does not pickle."""
+    try:
+        return pickle.dumps(cfg)
+    except Exception:  # noqa: BLE001 - e.g. a schema class pickle cannot find: deep-copied instead
+        return cfg
+
+
+def _copy(kept: Any) -> DictConfig:
+    return pickle.loads(kept) if isinstance(kept, bytes) else copy.deepcopy(kept)
+
+
 _default = Composer()
 
 
@@ -145,11 +170,6 @@ def prefetch(override_lists: list[list[str]]) -> None:
     _default.prefetch(override_lists)
 
 
-def defaults_overrides(choices: dict[str, str]) -> list[str]:
-    return [f"{g}={o}" for g, o in choices.items()] + ["logger=none"]
-
-
-def group_defaults(choices: dict[str, str]) -> DictConfig:
-    """The groups' options composed with nothing else (no exp, profile or command line)."""
-    cfg, _ = _default.compose(defaults_overrides(choices))
-    return cfg
+def primary() -> tuple[DictConfig, dict[str, Any]]:
+    """conf/config.yaml composed with no override, and its group choices (kept: read, do not modify)."""
+    return _default.composed(())

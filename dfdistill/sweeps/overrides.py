@@ -14,16 +14,17 @@ import itertools
 from collections import OrderedDict
 from typing import Iterable
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 
+from dfdistill.config.compose import parse_line
 from dfdistill.core.errors import ConfigError
 
 
 def parse(lines: Iterable[str]) -> list[Override]:
+    """Hydra's parse of each line (config.compose.parse_line: once per process, a copy per caller)."""
     lines = list(lines)
     try:
-        return OverridesParser.create().parse_overrides(lines)
+        return [parse_line(line) for line in lines]
     except Exception as exc:  # hydra's OverrideParseException: a user typo on the command line
         raise ConfigError(f"cannot parse overrides {lines}: {str(exc).splitlines()[0]}") from None
 

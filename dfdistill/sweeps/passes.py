@@ -13,7 +13,8 @@ Besides the arithmetic, each kind's bytes written per row (every op output: the 
 bounds normalisation, activation and pooling layers, which have almost no FLOPs), and the ops of
 building a fresh initialised network (`init`: DC and DM draw one per iteration, the evaluation one
 per model). `augment_cost` counts the same (ops per call, bytes per row) for the augmentation that
-runs in the stages, on the real augmentation code.
+runs in the stages, on the real augmentation code. Both kinds of count are kept in `pass_costs.json`
+under a fingerprint of the code they count, so a plan normally runs no count at all.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from typing import Any, Optional
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
 from dfdistill.models import build_model
 from dfdistill.methods.matching import gradient_distance
 from dfdistill.data.augment import build_augment
@@ -50,6 +50,9 @@ class PassCost:
     param_bytes: int
     params: int
     bytes: dict[str, float] = field(default_factory=dict)  # kind -> bytes all ops of the pass write per row
+
+
+_seen: dict[str, PassCost] = {}  # every count this process asked for (write_counted keeps them)
 
 
 class _Ops(TorchDispatchMode):
@@ -103,6 +106,10 @@ def _run(net: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str) -> None:
 
 def count_pass_cost(name: str, options: tuple, channels: int, classes: int, size: int) -> PassCost:
     """Count on the meta device (about a second of CPU per shape, the first one more)."""
+    # imported here for its cost: the FLOP counter pulls in more of torch (~0.1 s, and its first run
+    # torch._dynamo, ~1.4 s), which a plan reading pass_costs.json never needs
+    from torch.utils.flop_counter import FlopCounterMode
+
     net = _build(name, options, channels, classes, size)
     x = torch.empty((ROWS, channels, size, size), device="meta")
     y = torch.zeros((ROWS,), dtype=torch.long, device="meta")
@@ -125,7 +132,6 @@ AUG_PROBE_DRAWS = 8  # fixed seeds 0..7: a family is drawn per call, so the ops 
 AUG_PROBE_CLASSES = 10  # class draws: the ops follow the distinct family combinations (<= families), not C
 
 
-@lru_cache(maxsize=None)
 def augment_cost(kind: str, strategy: Optional[str], channels: int, size: int, form: str = "batch") -> PassCost:
     """Ops per call and bytes per row of one augmentation call, counted on the real augmentation code
     (dfdistill.data.augment) over a small CPU batch at the real image size, averaged over fixed draws.
@@ -133,8 +139,17 @@ def augment_cost(kind: str, strategy: Optional[str], channels: int, size: int, f
     form "batch": `augment(x, seed)` (training steps: evaluation, experts, DC's inner loop, MTT's
     student steps), "siamese": the same with one draw for the batch (IDC's matching), "class": one
     per-class siamese draw applied to a real and a synthetic batch (DC/DSA/DM's matching step; one
-    call = the pair). The result is a PassCost with the one kind "aug" (no FLOPs: elementwise work)."""
+    call = the pair). The result is a PassCost with the one kind "aug" (no FLOPs: elementwise work).
+    Kept like the network counts (`pass_cost`): counted once per process, and not at all where
+    pass_costs.json holds the count made by this code."""
+    key = json.dumps(["augment", kind, strategy, channels, size, form])
+    if key not in _seen:
+        _seen[key] = counted().get(key) or count_augment_cost(kind, strategy, channels, size, form)
+    return _seen[key]
 
+
+def count_augment_cost(kind: str, strategy: Optional[str], channels: int, size: int, form: str) -> PassCost:
+    """Run the augmentation over a small CPU batch under the op counter (what `augment_cost` keeps)."""
     aug = build_augment(kind, strategy)
     if kind in (None, "none"):
         return PassCost({"aug": 0.0}, {"aug": 0}, 0.0, 0, 0, {"aug": 0.0})
@@ -157,10 +172,12 @@ def augment_cost(kind: str, strategy: Optional[str], channels: int, size: int, f
 
 
 def fingerprint() -> str:
-    """What a count depends on: this file, the backbone code (dfdistill/models/) and torch's version."""
+    """What a count depends on: this file, the backbone code (dfdistill/models/), the augmentation
+    code (dfdistill/data/augment/) and torch's version."""
     h = hashlib.sha256(version("torch").encode())
-    models = Path(__file__).resolve().parents[1] / "models"
-    for path in [Path(__file__)] + sorted(models.glob("*.py")):
+    package = Path(__file__).resolve().parents[1]
+    code = sorted((package / "models").glob("*.py")) + sorted((package / "data" / "augment").glob("*.py"))
+    for path in [Path(__file__)] + code:
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -178,9 +195,6 @@ def counted() -> dict[str, PassCost]:
     if raw.get("fingerprint") != fingerprint():
         return {}
     return {k: PassCost(**v) for k, v in raw["costs"].items()}
-
-
-_seen: dict[str, PassCost] = {}  # every shape this process asked for (write_counted keeps them)
 
 
 def pass_cost(name: str, options: tuple, channels: int, classes: int, size: int) -> PassCost:

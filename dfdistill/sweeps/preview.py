@@ -12,16 +12,16 @@ progress; config.resolve.NON_SEMANTIC_KEYS) are left out.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Iterable, Optional
 
 from omegaconf import OmegaConf
 
-from dfdistill.sweeps.compose_cache import group_defaults
 from dfdistill.sweeps.model import Device, JobCost, estimate, fmt_gb, fmt_hours
 from dfdistill.sweeps.plan import Job
-from dfdistill.config.resolve import GROUPS as ALL_GROUPS, NON_SEMANTIC_KEYS
+from dfdistill.config.resolve import GROUPS as ALL_GROUPS, NON_SEMANTIC_KEYS, option_defaults
 from dfdistill.sweeps.plan import job_config
-from dfdistill.sweeps.compose_cache import defaults_overrides, prefetch
+from dfdistill.sweeps.compose_cache import primary
 
 GROUPS = ("dataset", "method", "eval", "backbone", "pruning")
 
@@ -50,10 +50,20 @@ def group_choices(job: Job) -> dict[str, str]:
     return {g: str(job.choices[g]) for g in GROUPS if job.choices.get(g)}
 
 
+@lru_cache(maxsize=1)
+def _primary_defaults() -> tuple[dict[str, Any], dict[str, str]]:
+    """conf/config.yaml composed with nothing else: its top-level keys and its group options."""
+    cfg, choices = primary()
+    return _top_level(OmegaConf.to_container(cfg, resolve=False)), {g: str(o) for g, o in choices.items() if o}
+
+
 def defaults_for(choices: dict[str, str]) -> dict[str, Any]:
-    cfg = group_defaults(choices)
-    out = {g: OmegaConf.to_container(cfg[g], resolve=False) for g in GROUPS if g in cfg}
-    return {**_top_level(OmegaConf.to_container(cfg, resolve=False)), **out}
+    """The groups' options composed with nothing else, without composing them: a group option
+    writes only its own group, so each is its YAML on its schema (config.resolve.option_defaults),
+    and conf/config.yaml's top-level keys are the same whatever the options (one composition)."""
+    top, primary = _primary_defaults()
+    picked = {g: choices.get(g) or primary.get(g) for g in GROUPS}
+    return {**top, **{g: option_defaults(g, o) for g, o in picked.items() if o}}
 
 
 _DEFAULTS: dict[tuple, dict[str, Any]] = {}  # sorted group choices -> their flat defaults (read-only)
@@ -68,16 +78,16 @@ def flat_defaults(choices: dict[str, str]) -> dict[str, Any]:
 
 
 def prefetch_defaults(jobs: Iterable[Job]) -> None:
-    """Compose the group defaults every job will be compared with, in few batches (compose_cache)."""
-
-    wanted = {tuple(sorted(group_choices(j).items())) for j in jobs if j.error is None}
-    prefetch([defaults_overrides(dict(k)) for k in sorted(wanted) if k not in _DEFAULTS])
+    """The group defaults every job will be compared with, once per selection of options."""
+    for job in jobs:
+        if job.error is None:
+            flat_defaults(group_choices(job))
 
 
 def differing(job: Job) -> dict[str, Any]:
     """Resolved values of the job that differ from its groups' YAML defaults (dotted keys)."""
     ref = flat_defaults(group_choices(job))
-    resolved = OmegaConf.to_container(job.resolved, resolve=True)
+    resolved = job.resolved_dict if job.resolved_dict is not None else OmegaConf.to_container(job.resolved, resolve=True)
     got = _flat({**_top_level(resolved), **{g: resolved[g] for g in GROUPS if g in resolved}})
     return {k: v for k, v in got.items() if k not in ref or ref[k] != v}
 

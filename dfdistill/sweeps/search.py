@@ -46,7 +46,8 @@ from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import (Job, SweepInfo, adopt, expand_jobs, finished_records, job_record, job_set_lines,
                                    mark_done, sweep_info)
 from dfdistill.sweeps.compose_cache import prefetch
-from dfdistill.config.resolve import eval_identity, identity, paper_dataset
+from dfdistill.config.identity import eval_identity_of, identity_of
+from dfdistill.config.resolve import paper_dataset
 from dfdistill.reporting.layouts import method_label
 from dfdistill.reporting.paper import load_paper, table_rows
 
@@ -147,8 +148,7 @@ def _signature(cfg: dict[str, Any]) -> str:
     """A resolved config's distillation and evaluation identity without the searched ratio and trial:
     which cell a run belongs to."""
 
-    c = OmegaConf.create(cfg)
-    d = {"distill": identity(c), "eval": eval_identity(c)}
+    d = {"distill": identity_of(cfg), "eval": eval_identity_of(cfg)}  # `cfg` is resolved: no DictConfig needed
     for part in d.values():
         pr = dict(part.get("pruning") or {})
         pr.pop("ratio", None)

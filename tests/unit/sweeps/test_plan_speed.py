@@ -69,5 +69,48 @@ def test_prefetch_composes_one_option_of_each_group_at_once(monkeypatch) -> None
     c = Composer()
     c.prefetch(jobs)
     assert len(calls) == 3 and all(len(x) <= 2 for x in calls)
-    c.compose(jobs[-1])
-    assert len(calls) == 4  # + the skeleton (no group chosen); the parts were all there
+    mine, _ = c.compose(jobs[-1])
+    assert len(calls) == 3  # the parts were all there, and a batch's composition serves as the skeleton
+    assert OmegaConf.to_container(mine) == OmegaConf.to_container(compose_run_config(jobs[-1]))
+    c.compose(["dataset=svhn", "ipc=1"])  # picks fewer groups than every batch: the context alone is composed
+    assert calls[-1] == [] and len(calls) == 4
+
+
+def _hydra_subtrees(picks: list[str]) -> dict[str, dict]:
+    """Each `group=option` of `picks` as Hydra composes it (one composition, one option of each group)."""
+    cfg = compose_run_config(picks)
+    return {p: OmegaConf.to_container(cfg[p.partition("=")[0]], resolve=False) for p in picks}
+
+
+def test_an_options_defaults_are_what_hydra_composes_for_it() -> None:
+    """`--plan` compares each job with its options' defaults taken from config.resolve.option_defaults
+    (the YAML on its schema, no composition): that is Hydra's subtree for the option."""
+    from dfdistill.config.resolve import option_defaults
+
+    picks = ["method=mtt", "dataset=cifar10", "pruning=loss", "eval=idc", "backbone=convnet_d4"]
+    for pick, subtree in _hydra_subtrees(picks).items():
+        assert option_defaults(*pick.split("=")) == subtree, pick
+
+
+@pytest.mark.slow
+def test_every_options_defaults_are_what_hydra_composes_for_it() -> None:
+    from dfdistill.config.resolve import option_defaults
+    from dfdistill.schema.options import groups
+
+    options = {g: groups()[g] for g in ("dataset", "method", "eval", "backbone", "pruning")}
+    for i in range(max(len(v) for v in options.values())):
+        picks = [f"{g}={v[i]}" for g, v in options.items() if i < len(v)]
+        for pick, subtree in _hydra_subtrees(picks).items():
+            assert option_defaults(*pick.split("=")) == subtree, pick
+
+
+def test_the_top_level_check_keeps_each_runs_own_dir_and_typed_lines(compose_cfg, tmp_path) -> None:
+    """config.resolve.check_top_level checks the rest once and puts in each run's own output_dir and
+    cli_overrides: two runs that differ only there must not get each other's."""
+    from dfdistill.config.resolve import resolve_run
+
+    runs = [resolve_run(compose_cfg(["method=dm", "dataset=digits", "ipc=1", *extra], tmp_path / name))
+            for name, extra in (("a", []), ("b", ["seed=0"]))]
+    assert [r.top.output_dir for r in runs] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert [r.top.cli_overrides[-1] for r in runs] == ["ipc=1", "seed=0"]
+    assert runs[0].top.memory == runs[1].top.memory and runs[0].top.ipc == 1
