@@ -42,8 +42,9 @@ def main() -> int:
     ap.add_argument("--write-pass-costs", action="store_true", help="keep the network counts (pass_costs.json)")
     a = ap.parse_args()
     dev = device(a.gpu)
-    print(f"| target | jobs (new / reused) | {dev.name} hours | largest job memory | fits {dev.memory_gb:g} GB | plan s |")
-    print("|---|---:|---:|---:|---|---:|")
+    print(f"| target | jobs (new / reused) | {dev.name} hours | largest job memory | fits {dev.memory_gb:g} GB | "
+          f"search: if every verdict is the paper's | plan s |")
+    print("|---|---:|---:|---:|---|---:|---:|")
     for target, exp in TARGETS:
         if a.only and exp not in a.only:
             continue
@@ -53,8 +54,10 @@ def main() -> int:
         t = out["totals"]
         bound = "≤ " if exp in ("bilp_tab1", "bilp_tab2", "bilp_fig2") else ""
         fit = "yes" if not t["no_fit"] else f"{t['no_fit']} do not"
+        likely = out.get("totals_if_paper")
+        agree = f"{likely['jobs']} jobs, {fmt_hours(likely['seconds'])}" if likely else ""
         print(f"| `make {target}` | {bound}{t['pending']} / {t['done']} | {bound}{fmt_hours(t['seconds'])} | "
-              f"{fmt_gb(t['peak'])} | {fit} | {time.perf_counter() - t0:.0f} |", flush=True)
+              f"{fmt_gb(t['peak'])} | {fit} | {agree} | {time.perf_counter() - t0:.0f} |", flush=True)
     if a.write_pass_costs:
         from dfdistill.sweeps.passes import write_counted
 
