@@ -6,9 +6,9 @@
 #
 # Steps (each with its own time limit; a failing step is recorded and the next one runs):
 #   1. tests   the default test suite on CUDA (configs use device=auto, so pipeline tests run on the GPU),
-#              `pytest -q -x`, then `tests/test_storage.py -k cuda`, then the forced GPU-path and
-#              multi-GPU checks for every method (tests/test_forced_gpu_paths.py, its @slow cases too;
-#              tests/test_multi_gpu.py; issue 22)                             -> gpu_tests.md
+#              `pytest -q -x`, then `tests/unit/data/test_storage.py -k cuda`, then the forced GPU-path and
+#              multi-GPU checks for every method (tests/contract/test_forced_gpu_paths.py, its @slow cases too;
+#              tests/unit/sweeps/test_multi_gpu.py; issue 22)                             -> gpu_tests.md
 #   2. smoke   every method at profile=smoke, device=cuda, on CIFAR-10 JPEG (--data, else
 #              ./gpu_data/cifar10-jpeg, else ../shared/data/cifar10-jpeg), digits if none is there
 #                                                                             -> gpu_smoke.md
@@ -62,7 +62,7 @@ fi
 if [ $DRY = 1 ]; then
   DEVICE=cpu; WIDTH_BENCH="profile=smoke"; BENCH_WM="-W 0 -M 1"
   T_TESTS=900; T_SMOKE=900; T_BENCH=600; T_ITE=600; T_MEM=300; T_COST=300
-  TESTS=(tests/test_chunking.py tests/test_runtime_options.py tests/test_multi_gpu.py tests/test_augment_cost.py)
+  TESTS=(tests/unit/methods/test_chunking.py tests/unit/engine/test_runtime_options.py tests/unit/sweeps/test_multi_gpu.py tests/unit/data/test_augment_cost.py)
   FORCED="not slow"  # the dry run keeps to the default-suite methods
   MEM_ARGS=(--classes 4,8 --batch-real 8 --width 8)
   ITE_ARGS=(-W 0 -M 1 --skip-noopt); ITE_OVR=(profile=smoke)
@@ -116,10 +116,10 @@ export PY XD TESTS_STR="${TESTS[*]:-}" FORCED
 step tests "$OUTDIR/gpu_tests.md" $T_TESTS bash -c '
   echo "## pytest -q -x $XD $TESTS_STR"; echo "\`\`\`"
   $PY -m pytest -q -x -p no:cacheprovider $XD $TESTS_STR 2>&1 | tail -40; a=${PIPESTATUS[0]}
-  echo "\`\`\`"; echo "## pytest -q tests/test_storage.py -k cuda"; echo "\`\`\`"
-  $PY -m pytest -q -p no:cacheprovider tests/test_storage.py -k cuda 2>&1 | tail -10; b=${PIPESTATUS[0]}
-  echo "\`\`\`"; echo "## pytest -q $XD -m \"$FORCED\" tests/test_forced_gpu_paths.py tests/test_multi_gpu.py"; echo "\`\`\`"
-  $PY -m pytest -q -p no:cacheprovider $XD -m "$FORCED" tests/test_forced_gpu_paths.py tests/test_multi_gpu.py 2>&1 | tail -10
+  echo "\`\`\`"; echo "## pytest -q tests/unit/data/test_storage.py -k cuda"; echo "\`\`\`"
+  $PY -m pytest -q -p no:cacheprovider tests/unit/data/test_storage.py -k cuda 2>&1 | tail -10; b=${PIPESTATUS[0]}
+  echo "\`\`\`"; echo "## pytest -q $XD -m \"$FORCED\" tests/contract/test_forced_gpu_paths.py tests/unit/sweeps/test_multi_gpu.py"; echo "\`\`\`"
+  $PY -m pytest -q -p no:cacheprovider $XD -m "$FORCED" tests/contract/test_forced_gpu_paths.py tests/unit/sweeps/test_multi_gpu.py 2>&1 | tail -10
   c=${PIPESTATUS[0]}
   echo "\`\`\`"; exit $((a || b || c))'
 { echo "# GPU check: test suite on $DEVICE"; echo; cat "$OUTDIR/.tests.log"; } > "$OUTDIR/gpu_tests.md"
