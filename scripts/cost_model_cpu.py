@@ -29,20 +29,20 @@ sys.path.insert(0, str(ROOT))
 BASE = ["dataset=digits", "profile=smoke", "logger=none", "progress=false", "compile=off", "device=cpu",
         "eval.epochs=20", "eval.num_eval=2"]
 CONFIGS = [
-    ["method=dc", "ipc=1", "method.iterations=10"],
+    ["method=dc", "ipc=1", "method.iterations=40"],  # >= a few CPU seconds: sub-second runs are noise
     ["method=dc", "ipc=10", "method.iterations=3"],
-    ["method=dsa", "ipc=1", "method.iterations=10"],
+    ["method=dsa", "ipc=1", "method.iterations=40"],
     ["method=dm", "ipc=1", "method.iterations=50"],
     ["method=dm", "ipc=10", "method.iterations=50"],
     # MTT's learnable student lr at its IPC-10 step (lr_lr 1e-5) diverges on digits: CIFAR-10 IPC 1's 1e-7
     ["method=mtt", "ipc=1", "method.iterations=20", "method.lr_img=1", "method.lr_lr=1e-7"],
     ["method=mtt", "ipc=10", "method.iterations=20", "method.lr_img=1", "method.lr_lr=1e-7"],
     ["method=tesla", "ipc=1", "method.iterations=20", "method.lr_img=1"],
-    ["method=idc", "ipc=1", "method.iterations=3"],
+    ["method=idc", "ipc=1", "method.iterations=10"],
     ["method=idc", "ipc=10", "method.iterations=2"],
-    ["method=dc", "ipc=1", "method.iterations=10", "pruning=loss", "pruning.ratio=0.5"],
+    ["method=dc", "ipc=1", "method.iterations=40", "pruning=loss", "pruning.ratio=0.5"],
     ["method=whole", "ipc=1", "eval.compare_random=false"],
-    ["method=rfad", "ipc=1", "method.iterations=40"],
+    ["method=rfad", "ipc=1", "method.iterations=80"],
     ["method=rfad", "ipc=10", "method.iterations=40"],
     ["method=idm", "ipc=10", "method.iterations=20"],
 ]
