@@ -289,9 +289,30 @@ def job_work(cfg: Any) -> list[Work]:
     for stage in ("eval",) + (("eval_random",) if ev.get("compare_random") and str(m.name) != "whole" else ()):
         n = n_syn if stage == "eval" else C * int(cfg.ipc)
         work.append(inits(stage, net, models))
+        if str(ev.get("name")) == "rfad_nn":
+            work += rfad_nn_work(cfg, stage, net, models, n, test)
+            continue
         work += epochs_rows(stage, net, models * epochs, n, _n(ev.get("batch_size"), 256), aug=aug)
         work += epochs_rows(stage, net, models, test, _n(ev.get("test_batch_size"), 512), "forward")
     return work
+
+
+def rfad_nn_work(cfg: Any, stage: str, net: PassCost, models: int, n: int, test: int) -> list[Work]:
+    """RFAD-NN (evaluation/finite_nn.py): `eval.epochs` *steps* of one batch each, the frozen init
+    network's forward on the same batch (centring), the validation subset through both networks every
+    `nn_valid_every` steps, and the test split through both at the end (patience may stop it sooner)."""
+    ev, m = cfg.eval, cfg.method
+    steps, batch = _n(ev.get("epochs"), 1000), min(_n(ev.get("batch_size"), 256), n)
+    valid = _n(m.get("valid_per_class"), 500) * int(cfg.dataset.num_classes)
+    checks = steps // max(1, _n(m.get("nn_valid_every"), 100)) + 1
+    twice = 2 if m.get("nn_centering", True) else 1
+    tb = _n(ev.get("test_batch_size"), 512)
+    out = [Work(stage, net, "backward", models * steps * batch, models * steps, batch)]
+    if twice == 2:
+        out.append(Work(stage, net, "forward", models * steps * batch, models * steps, batch))
+    out += epochs_rows(stage, net, models * checks * twice, valid, tb, "forward")
+    out += epochs_rows(stage, net, models * twice, test, tb, "forward")
+    return out
 
 
 def estimate(cfg: Any, dev: Device) -> JobCost:

@@ -166,6 +166,28 @@ def test_modelled_evaluation_ops_count_its_augmentation_epochs_and_networks(tmp_
     assert model == pytest.approx(real, rel=0.15), (model, real)
 
 
+def test_rfad_nn_evaluation_rows_are_its_steps_batches_validation_and_centring() -> None:
+    """RFAD-NN trains `eval.epochs` *steps* of one batch (not epochs over the set), runs the frozen init
+    net on each batch (centring) and the validation subset through both nets every nn_valid_every steps."""
+    from dfdistill.sweeps.model import job_work
+
+    def rows(extra: list[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for w in job_work(resolved(SMOKE + ["method=rfad", "ipc=10", "eval.compare_random=false"] + extra)):
+            if w.stage == "eval":
+                out[w.kind] = out.get(w.kind, 0.0) + w.rows
+        return out
+
+    r = resolved(SMOKE + ["method=rfad", "ipc=10", "eval.epochs=250", "eval.batch_size=7"])
+    valid, n_models = r.method.valid_per_class * r.dataset.num_classes, r.eval.num_eval
+    a = rows(["eval.epochs=250", "eval.batch_size=7"])
+    assert a["backward"] == n_models * 250 * 7  # 100 synthetic rows, 7 a step
+    checks = 250 // r.method.nn_valid_every + 1
+    assert a["forward"] >= n_models * (250 * 7 + checks * 2 * valid)
+    b = rows(["eval.epochs=250", "eval.batch_size=7", "method.nn_centering=false"])
+    assert b["forward"] < a["forward"] - n_models * 250 * 7 + 1  # no init net: no centring forward
+
+
 def test_time_counts_the_memory_traffic_of_narrow_networks() -> None:
     """At width 8 on 16 px, normalisation/activation/pooling bytes cost more than the convolutions'
     FLOPs on the calibrated CPU: a model without the bytes term under-predicted such runs ~3x."""
