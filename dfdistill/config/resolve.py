@@ -359,9 +359,16 @@ def effective(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     parts = validate(cfg)
     cfg.provenance = {"typed": sorted(keys | groups), "eval_protocol": cfg.eval.get("name"),
                       "recipe": recipes, "profile": {"name": cfg.profile.name, "scaled": scaled}}
+    say_notes(recipes)
+    return cfg, parts
+
+
+def say_notes(recipes: dict[str, Any]) -> None:
+    """Log the notes of a resolution's recipes (its provenance's `recipe`), each once per process: a
+    sweep resolves the same cell many times. A plan that takes a job's resolution from its memo
+    (sweeps/plan_memo.py) says them through here too, so its output is the one a resolution gives."""
     for info in recipes.values():
         msg = info.get("note") or (info.get("reason") if "no paper row" in info.get("reason", "") else None)
-        if msg and msg not in _SAID:  # once per process: a sweep resolves the same cell many times
+        if msg and msg not in _SAID:
             _SAID.add(msg)
             log.info("recipe: %s", msg)
-    return cfg, parts

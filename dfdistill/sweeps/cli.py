@@ -22,11 +22,11 @@ from typing import Callable, Optional
 from dfdistill.core.errors import ConfigError, DfdistillError
 from dfdistill.run.preflight import check_datasets
 from dfdistill.reporting.cells import DEFAULT_RULE, check_rule
-from dfdistill.sweeps import feasible, jobsets, preview
+from dfdistill.sweeps import feasible, jobsets, plan_memo, preview
 from dfdistill.sweeps.gpus import jobs_arg
 from dfdistill.sweeps.launch import configured_launcher, launch_hydra, launch_inprocess, launch_local, parallel_overrides
 from dfdistill.sweeps.model import device
-from dfdistill.sweeps.plan import Job, adopt, index_records, plan, sweep_info
+from dfdistill.sweeps.plan import Job, adopt, index_records, job_why_not, plan, sweep_info
 from dfdistill.sweeps.search import (START_ORDERS, MaxRatioSearch, SearchConfig, paper_max_ratio, parse_ladder,
                                      points_at_most, points_if)
 from dfdistill.reporting.layouts import spec_for
@@ -70,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
                     help="search order: paper (default: the paper's ratio for the cell and the next one first, "
                          "then bisection) | bisect")
     ap.add_argument("--no-table", action="store_true")
+    ap.add_argument("--no-plan-memo", action="store_true",
+                    help="--plan / --dry-run: compose and resolve every job afresh, keep nothing (sweeps/plan_memo.py)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides; a sweep value (ipc=1,10) replaces that axis")
     return ap
 
@@ -212,8 +214,17 @@ def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
             "totals_if_paper": likely}
 
 
-def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> dict:
+def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None, memo: bool = False) -> dict:
+    """run_table.py's work. `memo`: a --plan / --dry-run keeps what it composes and resolves for the
+    next run of the same command (sweeps/plan_memo.py; the command line asks for it, in-process
+    callers that may patch code do not)."""
     a = parser().parse_intermixed_args(argv)
+    command = sys.argv[1:] if argv is None else list(argv)
+    with plan_memo.session(a.exp, command, on=memo and (a.plan or a.dry_run) and not a.no_plan_memo):
+        return _main(a, launch)
+
+
+def _main(a: argparse.Namespace, launch: Optional[Launch]) -> dict:
     rules = [o.split("=", 1)[1] for o in a.overrides if o.startswith("search.rule=")]
     a.overrides = [o for o in a.overrides if not o.startswith("search.rule=")]  # a table setting, not a job's
     a.rule = rules[-1] if rules else a.rule
@@ -237,8 +248,8 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
         adopt([j for j in jobs if j.key], reuse_dirs(a))
     if not (a.plan or a.dry_run):  # a missing dataset is one line before anything else (every job would fail)
         check_datasets(j.resolved.dataset for j in jobs if not j.done and j.resolved is not None)
-    skipped = {str(j.out_dir.name): why for j in jobs if not j.done and j.resolved is not None
-               for why in [feasible.why_not(j.resolved)] if why}
+    skipped = {str(j.out_dir.name): why for j in jobs if not j.done and j.key is not None
+               for why in [job_why_not(j)] if why}
     pending = [j for j in jobs if not j.done and j.error is None and j.out_dir.name not in skipped]
     broken = [j for j in jobs if j.error is not None]
     if not a.plan:  # the plan prints one summary line of its own
@@ -276,7 +287,7 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None) -> d
 def cli(argv: Optional[list[str]] = None) -> int:
     """scripts/run_table.py: a user error (a missing dataset, a bad override) is one line, exit 2."""
     try:
-        return exit_code(main(argv))
+        return exit_code(main(argv, memo=True))
     except DfdistillError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

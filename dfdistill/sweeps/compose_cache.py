@@ -54,6 +54,7 @@ class Composer:
         self._parts: dict[tuple[tuple[str, ...], str], tuple[Any, Any]] = {}  # (context, pick) -> (subtree, choice)
         self._bases: dict[tuple[str, ...], tuple[DictConfig, dict[str, Any]]] = {}  # assembled, per group list
         self._batches: dict[tuple[str, ...], list[tuple[str, ...]]] = {}  # context -> kept compositions of it + picks
+        self._wanted: list[list[str]] = []  # override lists noted by prefetch, not composed yet
 
     def composed(self, groups: tuple[str, ...]) -> tuple[DictConfig, dict[str, Any]]:
         if groups not in self._cache:
@@ -89,9 +90,15 @@ class Composer:
         return self._parts[(context, line)]
 
     def prefetch(self, override_lists: list[list[str]]) -> None:
-        """Compose the parts `override_lists` will need, one option of each group per composition.
-        A batch that fails is left to `compose`, which composes its picks one by one (the error
-        is then the one that pick's own composition gives)."""
+        """Note the parts `override_lists` will need; the next `compose` composes them, one option of
+        each group per composition (a plan whose jobs all come from sweeps/plan_memo.py composes
+        nothing). A batch that fails is left to `compose`, which composes its picks one by one (the
+        error is then the one that pick's own composition gives)."""
+        self._wanted += [list(o) for o in override_lists]
+
+    def _compose_wanted(self) -> None:
+        """Compose the parts `prefetch` noted, in batches (one option of each group per composition)."""
+        override_lists, self._wanted = self._wanted, []
         todo: dict[tuple[str, ...], dict[str, list[str]]] = {}
         for overrides in override_lists:
             split = split_overrides(overrides)
@@ -132,6 +139,8 @@ class Composer:
 
     def compose(self, overrides: list[str]) -> tuple[DictConfig, dict[str, Any]]:
         check_overrides(overrides, method_schemas_by_option())
+        if self._wanted:
+            self._compose_wanted()
         split = split_overrides(overrides)
         if split is None:  # does not parse: Hydra's full composition raises its own message
             cfg, choices = self.composed(tuple(overrides))

@@ -25,6 +25,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 
 from dfdistill.sweeps import jobsets
+from dfdistill.sweeps import plan_memo
 from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import Job, expand_jobs, job_set_lines, mark_done, plan, sweep_info
 from dfdistill.sweeps.search import RATIO_KEY, TRIAL_KEY
@@ -79,7 +80,8 @@ def _option(group: str, option: str) -> dict:
 
 @lru_cache(maxsize=None)
 def _base(fixed: tuple[str, ...]) -> dict:
-    return OmegaConf.to_container(compose_run_config(list(fixed)), resolve=False)
+    return plan_memo.recall(("composed", fixed),
+                            lambda: OmegaConf.to_container(compose_run_config(list(fixed)), resolve=False))
 
 
 def sketch_config(job: Job) -> dict[str, Any]:

@@ -22,11 +22,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dfdistill.config.compose import compose_run_config
 from dfdistill.reporting.collect import ARCHIVE_FILE, read_archive
+from dfdistill.sweeps import feasible
 from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.jobsets import dropped
 from dfdistill.sweeps.compose_cache import compose_job
 from dfdistill.config.identity import own_result_key
-from dfdistill.config.resolve import resolve_config
+from dfdistill.config.resolve import resolve_config, say_notes
+from dfdistill.sweeps import plan_memo
 from dfdistill.sweeps import compose_cache
 from dfdistill.pruning.config import PruningConfig
 from dfdistill.schema.groups import check_finite, checked
@@ -43,10 +45,23 @@ class Job:
     done: bool = False
     error: Optional[str] = None
     set_index: int = 0  # 0 = the exp's grid, i = the i-th --add job set
-    resolved: Optional[DictConfig] = field(default=None, repr=False)
     resolved_dict: Optional[dict] = field(default=None, repr=False)  # `resolved` as plain data, made once (read only)
     choices: dict[str, Any] = field(default_factory=dict, repr=False)  # Hydra's group choices (method: dsa, ...)
     shapes: Optional[dict] = field(default=None, repr=False, compare=False)  # its sweep's resolved shapes (derive)
+    pickled: Optional[bytes] = field(default=None, repr=False, compare=False)  # `resolved` from the plan memo, not loaded yet
+    _resolved: Optional[DictConfig] = field(default=None, repr=False, init=False)
+
+    @property
+    def resolved(self) -> Optional[DictConfig]:
+        """The resolved config (None when it does not compose). One kept by the plan memo is loaded
+        on first use: a plan reads most jobs' figures from the memo and never needs their config."""
+        if self._resolved is None and self.pickled is not None:
+            self._resolved, self.pickled = pickle.loads(self.pickled), None
+        return self._resolved
+
+    @resolved.setter
+    def resolved(self, cfg: Optional[DictConfig]) -> None:
+        self._resolved, self.pickled = cfg, None
 
 
 @dataclass
@@ -64,6 +79,13 @@ class SweepInfo:
 
 def sweep_info(fixed: list[str], sweep_dir: Optional[Path] = None) -> SweepInfo:
     """Compose the plain (non-sweep) overrides once and read hydra.sweeper.params / sweep.dir."""
+    sweep, params, exclude, item_sep, kv_sep, exp = plan_memo.recall(
+        ("sweep_info", tuple(fixed), None if sweep_dir is None else str(sweep_dir)),
+        lambda: _sweep_fields(fixed, sweep_dir))
+    return SweepInfo(sweep, dict(params), list(exclude), item_sep, kv_sep, exp)
+
+
+def _sweep_fields(fixed: list[str], sweep_dir: Optional[Path]) -> tuple:
     plain = [o for o in fixed if not ov.is_sweep(o)]
     hcfg = compose_run_config(plain, return_hydra_config=True)
     params = {str(k): str(v) for k, v in (hcfg.hydra.sweeper.get("params") or {}).items()}
@@ -72,7 +94,7 @@ def sweep_info(fixed: list[str], sweep_dir: Optional[Path] = None) -> SweepInfo:
         sweep_dir = Path(str(hcfg.hydra.sweep.dir))
     sweep_dir = (sweep_dir if sweep_dir.is_absolute() else REPO / sweep_dir).resolve()
     exp = next((o.split("=", 1)[1] for o in fixed if o.lstrip("+").startswith("exp=")), None)
-    return SweepInfo(sweep_dir, params, list(dn.exclude_keys), str(dn.item_sep), str(dn.kv_sep), exp)
+    return sweep_dir, params, [str(k) for k in dn.exclude_keys], str(dn.item_sep), str(dn.kv_sep), exp
 
 
 def job_set_lines(fixed: list[str], params: dict[str, str], add: list[str]) -> tuple[list[str], list[str]]:
@@ -252,16 +274,49 @@ def mark_done(job: Job) -> None:
     if job.error is not None:
         return
     if job.key is None:  # a job's resolution depends on its overrides and dir only: once per Job
-        try:
-            if not _derived(job):
-                job.resolved = resolve_config(job_config(job))
-                job.resolved_dict = OmegaConf.to_container(job.resolved, resolve=True)
-                _keep_shape(job)
-            job.key = own_result_key(job.resolved_dict)
-        except Exception as exc:  # a missing method/pruning option: reported, never launched
-            job.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        memo_key = ("job", tuple(job.overrides), str(job.out_dir))
+        kept = plan_memo.get(memo_key)
+        if kept is not None:
+            _restore(job, kept)
+        else:
+            _resolve(job)
+            plan_memo.put(memo_key, lambda: _kept(job))
+        if job.error is not None:
             return
-    job.done = job_record(job) is not None
+    job.done = job_record(job) is not None  # never kept: read fresh every time
+
+
+def _resolve(job: Job) -> None:
+    try:
+        if not _derived(job):
+            job.resolved = resolve_config(job_config(job))
+            job.resolved_dict = OmegaConf.to_container(job.resolved, resolve=True)
+            _keep_shape(job)
+        job.key = own_result_key(job.resolved_dict)
+    except Exception as exc:  # a missing method/pruning option: reported, never launched
+        job.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+
+
+def _kept(job: Job) -> tuple:
+    """What the plan memo keeps of a job's resolution (sweeps/plan_memo.py)."""
+    blob = None if job.error is not None else pickle.dumps(job.resolved)
+    return job.key, job.error, blob, job.resolved_dict, dict(job.choices)
+
+
+def _restore(job: Job, kept: tuple) -> None:
+    """A job's resolution from the plan memo: its config loads on first use, its recipe notes are
+    said as its resolution says them."""
+    job.key, job.error, blob, job.resolved_dict, choices = kept
+    job.choices = dict(choices)
+    if blob is not None:
+        job.pickled = blob
+    if job.resolved_dict is not None:
+        say_notes((job.resolved_dict.get("provenance") or {}).get("recipe") or {})
+
+
+def job_why_not(job: Job) -> Optional[str]:
+    """Why the resolved job cannot run at its data size (feasible.why_not; kept by the plan memo)."""
+    return plan_memo.recall(("why_not", tuple(job.overrides), str(job.out_dir)), lambda: feasible.why_not(job.resolved))
 
 
 def index_records(dirs: list[Path]) -> dict[str, tuple[Path, dict[str, Any]]]:

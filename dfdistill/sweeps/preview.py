@@ -22,6 +22,7 @@ from dfdistill.sweeps.plan import Job
 from dfdistill.config.resolve import GROUPS as ALL_GROUPS, NON_SEMANTIC_KEYS, option_defaults
 from dfdistill.sweeps.plan import job_config
 from dfdistill.sweeps.compose_cache import primary
+from dfdistill.sweeps import plan_memo
 
 GROUPS = ("dataset", "method", "eval", "backbone", "pruning")
 
@@ -73,7 +74,7 @@ def flat_defaults(choices: dict[str, str]) -> dict[str, Any]:
     """`defaults_for` flattened, once per process for each selection of group options."""
     key = tuple(sorted(choices.items()))
     if key not in _DEFAULTS:
-        _DEFAULTS[key] = _flat(defaults_for(choices))
+        _DEFAULTS[key] = plan_memo.recall(("defaults", key), lambda: _flat(defaults_for(choices)))
     return _DEFAULTS[key]
 
 
@@ -90,6 +91,12 @@ def differing(job: Job) -> dict[str, Any]:
     resolved = job.resolved_dict if job.resolved_dict is not None else OmegaConf.to_container(job.resolved, resolve=True)
     got = _flat({**_top_level(resolved), **{g: resolved[g] for g in GROUPS if g in resolved}})
     return {k: v for k, v in got.items() if k not in ref or ref[k] != v}
+
+
+def job_estimate(job: Job, dev: Device) -> JobCost:
+    """The job's modelled cost on `dev` (model.estimate; kept by the plan memo with its resolution)."""
+    return plan_memo.recall(("estimate", tuple(job.overrides), str(job.out_dir), repr(dev)),
+                            lambda: estimate(job.resolved, dev))
 
 
 def fmt_value(v: Any) -> str:
@@ -135,7 +142,7 @@ def job_lines(jobs: Iterable[Job], dev: Device, multiplier: int = 1) -> tuple[li
         diff = differing(job)
         if diff:
             lines.append("           differs from defaults: " + " ".join(f"{k}={fmt_value(v)}" for k, v in sorted(diff.items())))
-        est = estimate(job.resolved, dev)
+        est = job_estimate(job, dev)
         lines.append(cost_line(est, dev, multiplier))
         if not job.done:
             totals["seconds"] += est.seconds * multiplier

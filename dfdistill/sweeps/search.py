@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pandas as pd
-from omegaconf import OmegaConf
 
 from dfdistill.run.preflight import check_datasets
 from dfdistill.reporting.cells import DEFAULT_RULE, MaxRatio, check_rule, distinct, keeps, max_ratio, rule_text
@@ -44,7 +43,7 @@ from dfdistill.reporting.collect import ARCHIVE_FILE, read_archive
 from dfdistill.sweeps import feasible
 from dfdistill.sweeps import overrides as ov
 from dfdistill.sweeps.plan import (Job, SweepInfo, adopt, expand_jobs, finished_records, job_record, job_set_lines,
-                                   mark_done, sweep_info)
+                                   job_why_not, mark_done, sweep_info)
 from dfdistill.sweeps.compose_cache import prefetch
 from dfdistill.config.identity import eval_identity_of, identity_of
 from dfdistill.config.resolve import paper_dataset
@@ -229,15 +228,15 @@ class MaxRatioSearch:
         if probe.error:
             cell.error = probe.error
             return cell
-        cell.selection = str(probe.resolved.pruning.name)
+        cell.selection = str(probe.resolved_dict["pruning"]["name"])
         if cell.selection not in SELECTIONS:
             cell.error = f"pruning={cell.selection} has no ratio to search (use pruning=random or loss)"
             return cell
-        cell.signature = _signature(OmegaConf.to_container(probe.resolved, resolve=True))
+        cell.signature = _signature(probe.resolved_dict)  # the resolved config as plain data (read only)
         cell.baseline = expand_jobs([baseline_lines(lines)], self.info)[0]
         mark_done(cell.baseline)
         if cell.baseline.resolved is not None:
-            cell.skipped = feasible.why_not(cell.baseline.resolved)
+            cell.skipped = job_why_not(cell.baseline)
             ladder = feasible.feasible_ratios(cell.baseline.resolved, self.cfg.ladder)
             if not ladder and cell.skipped is None:
                 cell.skipped = f"no ratio of the ladder leaves ipc={cell.baseline.resolved.ipc} real images per class"

@@ -59,7 +59,8 @@ def test_prefetched_parts_compose_as_hydra() -> None:
 
 
 def test_prefetch_composes_one_option_of_each_group_at_once(monkeypatch) -> None:
-    """3 methods x 2 datasets: 3 compositions (the most options of one group), not 5."""
+    """3 methods x 2 datasets: 3 compositions (the most options of one group), not 5; made when a
+    job is first composed (a plan whose jobs all come from its memo composes nothing)."""
     import dfdistill.sweeps.compose_cache as cc
 
     calls: list[list[str]] = []
@@ -68,9 +69,11 @@ def test_prefetch_composes_one_option_of_each_group_at_once(monkeypatch) -> None
     jobs = [[f"method={m}", f"dataset={d}", "ipc=1"] for m in ("dc", "dm", "mtt") for d in ("cifar10", "svhn")]
     c = Composer()
     c.prefetch(jobs)
-    assert len(calls) == 3 and all(len(x) <= 2 for x in calls)
+    assert not calls
     mine, _ = c.compose(jobs[-1])
-    assert len(calls) == 3  # the parts were all there, and a batch's composition serves as the skeleton
+    assert len(calls) == 3 and all(len(x) <= 2 for x in calls)  # the batches; one serves as the skeleton
+    c.compose(jobs[0])
+    assert len(calls) == 3  # the parts were all there
     assert OmegaConf.to_container(mine) == OmegaConf.to_container(compose_run_config(jobs[-1]))
     c.compose(["dataset=svhn", "ipc=1"])  # picks fewer groups than every batch: the context alone is composed
     assert calls[-1] == [] and len(calls) == 4
