@@ -31,8 +31,8 @@ def table_jobs(exp: str, dev, trials: int, start: str, case: str) -> list[tuple[
     """(job id, resolved config, modelled cost, expert salt) of every job `exp`'s plan counts.
 
     A search cell: its baseline, then `trials` removal trials of each ratio its search runs -- `case`
-    "most": as many as any sequence of verdicts can ask for (points_at_most), "paper": as many as it
-    asks for when every verdict is the paper's (points_if). Its first round's ratios are known before
+    "most": as many as any sequence of verdicts can ask for, "paper": as many as it asks for when
+    every verdict is the paper's (both as `--plan` counts them: sweeps.cli.cell_points). Its first round's ratios are known before
     any result (the ladder's middle, or the paper's ratio and the next one): those jobs are costed
     and keyed at their own ratio, so two tables that run them share them. Later rounds' ratios
     depend on results: costed at the ladder's middle ratio, never shared (salted by cell and round)."""
@@ -41,8 +41,8 @@ def table_jobs(exp: str, dev, trials: int, start: str, case: str) -> list[tuple[
     from dfdistill.sweeps import jobsets
     from dfdistill.sweeps.model import estimate
     from dfdistill.sweeps.plan import mark_done, plan
-    from dfdistill.sweeps.search import (MaxRatioSearch, SearchConfig, next_points, paper_max_ratio, points_at_most,
-                                         points_if)
+    from dfdistill.sweeps.cli import cell_points
+    from dfdistill.sweeps.search import MaxRatioSearch, SearchConfig, next_points
 
     adds = jobsets.extra_sets(exp, [])
     out = []
@@ -66,11 +66,10 @@ def table_jobs(exp: str, dev, trials: int, start: str, case: str) -> list[tuple[
         mark_done(c.baseline)
         out.append((c.baseline.key, OmegaConf.to_container(c.baseline.resolved, resolve=True),
                     estimate(c.baseline.resolved, dev), ""))
-        ladder, k = c.ladder or s.cfg.ladder, s.cfg.points_per_round
-        paper = paper_max_ratio(c.selection, c.baseline.resolved, ladder)
-        n = points_if(ladder, paper, k, c.start) if case == "paper" and paper is not None else \
-            points_at_most(ladder, k, c.start)
-        first = next_points(ladder, {}, k, c.start)
+        ladder = c.ladder or s.cfg.ladder
+        most, if_paper = cell_points(s, c)  # as `--plan` counts them
+        n = if_paper if case == "paper" and if_paper is not None else most
+        first = next_points(ladder, {}, s.cfg.points_per_round, c.start)
         for probe in s._jobs(c, first, trials=1):
             mark_done(probe)
             trial_jobs(probe, probe.key, "")

@@ -166,7 +166,7 @@ def cell_points(s: MaxRatioSearch, c) -> tuple[int, Optional[int]]:
     """(the most ratios the cell's search can run, the ratios it runs if its verdicts are the paper's;
     None where the paper prints no ratio for the cell)."""
     ladder, k = c.ladder or s.cfg.ladder, s.cfg.points_per_round
-    paper = c.start if s.cfg.start == "paper" else paper_max_ratio(c.selection, c.baseline.resolved, ladder)
+    paper = paper_max_ratio(c.selection, c.baseline.resolved, ladder)
     return (points_at_most(ladder, k, c.start),
             None if paper is None else points_if(ladder, paper, k, c.start))
 

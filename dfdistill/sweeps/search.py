@@ -14,7 +14,8 @@ whatever its ratio (e.g. the exp's fixed grid), so the ladder is the union of bo
 ratio above lo judged not to; each round runs `points_per_round` evenly spaced unjudged ratios
 inside it, until none is left (with 1 point per round: bisection, log2(len(ladder)) rounds).
 Because the answer is the largest ratio that keeps the accuracy, a ratio above a failing one that
-passes moves lo past the failure.
+passes moves lo past the failure. Finished jobs are never relaunched, so an interrupted search
+rerun replays its rounds from disk and continues.
 
 Search order (`start`, run_table --start): `paper` (default) first runs, in one round, the ratio the
 paper reports for the cell (Table 1 for random, Table 2 for loss selection) and the next ladder ratio
@@ -22,8 +23,7 @@ above it; when our verdicts agree with the paper's that settles the cell in one 
 instead of ~5 rounds of bisection, and otherwise bisection goes on inside what is left of the bracket.
 The answer is the same either way wherever the verdicts are monotone in the ratio (a kept ratio
 directly below a failed one is found by both); the order changes only which such pair a non-monotone
-cell reports. `bisect` is the plain bisection. Same keep rule, same trials per ratio. Finished jobs are never relaunched, so an interrupted search
-rerun replays its rounds from disk and continues.
+cell reports. `bisect` is the plain bisection. Same keep rule, same trials per ratio.
 """
 
 from __future__ import annotations
@@ -115,9 +115,12 @@ def points_if(ladder: tuple[float, ...], answer: Optional[float], k: int = 1, fi
     return len(judged)
 
 
+@lru_cache(maxsize=None)
 def points_at_most(ladder: tuple[float, ...], k: int = 1, first: Optional[float] = None) -> int:
-    """The most ratios a cell's search can run, over every sequence of verdicts (monotone or not)."""
+    """The most ratios a cell's search can run, over every sequence of verdicts (monotone or not).
+    Cached: a plan asks it for every cell, mostly with the same ladder and first ratio."""
 
+    @lru_cache(maxsize=None)  # different verdict orders reach the same judged state
     def worst(judged: tuple[tuple[float, bool], ...]) -> int:
         pts = next_points(ladder, dict(judged), k, first)
         if not pts:
