@@ -67,8 +67,8 @@ def parser() -> argparse.ArgumentParser:
                          "see dfdistill/reporting/cells.py")
     ap.add_argument("--points-per-round", type=int, default=1, help="ratios per cell per search round (1 = bisection)")
     ap.add_argument("--start", default="paper", choices=START_ORDERS,
-                    help="search order: paper (default: the paper's ratio for the cell and the next one first, "
-                         "then bisection) | bisect")
+                    help="search order: paper (default: towards the paper's ratio for the cell, never more ratios than "
+                         "bisection) | bisect")
     ap.add_argument("--no-table", action="store_true")
     ap.add_argument("--no-plan-memo", action="store_true",
                     help="--plan / --dry-run: compose and resolve every job afresh, keep nothing (sweeps/plan_memo.py)")
@@ -206,7 +206,7 @@ def plan_search(s: MaxRatioSearch, a: argparse.Namespace) -> dict:
         total = preview.add_totals(preview.add_totals(total, t), t2)
         likely = preview.add_totals(preview.add_totals(likely, t), scaled(t2, most if if_paper is None else if_paper, most))
     print("\n".join(lines))
-    order = ("the paper's ratio and the next first, then bisection" if s.cfg.start == "paper" else "bisection")
+    order = ("towards the paper's ratio, at most bisection's count" if s.cfg.start == "paper" else "bisection")
     print(f"[run_table] {a.exp} / {a.profile}: search over {rungs} ratios ({order}) x {s.cfg.trials} trials, "
           f"at most {preview.totals_line(total, dev)}; {likely['jobs']} jobs, {fmt_hours(likely['seconds'])} "
           f"where every verdict is the paper's")

@@ -17,10 +17,10 @@ Because the answer is the largest ratio that keeps the accuracy, a ratio above a
 passes moves lo past the failure. Finished jobs are never relaunched, so an interrupted search
 rerun replays its rounds from disk and continues.
 
-Search order (`start`, run_table --start): `paper` (default) first runs, in one round, the ratio the
-paper reports for the cell (Table 1 for random, Table 2 for loss selection) and the next ladder ratio
-above it; when our verdicts agree with the paper's that settles the cell in one round of 2 ratios
-instead of ~5 rounds of bisection, and otherwise bisection goes on inside what is left of the bracket.
+Search order (`start`, run_table --start): `paper` (default) heads for the ratio the paper reports for
+the cell (Table 1 for random, Table 2 for loss selection), one ratio a round, in the order that never
+runs more ratios than bisection's bound and settles a cell that agrees with the paper in the fewest (2:
+the paper's ratio and the next), then costs least when the paper is a rung or two off (`_toward`).
 The answer is the same either way wherever the verdicts are monotone in the ratio (a kept ratio
 directly below a failed one is found by both); the order changes only which such pair a non-monotone
 cell reports. `bisect` is the plain bisection. Same keep rule, same trials per ratio.
@@ -88,31 +88,103 @@ def parse_ladder(text: str) -> tuple[float, ...]:
     return tuple(sorted({float(x) for x in text.split(",") if x.strip()}))
 
 
+def _height(n: int) -> int:
+    """The most probes a bisection of n unjudged ratios runs (n + 1 possible answers): ceil(log2(n + 1))."""
+    return n.bit_length()
+
+
+def _bisect_pick(n: int) -> int:
+    """Bisection's probe among n unjudged ratios (its index): the middle, the lower one when n is even."""
+    return (n + 1) // 2 - 1
+
+
+PRIOR_ODDS = 4  # the paper's answer is taken this many times likelier than one a rung further from it
+_FAR = 512  # weights are PRIOR_ODDS ** (_FAR - distance): exact integers for ladders of up to _FAR rungs
+
+
+@lru_cache(maxsize=None)
+def _toward(n: int, gap: int, budget: int) -> tuple[int, int, int]:
+    """(probes that settle answer `gap`, prior-weighted probes over every answer, first probe's index)
+    of the probe order over n unjudged ratios that runs at most `budget` probes whatever the verdicts,
+    settles answer `gap` (the first `gap` ratios keep, the rest fail) in the fewest, and among those
+    costs least where the paper is a few rungs off (answer j weighs PRIOR_ODDS ** -|j - gap|).
+
+    Why: the paper's answer is the likely one, yet a search that trusts it must not cost more than
+    bisection when it is wrong. A dynamic programme over (ratios left, where the paper's answer lies
+    among them, probes left); once a verdict puts the paper's answer outside the bracket, the nearest
+    end of the bracket is the expected answer (the same programme with gap 0 or n). Ties go to
+    bisection's probe."""
+    if n == 0:
+        return 0, 0, -1
+    weight = lambda d: PRIOR_ODDS ** (_FAR - d)  # noqa: E731
+    every = sum(weight(abs(j - gap)) for j in range(n + 1))  # each answer costs this probe
+    best: Optional[tuple[int, int, int, int]] = None
+    for m in range(n):  # probe the m-th: keeps -> the ratios above it are left, fails -> those below
+        if max(_height(m), _height(n - m - 1)) > budget - 1:
+            continue
+        if gap <= m:  # the paper's answer lies below the probe; above it, the nearest answer is m + 1 - gap away
+            depth, near, _ = _toward(m, gap, budget - 1)
+            far = _toward(n - m - 1, 0, budget - 1)[1] // PRIOR_ODDS ** (m + 1 - gap)
+        else:
+            depth, near, _ = _toward(n - m - 1, gap - m - 1, budget - 1)
+            far = _toward(m, m, budget - 1)[1] // PRIOR_ODDS ** (gap - m)
+        cand = (1 + depth, every + near + far, abs(m - _bisect_pick(n)), m)
+        best = cand if best is None or cand < best else best
+    if best is None:
+        raise ValueError(f"{n} ratios cannot be searched in {budget} probes")  # callers pass >= _height(n)
+    return best[0], best[1], best[3]
+
+
 def next_points(ladder: tuple[float, ...], judged: dict[float, bool], k: int = 1,
                 first: Optional[float] = None) -> list[float]:
     """The ratios to run next (empty = converged). `judged`: ratio -> keeps the unpruned accuracy.
-    `first`: a ratio expected to be the answer (the paper's): while it is unjudged and inside the
-    bracket, it and the next ratio above it are the points (one round settles an agreeing cell)."""
+    `first`: the answer expected (the paper's ratio), while it lies inside the bracket. With one point
+    per round the probes head for it without ever running more than bisection would (`_toward`: on the
+    paper ladder an agreeing cell is settled by 2 probes, the paper's ratio and the next, in 2 rounds);
+    with k >= 2 both are the first round's points."""
     grid = sorted(set(ladder) | set(judged))
     lo = max([i for i, r in enumerate(grid) if judged.get(r) is True], default=-1)
     hi = min([i for i, r in enumerate(grid) if i > lo and judged.get(r) is False], default=len(grid))
     inner = list(range(lo + 1, hi))
     if not inner:
         return []
-    if first is not None and first in grid and first not in judged and grid.index(first) in inner:
+    if first is not None and k == 1:  # the probes left: bisection's bound for the whole grid, less those made
+        gap = sum(1 for i in inner if grid[i] <= first + 1e-12)  # 0 or len(inner): the paper's lies outside
+        budget = max(_height(len(inner)), _height(len(grid)) - len(judged))
+        return [grid[inner[_toward(len(inner), gap, budget)[2]]]]
+    inside = first is not None and (lo < 0 or grid[lo] <= first + 1e-12) and (hi == len(grid) or first < grid[hi] - 1e-12)
+    if inside and first in grid and first not in judged:
         i = grid.index(first)
         return [grid[j] for j in (i, i + 1) if j in inner]
     picks = sorted({min(len(inner) - 1, max(0, (j + 1) * (len(inner) + 1) // (k + 1) - 1)) for j in range(k)})
     return [grid[inner[p]] for p in picks]
 
 
-def points_if(ladder: tuple[float, ...], answer: Optional[float], k: int = 1, first: Optional[float] = None) -> int:
-    """Ratios a cell's search runs when every ratio <= `answer` keeps and every one above fails
-    (None: none keeps): e.g. the search of a cell whose verdicts are the paper's."""
+def path_if(ladder: tuple[float, ...], answer: Optional[float], k: int = 1,
+            first: Optional[float] = None) -> list[float]:
+    """The ratios a cell's search runs, in order, when every ratio <= `answer` keeps and every one
+    above fails (None: none keeps): e.g. the search of a cell whose verdicts are the paper's."""
     judged: dict[float, bool] = {}
     while pts := next_points(ladder, judged, k, first):
         judged.update({p: answer is not None and p <= answer + 1e-9 for p in pts})
-    return len(judged)
+    return list(judged)
+
+
+def points_if(ladder: tuple[float, ...], answer: Optional[float], k: int = 1, first: Optional[float] = None) -> int:
+    """How many ratios `path_if` runs."""
+    return len(path_if(ladder, answer, k, first))
+
+
+def rung_off_points(ladder: tuple[float, ...]) -> tuple[float, float]:
+    """(paper-first, bisection): the ratios a cell's search runs on average when the truth is one rung
+    below or above the paper's ratio, over every ratio of the ladder as the paper's (docs/sweeps.md)."""
+    rungs = [None, *ladder]
+    ours, plain = [], []
+    for i, first in enumerate(ladder, start=1):
+        for truth in [rungs[i - 1]] + ([rungs[i + 1]] if i + 1 < len(rungs) else []):
+            ours.append(points_if(ladder, truth, 1, first))
+            plain.append(points_if(ladder, truth))
+    return sum(ours) / len(ours), sum(plain) / len(plain)
 
 
 @lru_cache(maxsize=None)

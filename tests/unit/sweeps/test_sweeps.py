@@ -16,7 +16,7 @@ from dfdistill.sweeps.launch import launch_local
 from dfdistill.sweeps.plan import Job, plan
 from dfdistill.sweeps import search as search_mod
 from dfdistill.sweeps.search import (PAPER_LADDER, FINE_LADDER, MaxRatioSearch, SearchConfig, next_points, points_at_most,
-                                     points_if)
+                                     points_if, rung_off_points)
 
 PAPER_VALUES = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.83, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995]
 
@@ -125,31 +125,46 @@ def _simulate_first(ladder, verdict, first) -> tuple[float, int, int]:
     return max([p for p, ok in keeps.items() if ok], default=0.0), rounds, len(keeps)
 
 
-def test_paper_first_order_finds_what_bisection_finds_and_one_round_when_the_paper_is_right() -> None:
+def test_paper_first_order_finds_what_bisection_finds_never_probes_more_and_two_when_the_paper_is_right() -> None:
     """Every (true answer, paper's answer) pair on the ladder, monotone verdicts: the same max ratio as
-    bisection; when the paper is right: one round of 2 ratios (1 at the top rung); never more ratios
-    than points_at_most says."""
+    bisection, never more ratios than bisection's bound (5 for 16 rungs) and, when the paper is right,
+    2 ratios (1 at the top rung: nothing above it to fail)."""
+    bound = points_at_most(PAPER_LADDER)
+    assert bound == 5 and points_if(PAPER_LADDER, 0.83) == 4  # bisection
     for truth in [None] + PAPER_VALUES:
         verdict = lambda p: truth is not None and p <= truth + 1e-9  # noqa: E731
         plain, _ = _simulate(PAPER_LADDER, -1.0 if truth is None else truth)
         for first in PAPER_VALUES:
             got, rounds, points = _simulate_first(PAPER_LADDER, verdict, first)
             assert got == plain
-            assert points <= points_at_most(PAPER_LADDER, 1, first) <= 6  # bisection: 5
+            assert points <= points_at_most(PAPER_LADDER, 1, first) == bound
             if first == truth:
-                assert rounds == 1 and points == (1 if first == PAPER_LADDER[-1] else 2)
+                assert points == rounds == (1 if first == PAPER_LADDER[-1] else 2)
                 assert points == points_if(PAPER_LADDER, truth, 1, first)
-    assert points_at_most(PAPER_LADDER) == 5 and points_if(PAPER_LADDER, 0.83) == 4  # bisection
 
 
-def test_paper_first_probes_the_paper_ratio_and_the_next_one_together() -> None:
-    assert next_points(PAPER_LADDER, {}, 1, 0.83) == [0.83, 0.85]
-    assert next_points(PAPER_LADDER, {0.83: False, 0.85: False}, 1, 0.83) == next_points(PAPER_LADDER, {0.83: False})
-    assert next_points(PAPER_LADDER, {0.9: False}, 1, 0.95) == next_points(PAPER_LADDER, {0.9: False})  # outside
+def test_paper_first_order_costs_less_than_bisection_when_the_paper_is_a_rung_off() -> None:
+    """Where the true answer is the rung below or above the paper's, heading for the paper's answer
+    still settles the cell in fewer ratios than bisection, on average over every paper ratio."""
+    ours, plain = rung_off_points(PAPER_LADDER)
+    assert ours < 0.85 * plain and plain == pytest.approx(4.1, abs=0.01), (ours, plain)
+
+
+@pytest.mark.parametrize("first", [0.05, 0.5, 0.83, 0.99, 0.995])
+def test_paper_first_order_keeps_bisections_bound_on_the_fine_ladder(first: float) -> None:
+    assert points_at_most(FINE_LADDER, 1, first) == points_at_most(FINE_LADDER) == 7
+
+
+def test_paper_first_probes_one_ratio_a_round_or_the_pair_with_two_points_a_round() -> None:
+    assert next_points(PAPER_LADDER, {}, 1, 0.83)[0] in (0.83, 0.85)
+    assert next_points(PAPER_LADDER, {}, 2, 0.83) == [0.83, 0.85]
+    # the paper's answer now lies below the bracket: its lowest ratio is the one expected to fail first
+    assert next_points(PAPER_LADDER, {0.9: True}, 1, 0.83) == [0.95]
+    assert next_points(PAPER_LADDER, {0.9: False}, 2, 0.95) == next_points(PAPER_LADDER, {0.9: False}, 2)  # outside
 
 
 def test_search_runs_the_papers_ratio_first_and_stops_when_it_agrees(tmp_path: Path, monkeypatch) -> None:
-    """The paper says 83 % for this cell (patched in for digits) and the runs agree: one round, the
+    """The paper says 83 % for this cell (patched in for digits) and the runs agree: two rounds, the
     baseline + 0.83 and 0.85 x 2 trials; `start=bisect` runs more ratios for the same answer."""
     monkeypatch.setattr(search_mod, "_paper_ratios", lambda: {("tab1", "digits", "1", "DC"): 0.83})
     acc = lambda r, t: 0.5 if r <= 0.83 else 0.3  # noqa: E731
@@ -157,7 +172,7 @@ def test_search_runs_the_papers_ratio_first_and_stops_when_it_agrees(tmp_path: P
     s = MaxRatioSearch("bilp_tab1", "smoke", CELL, _fake_runs(acc, launched), SearchConfig(trials=2), tmp_path / "a")
     [cell] = s.run()
     ratios = sorted({float(j.resolved.pruning.ratio) for j in launched if j.resolved.pruning.name != "none"})
-    assert cell.result.ratio == 0.83 and cell.rounds == 1 and cell.start == 0.83 and ratios == [0.83, 0.85]
+    assert cell.result.ratio == 0.83 and cell.rounds == 2 and cell.start == 0.83 and ratios == [0.83, 0.85]
     assert len(launched) == 1 + 2 * 2
     plain: list[Job] = []
     [bis] = MaxRatioSearch("bilp_tab1", "smoke", CELL, _fake_runs(acc, plain), SearchConfig(trials=2, start="bisect"),
