@@ -31,9 +31,25 @@ TARGETS = [("table-bilp-1", "bilp_tab1"), ("table-bilp-2", "bilp_tab2"), ("table
            ("table-dfcolearn-2", "dfcolearn_tab2"), ("table-edd-tinyimagenet", "edd_tinyimagenet")]
 
 
-def main() -> int:
+def target_row(target: str, exp: str, gpu: str, profile: str = "full") -> str:
+    """The docs/sweeps.md row of one target, from its `run_table.py --plan` (tests compare the two)."""
     from dfdistill.sweeps.cli import main as run_table
     from dfdistill.sweeps.model import device, fmt_gb, fmt_hours
+
+    dev = device(gpu)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        out = run_table([exp, "--profile", profile, "--plan", "--gpu", dev.name])
+    t = out["totals"]
+    bound = "≤ " if exp in ("bilp_tab1", "bilp_tab2", "bilp_fig2") else ""
+    fit = "yes" if not t["no_fit"] else f"{t['no_fit']} do not"
+    likely = out.get("totals_if_paper")
+    agree = f"{likely['jobs']} jobs, {fmt_hours(likely['seconds'])}" if likely else ""
+    return (f"| `make {target}` | {bound}{t['pending']} / {t['done']} | {bound}{fmt_hours(t['seconds'])} | "
+            f"{fmt_gb(t['peak'])} | {fit} | {agree} |")
+
+
+def main() -> int:
+    from dfdistill.sweeps.model import device
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu", default="a100-80gb")
@@ -49,15 +65,8 @@ def main() -> int:
         if a.only and exp not in a.only:
             continue
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            out = run_table([exp, "--profile", a.profile, "--plan", "--gpu", a.gpu])
-        t = out["totals"]
-        bound = "≤ " if exp in ("bilp_tab1", "bilp_tab2", "bilp_fig2") else ""
-        fit = "yes" if not t["no_fit"] else f"{t['no_fit']} do not"
-        likely = out.get("totals_if_paper")
-        agree = f"{likely['jobs']} jobs, {fmt_hours(likely['seconds'])}" if likely else ""
-        print(f"| `make {target}` | {bound}{t['pending']} / {t['done']} | {bound}{fmt_hours(t['seconds'])} | "
-              f"{fmt_gb(t['peak'])} | {fit} | {agree} | {time.perf_counter() - t0:.0f} |", flush=True)
+        row = target_row(target, exp, a.gpu, a.profile)
+        print(f"{row} {time.perf_counter() - t0:.0f} |", flush=True)
     if a.write_pass_costs:
         from dfdistill.sweeps.passes import write_counted
 
