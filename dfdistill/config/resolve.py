@@ -25,6 +25,7 @@ from dfdistill.config.identity import (  # noqa: F401 (re-exported: the identiti
     EVAL_KEYS, NON_SEMANTIC_KEYS, dataset_identity, distill_key, eval_identity, identity, inputs_identity,
     method_identity, result_key,
 )
+from dfdistill.config import plain_nodes
 from dfdistill.config.resolved import ResolvedRun
 from dfdistill.schema.groups import (  # noqa: F401 (checked: re-exported)
     DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig, RunConfig, checked, typed,
@@ -343,7 +344,7 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
 def effective(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     """The effective config: protocol, recipes, profile (typed values win), validated, with provenance;
     and its typed parts (from that one validation)."""
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
+    cfg = plain_nodes.create_or_omegaconf(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
     missing = [k for k in ("dataset", "backbone", "method", "eval", "profile") if k not in cfg]
     if missing:
         raise ConfigError(f"config is missing groups {missing}; run through run.py or compose conf/config.yaml")
@@ -357,8 +358,8 @@ def effective(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
         protocol = apply_protocol(cfg, keys, groups)
     scaled = apply_profile(cfg, keys)
     parts = validate(cfg)
-    cfg.provenance = {"typed": sorted(keys | groups), "eval_protocol": cfg.eval.get("name"),
-                      "recipe": recipes, "profile": {"name": cfg.profile.name, "scaled": scaled}}
+    plain_nodes.put(cfg, "provenance", {"typed": sorted(keys | groups), "eval_protocol": cfg.eval.get("name"),
+                                        "recipe": recipes, "profile": {"name": cfg.profile.name, "scaled": scaled}})
     say_notes(recipes)
     return cfg, parts
 

@@ -1,0 +1,94 @@
+"""Untyped OmegaConf nodes from plain data, built directly: the same objects `OmegaConf.create`
+makes, at a fraction of its cost.
+
+Why: resolution turns every composed config into plain data and back into an untyped DictConfig
+(`config.resolve.effective`), and `OmegaConf.create` validates and wraps node by node (~100 us a
+node, ~15 ms for a run config; a table's plan resolves hundreds). For plain data (dicts with string
+keys, lists, str / int / float / bool / None) there is nothing to validate or convert: every node is
+an untyped container or an `AnyNode` holding the value as given. Anything else (another config
+node, an enum, a dataclass, a non-string key) raises `NotPlain`, and the callers take OmegaConf's
+own path. tests/unit/config/test_plain_nodes.py checks that the objects equal OmegaConf's (their
+pickles, node by node) for every resolved config of the real tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from omegaconf import AnyNode, DictConfig, ListConfig, OmegaConf
+from omegaconf.base import ContainerMetadata, Metadata
+
+_LEAF = (str, int, float, bool, type(None))
+
+
+class NotPlain(TypeError):
+    """The value holds something `create` does not build itself (OmegaConf's path handles it)."""
+
+
+def _dict_node(value: dict, parent: Optional[Union[DictConfig, ListConfig]], key: Any) -> DictConfig:
+    node = DictConfig.__new__(DictConfig)
+    content: dict[str, Any] = {}
+    node.__dict__.update(_metadata=ContainerMetadata(ref_type=Any, object_type=dict, optional=True, key=key, flags={},
+                                                     key_type=Any, element_type=Any),
+                         _parent=parent, _flags_cache=None, _content=content)
+    for k, v in value.items():
+        if type(k) is not str:
+            raise NotPlain(f"key {k!r}")
+        content[k] = _node(v, node, k)
+    return node
+
+
+def _list_node(value: list, parent: Optional[Union[DictConfig, ListConfig]], key: Any) -> ListConfig:
+    node = ListConfig.__new__(ListConfig)
+    content: list[Any] = []
+    node.__dict__.update(_metadata=ContainerMetadata(ref_type=Any, object_type=list, optional=True, key=key, flags={},
+                                                     key_type=int, element_type=Any),
+                         _parent=parent, _flags_cache=None, _content=content)
+    for i, v in enumerate(value):
+        content.append(_node(v, node, i))
+    return node
+
+
+def _node(value: Any, parent: Union[DictConfig, ListConfig], key: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return _dict_node(value, parent, key)
+    if kind is list:
+        return _list_node(value, parent, key)
+    if kind not in _LEAF:
+        raise NotPlain(f"{kind.__name__} value at {key!r}")
+    node = AnyNode.__new__(AnyNode)
+    node.__dict__.update(_metadata=Metadata(ref_type=Any, object_type=None, optional=True, key=key, flags={}),
+                         _parent=parent, _flags_cache=None, _val=value)
+    return node
+
+
+def create(value: dict) -> DictConfig:
+    """`OmegaConf.create(value)` for a plain dict (raises NotPlain for anything else)."""
+    if type(value) is not dict:
+        raise NotPlain(type(value).__name__)
+    return _dict_node(value, None, None)
+
+
+def put(cfg: DictConfig, key: str, value: Any) -> None:
+    """`cfg[key] = value` on an untyped DictConfig with no flags set (as `create` makes it), for a
+    plain `value`: the node `__setitem__` would build, put at the key's place (a new key goes last).
+    Anything else goes through OmegaConf (`cfg[key] = value` itself)."""
+    typed = cfg._metadata.object_type is not dict or cfg._metadata.element_type is not Any
+    if typed or type(key) is not str or cfg._metadata.flags or cfg._get_flag("readonly") or cfg._get_flag("struct"):
+        cfg[key] = value
+        return
+    try:
+        node = _node(value, cfg, key)
+    except NotPlain:
+        cfg[key] = value
+        return
+    cfg.__dict__["_content"][key] = node
+
+
+def create_or_omegaconf(value: Any) -> DictConfig:
+    """`create`, or OmegaConf's own where the value is not plain data."""
+    try:
+        return create(value)
+    except NotPlain:
+        return OmegaConf.create(value)
