@@ -344,7 +344,7 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
 def effective(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     """The effective config: protocol, recipes, profile (typed values win), validated, with provenance;
     and its typed parts (from that one validation)."""
-    cfg = plain_nodes.create_or_omegaconf(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
+    cfg = plain_nodes.create_or_omegaconf(plain_nodes.to_plain(cfg))  # resolved, untyped: recipes may set any value
     missing = [k for k in ("dataset", "backbone", "method", "eval", "profile") if k not in cfg]
     if missing:
         raise ConfigError(f"config is missing groups {missing}; run through run.py or compose conf/config.yaml")

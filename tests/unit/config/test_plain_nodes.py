@@ -75,3 +75,39 @@ def test_a_resolution_is_the_one_omegaconfs_own_nodes_give(overrides, monkeypatc
     fast, slow = resolved_both_ways(overrides, monkeypatch, str(tmp_path))
     assert same_objects(fast, slow)
     assert resolve.distill_key(fast) == resolve.distill_key(slow)
+
+
+def same_plain(cfg: DictConfig) -> bool:
+    """to_plain gives to_container's data: values, their types, key order."""
+    return pickle.dumps(plain_nodes.to_plain(cfg)) == pickle.dumps(
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
+
+
+def test_to_plain_reads_what_to_container_reads() -> None:
+    cfg = OmegaConf.create({**EDGES, "alias": "${nested}", "in_text": "a ${text} b", "gone": None,
+                            "escaped": "\\${int}", "none_node": {"x": "${none}"}})
+    cfg.boxed = OmegaConf.create({"x": 1})
+    assert same_plain(cfg)
+    assert plain_nodes.to_plain(cfg)["alias"] == OmegaConf.to_container(cfg, resolve=True)["nested"]
+
+
+def test_to_plain_leaves_an_error_to_omegaconf() -> None:
+    cfg = OmegaConf.create({"a": "${does.not.exist}"})
+    with pytest.raises(Exception) as mine:
+        plain_nodes.to_plain(cfg)
+    with pytest.raises(Exception) as theirs:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert str(mine.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["+exp=bilp_fig2", "profile=full", "dataset=tinyimagenet", "method=mtt", "ipc=10", "pruning=loss"],
+    ["+exp=edd_tinyimagenet", "profile=full"],
+    ["+exp=bilp_tab4", "profile=full", "method=idc", "dataset=svhn", "ipc=50", "pruning=bilp", "method.factor=3"],
+])
+def test_to_plain_of_typed_composed_and_resolved_configs(overrides, tmp_path) -> None:
+    composed = compose_run_config(overrides)
+    with open_dict(composed):
+        composed.output_dir = str(tmp_path)
+    assert same_plain(composed)  # schema-typed nodes, interpolations, ???
+    assert same_plain(resolve.resolve_config(composed))
