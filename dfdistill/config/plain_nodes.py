@@ -89,6 +89,35 @@ def put(cfg: DictConfig, key: str, value: Any) -> None:
     cfg.__dict__["_content"][key] = node
 
 
+def _untyped(node: Any) -> bool:
+    """A dict node as `create` makes it: untyped, no flags of its own."""
+    meta = node.__dict__.get("_metadata")
+    return (type(node) is DictConfig and isinstance(node.__dict__["_content"], dict) and meta.object_type is dict
+            and meta.element_type is Any and not meta.flags)
+
+
+def update(cfg: DictConfig, key: str, value: Any) -> None:
+    """`OmegaConf.update(cfg, key, value, force_add=True)`. A plain leaf value under a path of untyped
+    dict nodes that exist, in place of nothing or of a plain value node, is `put` there; anything
+    else (a dict or list value: OmegaConf merges it; typed or flagged nodes; a path to create) goes
+    through OmegaConf.update itself."""
+    parts = key.split(".")
+    node: Any = cfg
+    fast = type(value) in _LEAF and "[" not in key and all(parts) and _untyped(cfg)
+    for part in parts[:-1] if fast else ():
+        node = node.__dict__["_content"].get(part)
+        if node is None or not _untyped(node):
+            fast = False
+            break
+    if fast:
+        old = node.__dict__["_content"].get(parts[-1])
+        fast = old is None or (type(old) is AnyNode and not old._metadata.flags and not old._metadata.resolver_cache)
+    if fast:  # the old node's own key object, as OmegaConf keeps it (the same pickle, memo included)
+        put(node, parts[-1] if old is None else old._metadata.key, value)
+    else:
+        OmegaConf.update(cfg, key, value, force_add=True)
+
+
 def create_or_omegaconf(value: Any) -> DictConfig:
     """`create`, or OmegaConf's own where the value is not plain data."""
     try:

@@ -128,7 +128,7 @@ def _set(cfg: DictConfig, key: str, value: Any, keys: set[str], groups: set[str]
     if is_typed(key, keys):
         skipped.append(key)
         return
-    OmegaConf.update(cfg, key, value, force_add=True)
+    plain_nodes.update(cfg, key, value)  # OmegaConf.update(..., force_add=True), faster
     applied[key] = {"value": value, "source": source}
 
 
@@ -189,7 +189,7 @@ def apply_profile(cfg: DictConfig, keys: Optional[set[str]] = None) -> dict[str,
         old = OmegaConf.select(cfg, key)
         if old != value:
             changed[key] = [old, value]
-            OmegaConf.update(cfg, key, value, force_add=True)
+            plain_nodes.update(cfg, key, value)  # OmegaConf.update(..., force_add=True), faster
 
     def cap(key: str, limit: Any) -> None:
         cur = OmegaConf.select(cfg, key)

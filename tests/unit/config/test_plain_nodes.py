@@ -60,9 +60,10 @@ def resolved_both_ways(overrides: list[str], monkeypatch, out_dir: str) -> tuple
     with open_dict(composed):  # as sweep planning and run.py give it (not Hydra's run-dir interpolation)
         composed.output_dir = out_dir
     fast, _ = resolve.effective(composed)
-    with monkeypatch.context() as m:  # OmegaConf's own create and setitem in their place
+    with monkeypatch.context() as m:  # OmegaConf's own create, setitem and update in their place
         m.setattr(plain_nodes, "create_or_omegaconf", OmegaConf.create)
         m.setattr(plain_nodes, "put", lambda cfg, key, value: cfg.__setitem__(key, value))
+        m.setattr(plain_nodes, "update", lambda cfg, key, value: OmegaConf.update(cfg, key, value, force_add=True))
         slow, _ = resolve.effective(composed)
     return fast, slow
 
