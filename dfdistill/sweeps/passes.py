@@ -31,7 +31,6 @@ from typing import Any, Optional
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from dfdistill.config.plain_view import PlainView
 from dfdistill.models import build_model
 from dfdistill.methods.matching import gradient_distance
 from dfdistill.data.augment import build_augment
@@ -220,8 +219,7 @@ def backbone_cost(bcfg: Any, channels: int, classes: int, size: int) -> PassCost
     """`pass_cost` of a backbone config node (name + constructor options)."""
     from omegaconf import OmegaConf
 
-    plain = bcfg.data if isinstance(bcfg, PlainView) else OmegaConf.to_container(bcfg, resolve=True)
-    opts = {k: v for k, v in plain.items() if k not in ("name", "_target_")}
+    opts = {k: v for k, v in OmegaConf.to_container(bcfg, resolve=True).items() if k not in ("name", "_target_")}
     return pass_cost(str(bcfg.name), tuple(sorted((k, _hashable(v)) for k, v in opts.items())),
                      int(channels), int(classes), int(size))
 
