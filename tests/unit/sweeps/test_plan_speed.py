@@ -122,7 +122,7 @@ def test_the_top_level_check_keeps_each_runs_own_dir_and_typed_lines(compose_cfg
 def test_the_committed_pass_counts_are_this_codes() -> None:
     """pass_costs.json matches the code it counts (passes.py, models/, data/augment/): otherwise every
     plan counts its networks afresh on the meta device (~2 s of CPU: torch's FLOP counter and dynamo),
-    so an edit there must come with `passes.write_counted()`."""
+    so an edit there comes with `python scripts/plan_table.py --write-pass-costs`."""
     from dfdistill.sweeps import passes
 
-    assert passes.counted(), "pass_costs.json is stale: regenerate it (dfdistill.sweeps.passes.write_counted)"
+    assert passes.counted(), "pass_costs.json is stale: python scripts/plan_table.py --write-pass-costs"
