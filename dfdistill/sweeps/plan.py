@@ -16,7 +16,7 @@ import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -52,7 +52,7 @@ class Job:
     shapes: Optional[dict] = field(default=None, repr=False, compare=False)  # its sweep's resolved shapes (derive)
     pickled: Optional[bytes] = field(default=None, repr=False, compare=False)  # `resolved` from the plan memo, not loaded yet
     _resolved: Optional[DictConfig] = field(default=None, repr=False, init=False)
-    _build: Optional[Callable[[], DictConfig]] = field(default=None, repr=False, init=False, compare=False)
+    _recipe: Optional[tuple] = field(default=None, repr=False, init=False, compare=False)  # derive's, not built yet
 
     @property
     def resolved(self) -> Optional[DictConfig]:
@@ -61,13 +61,13 @@ class Job:
         from the memo or from their plain copy (`view`) and never needs their config."""
         if self._resolved is None and self.pickled is not None:
             self._resolved, self.pickled = pickle.loads(self.pickled), None
-        if self._resolved is None and self._build is not None:
-            self._resolved, self._build = self._build(), None
+        if self._resolved is None and self._recipe is not None:
+            self._resolved, self._recipe = _built(*self._recipe), None
         return self._resolved
 
     @resolved.setter
     def resolved(self, cfg: Optional[DictConfig]) -> None:
-        self._resolved, self.pickled, self._build = cfg, None, None
+        self._resolved, self.pickled, self._recipe = cfg, None, None
 
     def view(self) -> Any:
         """The resolved config to read values from: its plain copy behind attribute access
@@ -247,21 +247,22 @@ def derive(job: Job) -> bool:
         return False
     d["output_dir"] = str(job.out_dir)
     d["cli_overrides"] = [o for o in job.overrides if not o.lstrip("+~").startswith("hydra.")]
-
-    def build() -> DictConfig:  # its DictConfig, when something asks for it (Job.resolved)
-        cfg = pickle.loads(blob)  # a DictConfig copy: ~3x cheaper than a deepcopy, ~5x than a new one
-        for key, value in values.items():
-            group, leaf = key.split(".")
-            cfg[group][leaf] = value
-        cfg.output_dir = d["output_dir"]
-        for i, line in enumerate(d["cli_overrides"]):  # one shape: as many lines, only the leaves differ
-            if cfg.cli_overrides[i] != line:
-                cfg.cli_overrides[i] = line
-        return cfg
-
     job.resolved, job.resolved_dict, job.choices = None, d, dict(choices)
-    job._build = build
+    job._recipe = (blob, values, d["output_dir"], d["cli_overrides"])  # its DictConfig: built on first use
     return True
+
+
+def _built(blob: bytes, values: dict[str, Any], out_dir: str, lines: list[str]) -> DictConfig:
+    """A derived job's DictConfig: its shape's, with its own leaves, dir and typed lines."""
+    cfg = pickle.loads(blob)  # a DictConfig copy: ~3x cheaper than a deepcopy, ~5x than a new one
+    for key, value in values.items():
+        group, leaf = key.split(".")
+        cfg[group][leaf] = value
+    cfg.output_dir = out_dir
+    for i, line in enumerate(lines):  # one shape: as many lines, only the leaves differ
+        if cfg.cli_overrides[i] != line:
+            cfg.cli_overrides[i] = line
+    return cfg
 
 
 def _derived(job: Job) -> bool:
@@ -315,8 +316,12 @@ def _resolve(job: Job) -> None:
 
 
 def _kept(job: Job) -> tuple:
-    """What the plan memo keeps of a job's resolution (sweeps/plan_memo.py)."""
-    blob = None if job.error is not None else pickle.dumps(job.resolved)
+    """What the plan memo keeps of a job's resolution (sweeps/plan_memo.py): its config pickled, or
+    for a derived job not built yet the recipe that builds it (its shape's pickle, kept once)."""
+    if job.error is not None:
+        blob = None
+    else:
+        blob = job._recipe if job._resolved is None and job._recipe is not None else pickle.dumps(job.resolved)
     return job.key, job.error, blob, job.resolved_dict, dict(job.choices)
 
 
@@ -325,7 +330,9 @@ def _restore(job: Job, kept: tuple) -> None:
     said as its resolution says them."""
     job.key, job.error, blob, job.resolved_dict, choices = kept
     job.choices = dict(choices)
-    if blob is not None:
+    if isinstance(blob, tuple):  # a derive recipe (_kept)
+        job._recipe = blob
+    elif blob is not None:
         job.pickled = blob
     if job.resolved_dict is not None:
         say_notes((job.resolved_dict.get("provenance") or {}).get("recipe") or {})

@@ -109,7 +109,7 @@ def test_a_derived_job_is_read_without_building_its_config(tmp_path) -> None:
     """A derived job's DictConfig is built only when asked for; the plan's cost model and feasibility
     check read its plain copy (Job.view) and get the figures the DictConfig gives."""
     _, jobs = P.plan("bilp_tab3", "full", ["dataset=cifar10", "method=idc", "ipc=50"], sweep_dir=tmp_path)
-    derived = [j for j in jobs if j._build is not None]
+    derived = [j for j in jobs if j._recipe is not None]
     assert derived and all(j._resolved is None for j in derived)
     dev = device("a100-80gb")
     for job in jobs:
