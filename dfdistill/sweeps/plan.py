@@ -252,9 +252,9 @@ def derive(job: Job) -> bool:
     return True
 
 
-def _built(blob: bytes, values: dict[str, Any], out_dir: str, lines: list[str]) -> DictConfig:
+def _built(blob: ShapeConfig, values: dict[str, Any], out_dir: str, lines: list[str]) -> DictConfig:
     """A derived job's DictConfig: its shape's, with its own leaves, dir and typed lines."""
-    cfg = pickle.loads(blob)  # a DictConfig copy: ~3x cheaper than a deepcopy, ~5x than a new one
+    cfg = blob.copy()
     for key, value in values.items():
         group, leaf = key.split(".")
         cfg[group][leaf] = value
@@ -277,12 +277,36 @@ def _keep_shape(job: Job) -> None:
     if job.shapes is None or shape(job.overrides) in job.shapes:
         return
     try:
-        blob = pickle.dumps(job.resolved)
+        blob = ShapeConfig(job.resolved)
         leaves = {k: job.resolved_dict[k.split(".")[0]][k.split(".")[1]] for k in _leaf_values(job)}
         pruning = checked(PruningConfig, job.resolved_dict["pruning"], "pruning")  # as validated (kept)
-    except Exception:  # noqa: BLE001 - something does not pickle, a leaf is not there: its siblings resolve in full
+    except Exception:  # noqa: BLE001 - a leaf is not there: its siblings resolve in full
         return
     job.shapes[shape(job.overrides)] = (blob, job.resolved_dict, dict(job.choices), leaves, pruning)
+
+
+class ShapeConfig:
+    """A shape's resolved config, pickled on first use: derived jobs are built from copies of it
+    (`_built`), and a plan builds few of them (it reads their plain copies). Read only: it is the
+    first job's own `resolved`, which nothing changes after resolution."""
+
+    __slots__ = ("cfg", "data")
+
+    def __init__(self, cfg: Optional[DictConfig], data: Optional[bytes] = None) -> None:
+        self.cfg, self.data = cfg, data
+
+    def copy(self) -> DictConfig:
+        """A fresh copy (from the pickle: ~3x cheaper than a deepcopy, ~5x than a new config)."""
+        if self.data is None:
+            try:
+                self.data = pickle.dumps(self.cfg)
+            except Exception:  # noqa: BLE001 - something that does not pickle: deep copies instead
+                return copy.deepcopy(self.cfg)
+        return pickle.loads(self.data)
+
+    def __reduce__(self) -> tuple:  # the plan memo keeps the pickle, once however many recipes name it
+        self.copy()
+        return (ShapeConfig, (None, self.data))
 
 
 def mark_done(job: Job) -> None:
