@@ -295,18 +295,21 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     """Every group against its one schema (range checks included), then cross-group rules; returns the
     typed parts (ResolvedRun's fields: top, dataset, backbone, method_cls, method, pruning, eval, ...)."""
 
-    parts: dict[str, Any] = {"top": check_top_level(cfg), "dataset": checked(DatasetConfig, cfg.dataset, "dataset"),
-                             "eval": checked(EvalConfig, cfg.eval, "eval"),
-                             "profile": checked(ProfileConfig, cfg.profile, "profile"),
-                             "logger": checked(LoggerConfig, cfg.logger, "logger"), "backbone": check_backbone(cfg.backbone)}
+    def group(schema: type, node: Any, name: str) -> Any:  # its cache key read straight off the nodes
+        return checked(schema, node, name, plain_nodes.to_plain(node) if OmegaConf.is_dict(node) else None)
+
+    parts: dict[str, Any] = {"top": check_top_level(cfg), "dataset": group(DatasetConfig, cfg.dataset, "dataset"),
+                             "eval": group(EvalConfig, cfg.eval, "eval"),
+                             "profile": group(ProfileConfig, cfg.profile, "profile"),
+                             "logger": group(LoggerConfig, cfg.logger, "logger"), "backbone": check_backbone(cfg.backbone)}
     for arch in cfg.eval.get("cross_arch") or []:  # every evaluation backbone is checked before any work
         try:
             check_backbone(load_option("backbone", str(arch)))
         except ConfigError as exc:
             raise ConfigError(f"eval.cross_arch entry {arch!r}: {exc}") from None
-    pruning = parts["pruning"] = checked(PruningConfig, cfg.get("pruning") or {}, "pruning")
+    pruning = parts["pruning"] = group(PruningConfig, cfg.get("pruning") or {}, "pruning")
     cls = parts["method_cls"] = method_class(cfg)
-    parts["method"] = checked(cls.config_cls, cfg.method, "method")
+    parts["method"] = group(cls.config_cls, cfg.method, "method")
     static = pruning._target_ and (pruning.ratio or pruning.stratum)
     if pruning.adaptive is not None and not cls.supports_adaptive and not static:  # bilp: its static half runs
         raise ConfigError(f"method {cfg.method.get('name')} has no real-batch matching step for in-loop (ITE) pruning "

@@ -111,4 +111,7 @@ def test_to_plain_of_typed_composed_and_resolved_configs(overrides, tmp_path) ->
     with open_dict(composed):
         composed.output_dir = str(tmp_path)
     assert same_plain(composed)  # schema-typed nodes, interpolations, ???
-    assert same_plain(resolve.resolve_config(composed))
+    resolved = resolve.resolve_config(composed)
+    assert same_plain(resolved)
+    for group in resolve.GROUPS:  # a group alone (validation's cache key), interpolations read from the root
+        assert same_plain(composed[group]) and same_plain(resolved[group]), group
