@@ -25,6 +25,7 @@ from dfdistill.config.identity import (  # noqa: F401 (re-exported: the identiti
     EVAL_KEYS, NON_SEMANTIC_KEYS, dataset_identity, distill_key, eval_identity, identity, inputs_identity,
     method_identity, result_key,
 )
+from dfdistill.config import plain_nodes
 from dfdistill.config.resolved import ResolvedRun
 from dfdistill.schema.groups import (  # noqa: F401 (checked: re-exported)
     DatasetConfig, EvalConfig, LoggerConfig, ProfileConfig, RunConfig, checked, typed,
@@ -127,7 +128,7 @@ def _set(cfg: DictConfig, key: str, value: Any, keys: set[str], groups: set[str]
     if is_typed(key, keys):
         skipped.append(key)
         return
-    OmegaConf.update(cfg, key, value, force_add=True)
+    plain_nodes.update(cfg, key, value)  # OmegaConf.update(..., force_add=True), faster
     applied[key] = {"value": value, "source": source}
 
 
@@ -188,7 +189,7 @@ def apply_profile(cfg: DictConfig, keys: Optional[set[str]] = None) -> dict[str,
         old = OmegaConf.select(cfg, key)
         if old != value:
             changed[key] = [old, value]
-            OmegaConf.update(cfg, key, value, force_add=True)
+            plain_nodes.update(cfg, key, value)  # OmegaConf.update(..., force_add=True), faster
 
     def cap(key: str, limit: Any) -> None:
         cur = OmegaConf.select(cfg, key)
@@ -294,18 +295,21 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     """Every group against its one schema (range checks included), then cross-group rules; returns the
     typed parts (ResolvedRun's fields: top, dataset, backbone, method_cls, method, pruning, eval, ...)."""
 
-    parts: dict[str, Any] = {"top": check_top_level(cfg), "dataset": checked(DatasetConfig, cfg.dataset, "dataset"),
-                             "eval": checked(EvalConfig, cfg.eval, "eval"),
-                             "profile": checked(ProfileConfig, cfg.profile, "profile"),
-                             "logger": checked(LoggerConfig, cfg.logger, "logger"), "backbone": check_backbone(cfg.backbone)}
+    def group(schema: type, node: Any, name: str) -> Any:  # its cache key read straight off the nodes
+        return checked(schema, node, name, plain_nodes.to_plain(node) if OmegaConf.is_dict(node) else None)
+
+    parts: dict[str, Any] = {"top": check_top_level(cfg), "dataset": group(DatasetConfig, cfg.dataset, "dataset"),
+                             "eval": group(EvalConfig, cfg.eval, "eval"),
+                             "profile": group(ProfileConfig, cfg.profile, "profile"),
+                             "logger": group(LoggerConfig, cfg.logger, "logger"), "backbone": check_backbone(cfg.backbone)}
     for arch in cfg.eval.get("cross_arch") or []:  # every evaluation backbone is checked before any work
         try:
             check_backbone(load_option("backbone", str(arch)))
         except ConfigError as exc:
             raise ConfigError(f"eval.cross_arch entry {arch!r}: {exc}") from None
-    pruning = parts["pruning"] = checked(PruningConfig, cfg.get("pruning") or {}, "pruning")
+    pruning = parts["pruning"] = group(PruningConfig, cfg.get("pruning") or {}, "pruning")
     cls = parts["method_cls"] = method_class(cfg)
-    parts["method"] = checked(cls.config_cls, cfg.method, "method")
+    parts["method"] = group(cls.config_cls, cfg.method, "method")
     static = pruning._target_ and (pruning.ratio or pruning.stratum)
     if pruning.adaptive is not None and not cls.supports_adaptive and not static:  # bilp: its static half runs
         raise ConfigError(f"method {cfg.method.get('name')} has no real-batch matching step for in-loop (ITE) pruning "
@@ -343,7 +347,7 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
 def effective(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     """The effective config: protocol, recipes, profile (typed values win), validated, with provenance;
     and its typed parts (from that one validation)."""
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
+    cfg = plain_nodes.create_or_omegaconf(plain_nodes.to_plain(cfg))  # resolved, untyped: recipes may set any value
     missing = [k for k in ("dataset", "backbone", "method", "eval", "profile") if k not in cfg]
     if missing:
         raise ConfigError(f"config is missing groups {missing}; run through run.py or compose conf/config.yaml")
@@ -357,8 +361,8 @@ def effective(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
         protocol = apply_protocol(cfg, keys, groups)
     scaled = apply_profile(cfg, keys)
     parts = validate(cfg)
-    cfg.provenance = {"typed": sorted(keys | groups), "eval_protocol": cfg.eval.get("name"),
-                      "recipe": recipes, "profile": {"name": cfg.profile.name, "scaled": scaled}}
+    plain_nodes.put(cfg, "provenance", {"typed": sorted(keys | groups), "eval_protocol": cfg.eval.get("name"),
+                                        "recipe": recipes, "profile": {"name": cfg.profile.name, "scaled": scaled}})
     say_notes(recipes)
     return cfg, parts
 

@@ -48,11 +48,13 @@ def typed(schema: type, node: Any, group: str) -> Any:
 _checked: dict[tuple, Any] = {}
 
 
-def checked(schema: type, node: Any, group: str) -> Any:
+def checked(schema: type, node: Any, group: str, content: Any = None) -> Any:
     """`typed(schema, node, group)` remembered per (schema, content): a sweep plan validates hundreds
     of jobs whose groups mostly repeat (same dataset, eval, profile). Only configs that passed are
-    remembered (a bad one raises every time); callers must not modify the returned object."""
-    content = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    remembered (a bad one raises every time); callers must not modify the returned object.
+    `content`: the node as plain data (`to_container(node, resolve=True)`) where the caller has it."""
+    if content is None:
+        content = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
     key = (schema, json.dumps(content, sort_keys=True, default=str))
     if key not in _checked:
         _checked[key] = typed(schema, node, group)

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 from dfdistill.core.errors import ConfigError, DfdistillError
 from dfdistill.run.preflight import check_datasets
 from dfdistill.reporting.cells import DEFAULT_RULE, check_rule
-from dfdistill.sweeps import feasible, jobsets, plan_memo, preview
+from dfdistill.sweeps import feasible, gc_pause, jobsets, plan_memo, preview
 from dfdistill.sweeps.gpus import jobs_arg
 from dfdistill.sweeps.launch import configured_launcher, launch_hydra, launch_inprocess, launch_local, parallel_overrides
 from dfdistill.sweeps.model import device
@@ -220,7 +220,8 @@ def main(argv: Optional[list[str]] = None, launch: Optional[Launch] = None, memo
     callers that may patch code do not)."""
     a = parser().parse_intermixed_args(argv)
     command = sys.argv[1:] if argv is None else list(argv)
-    with plan_memo.session(a.exp, command, on=memo and (a.plan or a.dry_run) and not a.no_plan_memo):
+    previewing = a.plan or a.dry_run  # launches nothing: the collector may wait (sweeps/gc_pause.py)
+    with gc_pause.paused(previewing), plan_memo.session(a.exp, command, on=memo and previewing and not a.no_plan_memo):
         return _main(a, launch)
 
 

@@ -29,6 +29,8 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
+from dfdistill.config import plain_nodes
+from dfdistill.config.plain_view import PlainView
 from dfdistill.engine.memory import PASS_FACTOR
 from dfdistill.sweeps.passes import PassCost, augment_cost, backbone_cost, pass_cost
 from dfdistill.core.errors import ConfigError
@@ -258,7 +260,8 @@ def job_work(cfg: Any) -> list[Work]:
     """Every stage's passes for the resolved config `cfg`."""
     ds = cfg.dataset
     ch, C, size = int(ds.channels), int(ds.num_classes), int(ds.image_size)
-    net = backbone_cost(cfg.backbone, ch, C, size)
+    bcfg = cfg.backbone  # a plain view's (Job.view) as the node backbone_cost reads (passes.py stays as counted)
+    net = backbone_cost(plain_nodes.create(bcfg.data) if isinstance(bcfg, PlainView) else bcfg, ch, C, size)
     kept, train, test = data_sizes(cfg)
     m, p, ev = cfg.method, cfg.get("pruning") or {}, cfg.eval
     work: list[Work] = []

@@ -16,26 +16,28 @@ from typing import Iterable
 
 from hydra.core.override_parser.types import Override
 
-from dfdistill.config.compose import parse_line
+from dfdistill.config.compose import parse_line, parse_line_shared
 from dfdistill.core.errors import ConfigError
 
 
-def parse(lines: Iterable[str]) -> list[Override]:
-    """Hydra's parse of each line (config.compose.parse_line: once per process, a copy per caller)."""
+def parse(lines: Iterable[str], shared: bool = False) -> list[Override]:
+    """Hydra's parse of each line (config.compose.parse_line: once per process, a copy per caller;
+    `shared`: the process's own parse, for a caller that only reads it)."""
     lines = list(lines)
+    one = parse_line_shared if shared else parse_line
     try:
-        return [parse_line(line) for line in lines]
+        return [one(line) for line in lines]
     except Exception as exc:  # hydra's OverrideParseException: a user typo on the command line
         raise ConfigError(f"cannot parse overrides {lines}: {str(exc).splitlines()[0]}") from None
 
 
 def group_of(line: str) -> str:
     """`method` for `method=dc`, `pruning.ratio` for `pruning.ratio=0.5`, `exp` for `+exp=x`."""
-    return parse([line])[0].key_or_group
+    return parse([line], shared=True)[0].key_or_group
 
 
 def is_sweep(line: str) -> bool:
-    return parse([line])[0].is_sweep_override()
+    return parse([line], shared=True)[0].is_sweep_override()
 
 
 def under(key: str, groups: Iterable[str]) -> bool:
@@ -49,7 +51,7 @@ def expand(lines: list[str]) -> list[list[str]]:
     A later override of the same key replaces an earlier one but keeps its position (so the exp's
     `hydra.sweeper.params` followed by the command line gives the command line's values)."""
     final: OrderedDict[str, list[str]] = OrderedDict()
-    for o in parse(lines):
+    for o in parse(lines, shared=True):
         key = o.get_key_element()
         if o.is_sweep_override():
             if not o.is_discrete_sweep():
@@ -63,5 +65,5 @@ def expand(lines: list[str]) -> list[list[str]]:
 def dirname(job: list[str], exclude_keys: Iterable[str], item_sep: str = ",", kv_sep: str = "=") -> str:
     """Hydra's `hydra.job.override_dirname` of one job: its overrides sorted, excluded keys dropped."""
     exclude = set(exclude_keys)
-    lines = sorted(o.input_line for o in parse(job) if o.key_or_group not in exclude)
+    lines = sorted(o.input_line for o in parse(job, shared=True) if o.key_or_group not in exclude)
     return item_sep.join(lines).replace("=", kv_sep)

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 INPUTS = ("dfdistill", "conf", "hydra_plugins", "results/paper/paper_tables.csv")  # every file planning reads
 SWITCH = "DFDISTILL_PLAN_MEMO"  # off | 0 | false | no: no memo
 KEEP = 8  # fingerprint folders kept
-FORMAT = 1  # of the file: a change of layout starts afresh
+FORMAT = 2  # of the file: a change of layout starts afresh (2: derived jobs kept as recipes)
 _ENV_NAMED = (re.compile(r"oc\.env:([A-Za-z_]\w*)"), re.compile(r"\$\{?([A-Za-z_]\w*)"))  # env vars text names
 _MISSING = object()
 

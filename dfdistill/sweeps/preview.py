@@ -96,7 +96,7 @@ def differing(job: Job) -> dict[str, Any]:
 def job_estimate(job: Job, dev: Device) -> JobCost:
     """The job's modelled cost on `dev` (model.estimate; kept by the plan memo with its resolution)."""
     return plan_memo.recall(("estimate", tuple(job.overrides), str(job.out_dir), repr(dev)),
-                            lambda: estimate(job.resolved, dev))
+                            lambda: estimate(job.view(), dev))
 
 
 def fmt_value(v: Any) -> str:

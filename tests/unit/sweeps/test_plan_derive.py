@@ -12,7 +12,10 @@ from typing import Iterator
 import pytest
 from omegaconf import OmegaConf
 
+from dfdistill.config.plain_view import PlainView
+from dfdistill.sweeps import feasible
 from dfdistill.sweeps import plan as P
+from dfdistill.sweeps.model import device, estimate
 from dfdistill.sweeps.plan import Job, expand_jobs, mark_done, shape
 from dfdistill.sweeps.search import MaxRatioSearch, PAPER_LADDER, SearchConfig
 
@@ -100,3 +103,18 @@ def test_derived_jobs_of_real_targets_equal_their_full_resolution(tmp_path, monk
         assert len(calls) < len(jobs) / 2  # most of them derived
         searched += jobs
     assert_as_full(grid[::5] + strata[::3] + searched)
+
+
+def test_a_derived_job_is_read_without_building_its_config(tmp_path) -> None:
+    """A derived job's DictConfig is built only when asked for; the plan's cost model and feasibility
+    check read its plain copy (Job.view) and get the figures the DictConfig gives."""
+    _, jobs = P.plan("bilp_tab3", "full", ["dataset=cifar10", "method=idc", "ipc=50"], sweep_dir=tmp_path)
+    derived = [j for j in jobs if j._recipe is not None]
+    assert derived and all(j._resolved is None for j in derived)
+    dev = device("a100-80gb")
+    for job in jobs:
+        by_view = (estimate(job.view(), dev), feasible.why_not(job.view()))
+        assert isinstance(job.view(), PlainView)
+        assert by_view == (estimate(job.resolved, dev), feasible.why_not(job.resolved)), job.overrides
+    assert all(j._resolved is not None for j in derived)
+    assert_as_full(derived[:2])

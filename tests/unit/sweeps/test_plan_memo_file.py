@@ -195,3 +195,20 @@ def test_old_fingerprints_are_pruned(tmp_path, monkeypatch, memo_dir):
     left = sorted(d.name for d in memo_dir.iterdir())
     assert left == ["current"] + [f"old{i:02d}" for i in range(4, plan_memo.KEEP + 3)]
     assert plan_memo.Memo(memo_dir / "current" / "x.pkl").get("k") == 1
+
+
+def test_a_derived_job_is_kept_as_its_recipe_and_built_alike(memo_dir, tmp_path):
+    """A derived job not built yet is kept as its shape's pickle + its own leaves (not built to be
+    pickled); the next session builds the config a full resolution gives."""
+    cell = ["dataset=cifar10", "method=dm", "ipc=10"]
+
+    def planned() -> list[plan.Job]:
+        with plan_memo.session("t", ["t"]):
+            return plan.plan("bilp_tab3", "full", cell, sweep_dir=tmp_path)[1]
+
+    cold = planned()
+    assert any(j._recipe is not None for j in cold)
+    warm = planned()
+    for a, b in zip(cold, warm):
+        assert b.pickled is not None or b._recipe is not None
+        assert json.dumps(OmegaConf.to_container(a.resolved)) == json.dumps(OmegaConf.to_container(b.resolved))

@@ -117,3 +117,12 @@ def test_the_top_level_check_keeps_each_runs_own_dir_and_typed_lines(compose_cfg
     assert [r.top.output_dir for r in runs] == [str(tmp_path / "a"), str(tmp_path / "b")]
     assert [r.top.cli_overrides[-1] for r in runs] == ["ipc=1", "seed=0"]
     assert runs[0].top.memory == runs[1].top.memory and runs[0].top.ipc == 1
+
+
+def test_the_committed_pass_counts_are_this_codes() -> None:
+    """pass_costs.json matches the code it counts (passes.py, models/, data/augment/): otherwise every
+    plan counts its networks afresh on the meta device (~2 s of CPU: torch's FLOP counter and dynamo),
+    so an edit there comes with `python scripts/plan_table.py --write-pass-costs`."""
+    from dfdistill.sweeps import passes
+
+    assert passes.counted(), "pass_costs.json is stale: python scripts/plan_table.py --write-pass-costs"
