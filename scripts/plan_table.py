@@ -34,13 +34,14 @@ TARGETS = [("table-bilp-1", "bilp_tab1"), ("table-bilp-2", "bilp_tab2"), ("table
 def target_row(target: str, exp: str, gpu: str, profile: str = "full") -> str:
     """The docs/sweeps.md row of one target, from its `run_table.py --plan` (tests compare the two)."""
     from dfdistill.sweeps.cli import main as run_table
+    from dfdistill.sweeps.jobsets import SEARCH_EXPS
     from dfdistill.sweeps.model import device, fmt_gb, fmt_hours
 
     dev = device(gpu)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         out = run_table([exp, "--profile", profile, "--plan", "--gpu", dev.name])
     t = out["totals"]
-    bound = "≤ " if exp in ("bilp_tab1", "bilp_tab2", "bilp_fig2") else ""
+    bound = "≤ " if exp in SEARCH_EXPS else ""  # a search: its upper bound
     fit = "yes" if not t["no_fit"] else f"{t['no_fit']} do not"
     likely = out.get("totals_if_paper")
     agree = f"{likely['jobs']} jobs, {fmt_hours(likely['seconds'])}" if likely else ""

@@ -155,13 +155,6 @@ def run_search(a: argparse.Namespace, overrides: list[str], hydra_overrides: lis
     return out
 
 
-def search_rounds(rungs: int, points_per_round: int) -> int:
-    """Rounds a bisection needs at most: bisection over the rungs + 1 brackets (16 paper ratios -> 5)."""
-    import math
-
-    return min(rungs, math.ceil(math.log2(rungs + 1)) * points_per_round)
-
-
 def cell_points(s: MaxRatioSearch, c) -> tuple[int, Optional[int]]:
     """(the most ratios the cell's search can run, the ratios it runs if its verdicts are the paper's;
     None where the paper prints no ratio for the cell)."""

@@ -69,7 +69,7 @@ class SearchConfig:
     points_per_round: int = 1
     max_rounds: int = 30
     rule: str = DEFAULT_RULE  # search.rule: how "maintains the unpruned accuracy" is read (cells.KEEP_RULES)
-    start: str = "paper"  # paper: the paper's ratio and the next one first | bisect
+    start: str = "paper"  # paper: towards the paper's ratio, never more ratios than bisection | bisect
 
     def __post_init__(self) -> None:
         check_rule(self.rule)
@@ -93,9 +93,14 @@ def _height(n: int) -> int:
     return n.bit_length()
 
 
+def _even_picks(n: int, k: int) -> list[int]:
+    """k evenly spaced probes among n unjudged ratios (their indices); k = 1 is bisection's: the
+    middle, the lower one when n is even."""
+    return sorted({min(n - 1, max(0, (j + 1) * (n + 1) // (k + 1) - 1)) for j in range(k)})
+
+
 def _bisect_pick(n: int) -> int:
-    """Bisection's probe among n unjudged ratios (its index): the middle, the lower one when n is even."""
-    return (n + 1) // 2 - 1
+    return _even_picks(n, 1)[0]
 
 
 PRIOR_ODDS = 4  # the paper's answer is taken this many times likelier than one a rung further from it
@@ -138,10 +143,11 @@ def _toward(n: int, gap: int, budget: int) -> tuple[int, int, int]:
 def next_points(ladder: tuple[float, ...], judged: dict[float, bool], k: int = 1,
                 first: Optional[float] = None) -> list[float]:
     """The ratios to run next (empty = converged). `judged`: ratio -> keeps the unpruned accuracy.
-    `first`: the answer expected (the paper's ratio), while it lies inside the bracket. With one point
-    per round the probes head for it without ever running more than bisection would (`_toward`: on the
-    paper ladder an agreeing cell is settled by 2 probes, the paper's ratio and the next, in 2 rounds);
-    with k >= 2 both are the first round's points."""
+    `first`: the answer expected (the paper's ratio). With one point per round the probes head for it
+    without ever running more than bisection would (`_toward`: on the paper ladder an agreeing cell is
+    settled by 2 probes, the paper's ratio and the next, in 2 rounds; once it lies outside the bracket,
+    the bracket's nearest end is expected); with k >= 2, while it is unjudged inside the bracket, it
+    and the next ratio are the round's points, then evenly spaced points."""
     grid = sorted(set(ladder) | set(judged))
     lo = max([i for i, r in enumerate(grid) if judged.get(r) is True], default=-1)
     hi = min([i for i, r in enumerate(grid) if i > lo and judged.get(r) is False], default=len(grid))
@@ -156,8 +162,7 @@ def next_points(ladder: tuple[float, ...], judged: dict[float, bool], k: int = 1
     if inside and first in grid and first not in judged:
         i = grid.index(first)
         return [grid[j] for j in (i, i + 1) if j in inner]
-    picks = sorted({min(len(inner) - 1, max(0, (j + 1) * (len(inner) + 1) // (k + 1) - 1)) for j in range(k)})
-    return [grid[inner[p]] for p in picks]
+    return [grid[inner[p]] for p in _even_picks(len(inner), k)]
 
 
 def path_if(ladder: tuple[float, ...], answer: Optional[float], k: int = 1,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dfdistill.sweeps.cli import search_rounds
 from dfdistill.sweeps.search import points_at_most, rung_off_points
 from dfdistill.sweeps.plan import SweepInfo, expand_jobs
 from dfdistill.sweeps.search import PAPER_LADDER
@@ -34,9 +33,9 @@ def test_tables_2_3_plan_no_rfad_on_tiny_but_keep_rfad_elsewhere() -> None:
 
 def test_ladder_size_and_rounds_agree_with_the_docs() -> None:
     text = " ".join((ROOT / "docs" / "sweeps.md").read_text().split())  # line breaks as spaces
-    assert len(PAPER_LADDER) == 16 and search_rounds(len(PAPER_LADDER), 1) == 5
+    assert len(PAPER_LADDER) == 16 and points_at_most(PAPER_LADDER) == 5  # bisection, one ratio a round
     assert f"the {len(PAPER_LADDER)} ratios BiLP reports" in text
-    assert f"⌈log2({len(PAPER_LADDER)} + 1)⌉ = {search_rounds(len(PAPER_LADDER), 1)} rounds" in text
+    assert f"⌈log2({len(PAPER_LADDER)} + 1)⌉ = {points_at_most(PAPER_LADDER)} rounds" in text
     assert f"never run more ratios than bisection's bound ({max(points_at_most(PAPER_LADDER, 1, r) for r in PAPER_LADDER)} on the paper ladder" in text
     assert f"search over {len(PAPER_LADDER)} ratios (towards the paper's ratio, at most bisection's count)" in text
     ours, plain = rung_off_points(PAPER_LADDER)
