@@ -103,6 +103,7 @@ def totals(exps, dev, trials: int, start: str, case: str):
 
 
 def rung_off_text() -> str:
+    """The search order's cost a rung off the paper's answer, against bisection's (search.rung_off_points)."""
     from dfdistill.sweeps.search import PAPER_LADDER, rung_off_points
 
     ours, plain = rung_off_points(PAPER_LADDER)
@@ -181,8 +182,10 @@ def main() -> int:
               f"least when the paper is a rung or two off ({rung_off}). The answer is the bisection's wherever "
               "verdicts are monotone in the ratio (tests/unit/sweeps/test_sweeps.py checks every pair of true and "
               "printed ratio). So the 'at most' columns are bisection's, and a cell that agrees costs 2 ratios.",
-              "- **Only planned (a model of it, not a guarantee):** ratios after the first round depend on results: "
-              "they are costed at the middle ratio of the ladder and never shared between cells or tables.",
+              "- **Only planned (a model of it, not a guarantee):** in the 'at most' count, the ratios after the first "
+              "round depend on results: they are costed at the middle ratio of the ladder and never shared between "
+              "cells or tables. Under the paper's verdicts every ratio of the path is known (`search.path_if`) and "
+              "costed and shared at its own ratio.",
               f"- **Target >= 2x fewer device-hours: "
               f"{'reached' if before['paper'] >= 2 * pap['paper'].shared_seconds else 'not reached'}** where the verdicts "
               f"are the paper's ({before['paper'] / pap['paper'].shared_seconds:.2f}x); "
